@@ -1,0 +1,44 @@
+"""talk2dino_ros: open-vocabulary semantic segmentation for ROS 2 (Talk2DINO, CLIP-DINOiser)."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'talk2dino_ros'
+
+# name -> module:function; each also runs as `python -m talk2dino_ros.<module>`
+CONSOLE_SCRIPTS = {
+    'segment_node': 'talk2dino_ros.segment_node:main',
+    'segment_image': 'talk2dino_ros.segment_image:main',
+    'benchmark': 'talk2dino_ros.benchmark:main',
+    'evaluate': 'talk2dino_ros.evaluate:main',
+    'train': 'talk2dino_ros.train:main',
+    'fetch_weights': 'talk2dino_ros.fetch_weights:main',
+    'make_random_weights': 'talk2dino_ros.make_random_weights:main',
+    'image_folder_publisher': 'talk2dino_ros.image_folder_publisher:main',
+    'segment_bag': 'talk2dino_ros.segment_bag:main',
+    'make_demo_bag': 'talk2dino_ros.make_demo_bag:main',
+    'soak': 'talk2dino_ros.soak:main',
+    'convert_dataset': 'talk2dino_ros.convert_dataset:main',
+}
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(include=[PACKAGE, PACKAGE + '.*']),
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.py')),
+        ('share/' + PACKAGE + '/config', glob('config/*')),
+        ('share/' + PACKAGE + '/msg', glob('msg/*.msg')),
+        ('share/' + PACKAGE + '/srv', glob('srv/*.srv')),
+    ],
+    install_requires=['setuptools'],
+    zip_safe=True,
+    maintainer='talk2dino_ros maintainers',
+    maintainer_email='maintainers@talk2dino-ros.invalid',
+    description='Open-vocabulary semantic segmentation node for ROS 2 (Talk2DINO, CLIP-DINOiser)',
+    license='Apache-2.0',
+    python_requires='>=3.10',
+    entry_points={'console_scripts': [f'{k} = {v}' for k, v in CONSOLE_SCRIPTS.items()]},
+)

@@ -1,0 +1,161 @@
+"""DINOv2-with-registers backbone through timm, with the last block's CLS->patch attention logits.
+
+One forward gives both the final-norm patch tokens and the per-head CLS->patch attention logits
+(read from a hook on ``blocks[-1].attn.qkv``, i.e. the attention input, as the authors' code does).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from typing import Dict, Tuple
+
+import torch
+import torch.nn.functional as F
+
+import talk2dino_ros.model  # noqa: F401  (torchvision workaround before timm)
+import timm
+from timm.models.vision_transformer import checkpoint_filter_fn
+
+from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, require_keys
+from talk2dino_ros.model.errors import CheckpointError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+#: variant -> (timm model name, embed dim, depth, heads)
+DINOV2_VARIANTS: Dict[str, Tuple[str, int, int, int]] = {
+    'vits': ('vit_small_patch14_reg4_dinov2', 384, 12, 6),
+    'vitb': ('vit_base_patch14_reg4_dinov2', 768, 12, 12),
+    'vitl': ('vit_large_patch14_reg4_dinov2', 1024, 24, 16),
+}
+NUM_REGISTERS = 4
+PATCH_SIZE = 14
+
+
+@dataclass(frozen=True)
+class BackboneArch:
+    """Shape of a DINOv2 reg4 backbone as read from a checkpoint."""
+
+    variant: str  # 'vits' | 'vitb' | 'vitl' | 'test' (non-standard width: random test weights only)
+    embed_dim: int
+    depth: int
+    num_heads: int
+
+
+def _heads_for_width(dim: int) -> int:
+    # published DINOv2 models use 64-wide heads; tiny test models use 16-wide heads
+    return dim // 64 if dim >= 384 else max(1, dim // 16)
+
+
+def infer_dinov2_arch(sd: StateDict, path: os.PathLike | str) -> BackboneArch:
+    """Read width/depth from a DINOv2 state dict (official or timm layout)."""
+    require_keys(sd, ['cls_token', 'pos_embed', 'patch_embed.proj.weight', 'norm.weight'], path, 'DINOv2')
+    if 'register_tokens' not in sd and 'reg_token' not in sd:
+        raise CheckpointError(f'DINOv2 file {path} has no register tokens (register_tokens/reg_token): '
+                              'a DINOv2 *with registers* (…_reg4_pretrain.pth) checkpoint is required')
+    dim = int(sd['cls_token'].shape[-1])
+    blocks = {int(m.group(1)) for k in sd for m in [re.match(r'blocks\.(\d+)\.', k)] if m}
+    if not blocks:
+        raise CheckpointError(f'DINOv2 file {path} has no transformer blocks (blocks.N.*)')
+    depth = max(blocks) + 1
+    pw = sd['patch_embed.proj.weight']
+    if tuple(pw.shape[1:]) != (3, PATCH_SIZE, PATCH_SIZE):
+        raise CheckpointError(f'DINOv2 file {path} has patch embedding {list(pw.shape)}; expected patch size 14')
+    variant = 'test'
+    for name, (_, d, dep, _) in DINOV2_VARIANTS.items():
+        if d == dim and dep == depth:
+            variant = name
+    return BackboneArch(variant, dim, depth, _heads_for_width(dim))
+
+
+class DinoBackbone(torch.nn.Module):
+    """DINOv2 reg4 ViT: ``forward(x) -> (patch_tokens [B, D, h, w], cls_attn_logits [B, M, h*w])``.
+
+    ``x`` is an ImageNet-normalised RGB batch whose sides are multiples of 14. The timm model is built
+    with ``img_size=518`` and ``dynamic_img_size=True`` so that any grid resamples the 37×37 position
+    embedding exactly like DINOv2 does (bit-exact at 448×448 and non-square inputs).
+    """
+
+    def __init__(self, arch: BackboneArch):
+        super().__init__()
+        timm_name = DINOV2_VARIANTS.get(arch.variant, DINOV2_VARIANTS['vitb'])[0]
+        self.arch = arch
+        self.vit = timm.create_model(timm_name, pretrained=False, img_size=518, dynamic_img_size=True,
+                                     num_classes=0, embed_dim=arch.embed_dim, depth=arch.depth,
+                                     num_heads=arch.num_heads)
+        self.num_prefix_tokens = self.vit.num_prefix_tokens  # CLS + 4 registers
+        self._qkv = None
+        self.vit.blocks[-1].attn.qkv.register_forward_hook(self._store_qkv)
+
+    @property
+    def embed_dim(self) -> int:
+        return self.arch.embed_dim
+
+    @property
+    def num_heads(self) -> int:
+        return self.arch.num_heads
+
+    def _store_qkv(self, module, inputs, output) -> None:
+        self._qkv = output
+
+    def load_checkpoint_state(self, sd: StateDict, path: os.PathLike | str) -> None:
+        """Load an official DINOv2 or timm-layout state dict through timm's DINOv2 filter (strict)."""
+        try:
+            filtered = checkpoint_filter_fn(dict(sd), self.vit)
+        except Exception as exc:
+            raise CheckpointError(f'DINOv2 file {path} could not be converted: {exc}') from None
+        result = self.vit.load_state_dict(filtered, strict=False)
+        missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
+        if missing or unexpected:
+            raise CheckpointError(f'DINOv2 file {path} does not match the {self.arch.variant} architecture: '
+                                  f'missing {missing[:4]}, unexpected {unexpected[:4]}')
+
+    def cls_attention_logits(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Pre-softmax CLS->patch logits per head, [B, M, P], from the hooked qkv [B, T, 3D]."""
+        B, T, three_d = qkv.shape
+        D = three_d // 3
+        M = self.num_heads
+        hd = D // M
+        q_cls = qkv[:, 0, :D].reshape(B, M, hd) * (hd ** -0.5)
+        k_patch = qkv[:, self.num_prefix_tokens:, D:2 * D].reshape(B, T - self.num_prefix_tokens, M, hd)
+        return torch.einsum('bmd,bpmd->bmp', q_cls, k_patch)
+
+    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        B, _, H, W = x.shape
+        h, w = H // PATCH_SIZE, W // PATCH_SIZE
+        tokens = self.vit.forward_features(x)
+        qkv, self._qkv = self._qkv, None
+        patches = tokens[:, self.num_prefix_tokens:]
+        feats = patches.transpose(1, 2).reshape(B, self.embed_dim, h, w)
+        return feats, self.cls_attention_logits(qkv)
+
+
+def build_dinov2_backbone(path: os.PathLike | str, expected_variant: str | None = None,
+                          allow_test_width: bool = False) -> DinoBackbone:
+    """Build and load a DINOv2 reg4 backbone from a checkpoint file (official or timm layout)."""
+    sd = load_state_dict_file(path, 'DINOv2')
+    arch = infer_dinov2_arch(sd, path)
+    if arch.variant == 'test' and not allow_test_width:
+        raise CheckpointError(f'DINOv2 file {path} has a non-standard width/depth ({arch.embed_dim}/{arch.depth}): '
+                              'this is a random test model; pass allow_random_weights to use it')
+    if expected_variant and arch.variant not in (expected_variant, 'test'):
+        raise CheckpointError(f'DINOv2 file {path} is a {arch.variant} model '
+                              f'({describe_shapes(sd, ["cls_token"])}) but variant {expected_variant} was selected')
+    model = DinoBackbone(arch)
+    model.load_checkpoint_state(sd, path)
+    return model.eval().requires_grad_(False)
+
+
+def normalize_rgb255(x: torch.Tensor) -> torch.Tensor:
+    """RGB 0..255 float batch -> ImageNet-normalised input (``/255`` then mean/std, as the reference)."""
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x / 255.0 - mean) / std
+
+
+def resize_square(x: torch.Tensor, size: int) -> torch.Tensor:
+    """``T.Resize((size, size))`` on a float tensor (bilinear, antialias), identity when already that size."""
+    if x.shape[-2:] == (size, size):
+        return x
+    return F.interpolate(x, size=(size, size), mode='bilinear', align_corners=False, antialias=True)

@@ -1,0 +1,139 @@
+"""CLIP text tower through open_clip, prompt templates and the per-name embedding cache."""
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections import OrderedDict
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+
+import talk2dino_ros.model  # noqa: F401  (torchvision workaround before open_clip)
+import open_clip
+from open_clip.model import _build_text_tower
+
+from talk2dino_ros.model.checkpoints import StateDict, load_state_dict_file, require_keys
+from talk2dino_ros.model.errors import CheckpointError
+
+#: Talk2DINO's inference prompt set ("sub_imagenet_template"), in the authors' order.
+TALK2DINO_TEMPLATES: Tuple[str, ...] = (
+    'itap of a {}.',
+    'a bad photo of a {}.',
+    'a origami {}.',
+    'a photo of the large {}.',
+    'a {} in a video game.',
+    'art of the {}.',
+    'a photo of the small {}.',
+)
+CONTEXT_LENGTH = 77
+VOCAB_SIZE = 49408
+TEXT_KEYS = ('token_embedding.weight', 'positional_embedding', 'ln_final.weight', 'text_projection')
+
+
+def tokenize(texts: Sequence[str]) -> torch.Tensor:
+    """CLIP BPE tokens [len(texts), 77] (SOT + BPE + EOT, zero padded, truncated to 77)."""
+    return open_clip.tokenize(list(texts), context_length=CONTEXT_LENGTH)
+
+
+def _text_state(sd: StateDict) -> StateDict:
+    return {k: v for k, v in sd.items()
+            if not k.startswith('visual.') and k not in ('logit_scale', 'logit_bias', 'attn_mask')
+            and not k.startswith('text.')} or {k[5:]: v for k, v in sd.items() if k.startswith('text.')}
+
+
+class ClipTextEncoder(torch.nn.Module):
+    """The CLIP text transformer: ``forward(tokens) -> [B, E]`` EOT features (ln_final + projection, unnormalised)."""
+
+    def __init__(self, width: int, layers: int, heads: int, embed_dim: int, quick_gelu: bool = True):
+        super().__init__()
+        cfg = dict(context_length=CONTEXT_LENGTH, vocab_size=VOCAB_SIZE, width=width, heads=heads, layers=layers)
+        self.tower = _build_text_tower(embed_dim, cfg, quick_gelu=quick_gelu)
+        self.embed_dim = embed_dim
+        self.width = width
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.tower(tokens)
+
+    @torch.inference_mode()
+    def encode_raw(self, texts: Sequence[str], chunk: int = 256) -> torch.Tensor:
+        """Unnormalised CLIP embeddings [len(texts), E] (e.g. captions for training), fp32."""
+        device = next(self.parameters()).device
+        out = [self(tokenize(texts[i:i + chunk]).to(device)).float() for i in range(0, len(texts), chunk)]
+        return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=device)
+
+
+def build_clip_text_encoder(path: os.PathLike | str, quick_gelu: bool = True) -> ClipTextEncoder:
+    """Load the text tower from the OpenAI ``ViT-B-16.pt`` (TorchScript), a plain or open_clip state dict.
+
+    ``quick_gelu`` must be True for OpenAI weights (they were trained with QuickGELU) and False for
+    LAION open_clip weights; getting it wrong silently shifts the embeddings.
+    """
+    sd = _text_state(load_state_dict_file(path, 'CLIP', allow_torchscript=True))
+    require_keys(sd, TEXT_KEYS, path, 'CLIP')
+    width = int(sd['ln_final.weight'].shape[0])
+    layers = len({k.split('.')[2] for k in sd if k.startswith('transformer.resblocks.')})
+    embed_dim = int(sd['text_projection'].shape[1])
+    if tuple(sd['token_embedding.weight'].shape) != (VOCAB_SIZE, width) or layers == 0:
+        raise CheckpointError(f'CLIP file {path} is not a CLIP text tower: token_embedding '
+                              f'{list(sd["token_embedding.weight"].shape)}, {layers} layers')
+    enc = ClipTextEncoder(width, layers, max(1, width // 64), embed_dim, quick_gelu=quick_gelu)
+    tower_sd = {k: v.float() for k, v in sd.items() if k in enc.tower.state_dict()}
+    result = enc.tower.load_state_dict(tower_sd, strict=False)
+    if result.missing_keys:
+        raise CheckpointError(f'CLIP file {path} is missing text-tower keys: {result.missing_keys[:4]}')
+    return enc.eval().requires_grad_(False)
+
+
+def template_prompts(names: Sequence[str], templates: Sequence[str]) -> List[str]:
+    """Name-major list of prompts: for each name, every template (``template.format(name)``, verbatim)."""
+    return [t.format(n) for n in names for t in templates]
+
+
+class TextEmbeddingCache:
+    """Thread-safe bounded LRU of per-name embeddings; ``get_many`` encodes only the names it lacks."""
+
+    def __init__(self, encode: Callable[[List[str]], torch.Tensor], max_entries: int = 4096):
+        if max_entries < 1:
+            raise ValueError('text cache size must be >= 1')
+        self._encode = encode
+        self._max = max_entries
+        self._entries: 'OrderedDict[str, torch.Tensor]' = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def get_many(self, names: Sequence[str]) -> torch.Tensor:
+        """Embeddings [len(names), D] in order; a name absent from the cache is encoded once."""
+        with self._lock:
+            missing = list(dict.fromkeys(n for n in names if n not in self._entries))
+            self.hits += len(names) - sum(1 for n in names if n in missing)
+            self.misses += len(missing)
+        fresh: Dict[str, torch.Tensor] = {}
+        if missing:
+            # encode outside the lock: a reader of cached names never waits for the text tower
+            emb = self._encode(missing)
+            fresh = {n: emb[i] for i, n in enumerate(missing)}
+        with self._lock:
+            for n, e in fresh.items():
+                self._entries[n] = e
+            rows = []
+            for n in names:
+                e = fresh.get(n)
+                if e is None:
+                    e = self._entries[n]
+                self._entries.move_to_end(n)
+                rows.append(e)
+            while len(self._entries) > self._max:
+                self._entries.popitem(last=False)
+        return torch.stack(rows) if rows else torch.empty(0)

@@ -1,0 +1,241 @@
+"""Every parameter of the segmentation node: declaration (descriptions, ranges), validation, snapshot.
+
+One table (:data:`PARAMETERS`) drives the declarations, the validation callback, ``config/params.yaml``
+and the README table, so they cannot drift apart. Groups say what a change does at runtime:
+
+* ``model``: a new model is loaded in a background thread and swapped in atomically when it is ready;
+  a failed load keeps the previous model (and logs why).
+* ``engine``: the running model's windowing mode / resolution are replaced atomically.
+* ``legend``: the legend (ClassInfo) gets a new version: vocabulary, options, colours.
+* ``output``: takes effect with the next frame.
+* ``input``: read-only (the subscriptions are made once at start).
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+from rclpy.exceptions import ParameterUninitializedException
+from rclpy.parameter import Parameter
+
+from talk2dino_ros.ros.colors import ColorSpecError, parse_color_overrides
+from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
+from talk2dino_ros.ros.vocabulary import parse_vocabulary
+
+METHODS = ('talk2dino', 'clip_dinoiser')
+VARIANTS = ('vits', 'vitb', 'vitl')
+MODES = ('slide', 'whole', 'squash')
+MASK_TYPES = ('binary', 'score')
+# method -> {weight role of SegmenterConfig.weights: parameter name}
+WEIGHT_PARAMS: Dict[str, Dict[str, str]] = {
+    'talk2dino': {'dinov2': 'dinov2_weights', 'clip': 'clip_weights', 'proj': 'proj_weights'},
+    'clip_dinoiser': {'openclip': 'openclip_weights', 'clip_dinoiser': 'clip_dinoiser_weights'},
+}
+_DEVICE = re.compile(r'^(auto|cpu|cuda|cuda:\d+)$')
+FETCH_HINT = 'download it with `ros2 run talk2dino_ros fetch_weights` (or `python -m talk2dino_ros.fetch_weights`)'
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One node parameter. ``default`` of ``None`` means a string array that starts unset."""
+
+    name: str
+    default: Any
+    description: str
+    group: str
+    choices: Tuple[str, ...] = ()
+    float_range: Optional[Tuple[float, float]] = None
+    int_range: Optional[Tuple[int, int]] = None
+    read_only: bool = False
+
+    def descriptor(self) -> ParameterDescriptor:
+        desc = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
+        if self.default is None:
+            desc.type = ParameterType.PARAMETER_STRING_ARRAY
+        if self.choices:
+            desc.additional_constraints = 'one of: ' + ', '.join(self.choices)
+        if self.float_range is not None:
+            desc.floating_point_range = [FloatingPointRange(
+                from_value=float(self.float_range[0]), to_value=float(self.float_range[1]), step=0.0)]
+        if self.int_range is not None:
+            desc.integer_range = [IntegerRange(
+                from_value=int(self.int_range[0]), to_value=int(self.int_range[1]), step=1)]
+        return desc
+
+
+PARAMETERS: Tuple[ParamSpec, ...] = (
+    # model: loaded in the background, swapped atomically
+    ParamSpec('method', 'talk2dino', 'Segmentation method.', 'model', choices=METHODS),
+    ParamSpec('variant', 'vitb', 'DINOv2 size for talk2dino (the projection weights must match).',
+              'model', choices=VARIANTS),
+    ParamSpec('dinov2_weights', '', 'talk2dino: DINOv2 ViT-*/14 reg4 checkpoint, e.g. '
+              'dinov2_vitb14_reg4_pretrain.pth.', 'model'),
+    ParamSpec('clip_weights', '', 'talk2dino: OpenAI CLIP ViT-B/16 checkpoint (ViT-B-16.pt).', 'model'),
+    ParamSpec('proj_weights', '', 'talk2dino: projection weights, e.g. vitb_mlp_infonce.pth.', 'model'),
+    ParamSpec('openclip_weights', '', 'clip_dinoiser: LAION OpenCLIP ViT-B/16 checkpoint '
+              '(open_clip_pytorch_model.bin).', 'model'),
+    ParamSpec('clip_dinoiser_weights', '', 'clip_dinoiser: CLIP-DINOiser head checkpoint (last.pt).', 'model'),
+    ParamSpec('device', 'auto', 'auto (CUDA when available), cpu, cuda or cuda:N.', 'model',
+              choices=('auto', 'cpu', 'cuda', 'cuda:N')),
+    ParamSpec('fp16', False, 'fp16 autocast on CUDA (ignored on CPU).', 'model'),
+    ParamSpec('allow_random_weights', False, 'Run with random weights when files are missing: for tests '
+              'and smoke runs only, the output is meaningless.', 'model'),
+    # engine
+    ParamSpec('mode', 'whole', 'slide = benchmark protocol (448 windows, stride 224); whole = one pass '
+              'over the frame (fastest); squash = resize to a square (the authors\' demo).', 'engine',
+              choices=MODES),
+    ParamSpec('resolution', 448, 'Inference size of the short side, in pixels.', 'engine',
+              int_range=(28, 2048)),
+    # legend: a new ClassInfo version
+    ParamSpec('vocabulary', None, 'Class names to segment (also settable on /t2d/vocab and '
+              '~/set_vocabulary).', 'legend'),
+    ParamSpec('background_threshold', 0.55, 'Score below which a pixel is background (label 0); '
+              '<= 0 disables the background class (argmax only).', 'legend', float_range=(-1.0, 1.0)),
+    ParamSpec('bg_clean', True, 'Background cleaning with the DINOv2 attention heads.', 'legend'),
+    ParamSpec('pamr', False, 'PAMR refinement (better edges, several times slower).', 'legend'),
+    ParamSpec('colors', None, 'Class colours: "#RRGGBB" for classes 1, 2, ... in order, or '
+              '"name=#RRGGBB" for a class by name; the rest use the default palette.', 'legend'),
+    # output
+    ParamSpec('max_rate', 0.0, 'Most frames processed per second (0 = as fast as possible).', 'output',
+              float_range=(0.0, 1000.0)),
+    ParamSpec('publish_masks', True, 'Publish ~/masks and ~/mask/<class> (only computed while '
+              'subscribed).', 'output'),
+    ParamSpec('mask_type', 'binary', 'binary = mono8 0/255 masks; score = 32FC1 class scores.', 'output',
+              choices=MASK_TYPES),
+    ParamSpec('publish_overlay', True, 'Publish ~/overlay (only computed while subscribed).', 'output'),
+    ParamSpec('overlay_alpha', 0.5, 'Opacity of the class colours in ~/overlay.', 'output',
+              float_range=(0.0, 1.0)),
+    # input: fixed at start
+    ParamSpec('image_reliability', 'best_effort', 'QoS reliability of the image subscription.', 'input',
+              choices=RELIABILITY_CHOICES, read_only=True),
+    ParamSpec('image_depth', 5, 'QoS queue depth of the image subscription.', 'input',
+              int_range=(1, 100), read_only=True),
+    ParamSpec('compressed_input', False, 'Subscribe to sensor_msgs/CompressedImage on image/compressed '
+              'instead of the raw image topic.', 'input', read_only=True),
+    ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', 'input',
+              float_range=(0.1, 60.0), read_only=True),
+)
+SPECS: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+def declare_parameters(node) -> None:
+    """Declare every parameter of :data:`PARAMETERS` on ``node`` with its descriptor."""
+    for spec in PARAMETERS:
+        default = Parameter.Type.STRING_ARRAY if spec.default is None else spec.default
+        node.declare_parameter(spec.name, default, spec.descriptor())
+
+
+def _parameter_value(node, name: str) -> Any:
+    try:
+        value = node.get_parameter(name).value
+    except ParameterUninitializedException:
+        return None
+    return value
+
+
+def current_values(node) -> Dict[str, Any]:
+    """name -> value of every declared parameter (None for an unset string array)."""
+    return {spec.name: _parameter_value(node, spec.name) for spec in PARAMETERS}
+
+
+def validate(name: str, value: Any, values: Mapping[str, Any]) -> Optional[str]:
+    """Why ``value`` is not acceptable for parameter ``name`` (None when it is).
+
+    Types and numeric ranges are enforced by rclpy from the descriptors; this checks the rest.
+    ``values`` are the other parameters after the change (for cross checks).
+    """
+    spec = SPECS.get(name)
+    if spec is None:
+        return None
+    if name == 'device':
+        return None if isinstance(value, str) and _DEVICE.match(value) else \
+            f'device {value!r} is not auto, cpu, cuda or cuda:N'
+    if spec.choices and value not in spec.choices:
+        return f'{name} {value!r} is not one of {", ".join(spec.choices)}'
+    if name == 'vocabulary':
+        parsed = parse_vocabulary(list(value or []))
+        if not parsed.accepted:
+            return f'vocabulary has no usable class name ({parsed.summary()})'
+        return None
+    if name == 'colors':
+        try:
+            parse_color_overrides(list(value or []))
+        except ColorSpecError as exc:
+            return str(exc)
+        return None
+    if name.endswith('_weights') and value:
+        if not values.get('allow_random_weights') and not os.path.isfile(os.path.expanduser(value)):
+            return f'{name}: file {value!r} does not exist; {FETCH_HINT}'
+    return None
+
+
+def validate_changes(changes: Iterable[Parameter], values: Mapping[str, Any]) -> List[str]:
+    """Reasons to reject a batch of parameter changes (empty list: accept)."""
+    after = dict(values)
+    changes = list(changes)
+    for param in changes:
+        after[param.name] = param.value
+    reasons = []
+    for param in changes:
+        reason = validate(param.name, param.value, after)
+        if reason:
+            reasons.append(reason)
+    return reasons
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """A typed snapshot of the node's parameters."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        if name in SPECS:
+            return self.values.get(name, SPECS[name].default)
+        raise AttributeError(name)
+
+    @property
+    def vocabulary_names(self) -> Tuple[str, ...]:
+        return tuple(self.values.get('vocabulary') or ())
+
+    @property
+    def color_overrides(self) -> Tuple[str, ...]:
+        return tuple(self.values.get('colors') or ())
+
+    def weights(self) -> Dict[str, str]:
+        """role -> path for the selected method (unset paths left out, ``~`` expanded)."""
+        out = {}
+        for role, param in WEIGHT_PARAMS.get(self.method, {}).items():
+            path = self.values.get(param) or ''
+            if path:
+                out[role] = os.path.expanduser(path)
+        return out
+
+    def missing_weight_files(self) -> List[Tuple[str, str]]:
+        """(parameter, path) of every set weight path of the selected method that is not a file."""
+        missing = []
+        for param in WEIGHT_PARAMS.get(self.method, {}).values():
+            path = self.values.get(param) or ''
+            if path and not os.path.isfile(os.path.expanduser(path)):
+                missing.append((param, path))
+        return missing
+
+    def unset_weight_params(self) -> List[str]:
+        """Weight parameters of the selected method that are empty."""
+        return [p for p in WEIGHT_PARAMS.get(self.method, {}).values() if not self.values.get(p)]
+
+    def model_key(self) -> Tuple:
+        """Everything that needs a new model when it changes."""
+        return tuple((s.name, self.values.get(s.name)) for s in PARAMETERS if s.group == 'model')
+
+    @property
+    def background_enabled(self) -> bool:
+        return float(self.background_threshold) > 0.0
+
+
+def group_of(names: Sequence[str]) -> set:
+    """The groups touched by a set of changed parameter names."""
+    return {SPECS[n].group for n in names if n in SPECS}

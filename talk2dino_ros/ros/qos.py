@@ -1,0 +1,51 @@
+"""The QoS profiles of the node, chosen explicitly in one place.
+
+* Camera input: ``sensor_data`` (best effort, keep last 5, volatile) by default. A best-effort
+  subscription matches both best-effort and reliable camera publishers; ``reliable`` only matches
+  reliable ones but never loses a frame on the wire. Depth > 1 is pointless for the node (it only
+  processes the latest frame) but harmless.
+* Outputs: reliable, keep last ``depth`` (the ROS default for publishers); RViz and rosbag2 match it.
+* Legends and the vocabulary topic: reliable + transient-local, keep last 1 ("latched"), so a late
+  subscriber gets the current legend and a vocabulary published before the node started still arrives.
+  A volatile vocabulary publisher does not match a transient-local subscription (ROS logs an
+  incompatible-QoS warning); publish it with ``--qos-durability transient_local``.
+"""
+from __future__ import annotations
+
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+                       qos_profile_sensor_data)
+
+RELIABILITY_CHOICES = ('best_effort', 'reliable')
+
+
+def image_input_qos(reliability: str = 'best_effort', depth: int = 5) -> QoSProfile:
+    """Camera subscription profile: sensor_data with the given reliability and depth."""
+    if reliability not in RELIABILITY_CHOICES:
+        raise ValueError(f'image reliability {reliability!r} is not one of {RELIABILITY_CHOICES}')
+    if depth < 1:
+        raise ValueError(f'image queue depth must be >= 1, got {depth}')
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=(ReliabilityPolicy.BEST_EFFORT if reliability == 'best_effort'
+                     else ReliabilityPolicy.RELIABLE),
+        durability=qos_profile_sensor_data.durability,
+    )
+
+
+def output_qos(depth: int = 5) -> QoSProfile:
+    """Per-frame outputs (labels, masks, maps, overlay)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
+def latched_qos() -> QoSProfile:
+    """Reliable + transient-local, keep last 1: legends and the vocabulary topic."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def diagnostics_qos() -> QoSProfile:
+    """/diagnostics as diagnostic_updater publishes it (reliable, volatile, depth 10)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)

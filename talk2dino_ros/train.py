@@ -1,0 +1,148 @@
+"""``train``: train Talk2DINO's projection ψ from a COCO-captions dataset (method.md §4).
+
+Two stages that run separately::
+
+    train extract --config config/train.yaml --images coco/train2014 \\
+        --annotations coco/annotations/captions_train2014.json --output features/train \\
+        --dinov2 dinov2_vitb14_reg4_pretrain.pth --clip ViT-B-16.pt
+    train fit --config config/train.yaml --features features/train --val-features features/val \\
+        --output weights/my_vitb_mlp_infonce.pth
+
+Every option of the yaml (sections ``extract`` and ``fit``) is also a flag; flags win over the yaml,
+the yaml wins over the built-in defaults (which are the paper's recipe).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Type
+
+import yaml
+
+from talk2dino_ros.model.errors import Talk2DinoError
+
+SECTIONS = ('extract', 'fit')
+
+
+class ConfigError(Talk2DinoError):
+    """The yaml config is missing, malformed, or has unknown options."""
+
+
+def _config_class(section: str) -> Type:
+    if section == 'extract':
+        from talk2dino_ros.training.extract import ExtractConfig
+        return ExtractConfig
+    from talk2dino_ros.training.fit import FitConfig
+    return FitConfig
+
+
+def _field_types(cls: Type) -> Dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(cls: Type, values: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """Check names and types of yaml values against the config dataclass."""
+    types = _field_types(cls)
+    out = {}
+    for key, value in values.items():
+        name = str(key).replace('-', '_')
+        if name not in types:
+            raise ConfigError(f'{source}: unknown option {key!r} (known: {", ".join(sorted(types))})')
+        kind = types[name]
+        try:
+            if kind is bool:
+                if not isinstance(value, bool):
+                    raise TypeError
+            elif typing.get_origin(kind) is tuple:
+                value = tuple(int(v) for v in (value if isinstance(value, (list, tuple)) else [value]))
+            elif kind is str:
+                value = '' if value is None else str(value)
+            else:
+                if isinstance(value, bool):
+                    raise TypeError
+                value = kind(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f'{source}: option {key!r} must be {getattr(kind, "__name__", kind)}, '
+                              f'got {value!r}') from None
+        out[name] = value
+    return out
+
+
+def load_yaml_section(path: str, section: str) -> Dict[str, Any]:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f'config file not found: {p}')
+    try:
+        with open(p, encoding='utf-8') as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f'config file {p} is not valid YAML: {exc}') from None
+    if not isinstance(data, dict) or not set(data) <= set(SECTIONS):
+        raise ConfigError(f'config file {p} must hold the sections {", ".join(SECTIONS)} (found {list(data)})')
+    body = data.get(section) or {}
+    if not isinstance(body, dict):
+        raise ConfigError(f'config file {p}: section {section!r} must be a mapping')
+    return _coerce(_config_class(section), body, f'{p} [{section}]')
+
+
+def _add_options(parser: argparse.ArgumentParser, cls: Type, section: str) -> None:
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for name, kind in _field_types(cls).items():
+        flag = '--' + name.replace('_', '-')
+        text = f'yaml {section}.{name}; built-in default {defaults[name]!r}'
+        if kind is bool:
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif typing.get_origin(kind) is tuple:
+            parser.add_argument(flag, dest=name, type=int, nargs='+', default=None, metavar='K', help=text)
+        else:
+            parser.add_argument(flag, dest=name, type=kind, default=None, metavar=name.upper(), help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='train', description='Train the Talk2DINO projection ψ (extract, fit).')
+    sub = parser.add_subparsers(dest='command', required=True)
+    helps = {'extract': 'run the frozen DINOv2 + CLIP text tower once over a COCO-captions dataset',
+             'fit': 'train ψ on extracted features with the paper recipe'}
+    for section in SECTIONS:
+        p = sub.add_parser(section, help=helps[section], description=helps[section])
+        p.add_argument('--config', default=None, help='yaml file (e.g. config/train.yaml); flags override it')
+        _add_options(p, _config_class(section), section)
+    return parser
+
+
+def resolve_config(args: argparse.Namespace):
+    """Defaults < yaml section < flags."""
+    cls = _config_class(args.command)
+    values: Dict[str, Any] = load_yaml_section(args.config, args.command) if args.config else {}
+    for name, kind in _field_types(cls).items():
+        flag = getattr(args, name, None)
+        if flag is not None:
+            values[name] = tuple(flag) if typing.get_origin(kind) is tuple else flag
+    return cls(**values)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = resolve_config(args)
+        if args.command == 'extract':
+            from talk2dino_ros.training.extract import run_extract
+            run_extract(cfg)
+        else:
+            from talk2dino_ros.training.fit import fit
+            fit(cfg)
+    except Talk2DinoError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('error: interrupted (rerun the same command to resume)', file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

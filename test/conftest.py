@@ -1,0 +1,34 @@
+"""Shared fixtures: ROS isolation for parallel runs, tiny random weights in the published formats."""
+import os
+import random
+
+# Before anything imports rclpy: a random DDS domain and localhost-only discovery, so parallel test runs
+# (and other ROS processes on this machine) never cross-talk.
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 101)))
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('ROS_LOCALHOST_ONLY', '1')
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def tiny_weights(tmp_path_factory):
+    """role -> path of tiny random Talk2DINO checkpoints (official DINOv2 / OpenAI TorchScript / ψ layouts)."""
+    from talk2dino_ros.model.random_weights import write_random_weights
+    return write_random_weights(tmp_path_factory.mktemp('tiny_weights'), method='talk2dino', width='tiny')
+
+
+@pytest.fixture(scope='session')
+def tiny_segmenter(tiny_weights):
+    """A CPU Talk2DINO segmenter over the tiny random weights, vocabulary not set."""
+    from talk2dino_ros.model.random_weights import tiny_segmenter_config
+    from talk2dino_ros.model.segmenter import Segmenter
+    return Segmenter.from_config(tiny_segmenter_config(tiny_weights))
+
+
+@pytest.fixture
+def fresh_tiny_segmenter(tiny_weights):
+    """Like ``tiny_segmenter`` but new per test (for tests that change options or vocabulary)."""
+    from talk2dino_ros.model.random_weights import tiny_segmenter_config
+    from talk2dino_ros.model.segmenter import Segmenter
+    return Segmenter.from_config(tiny_segmenter_config(tiny_weights))
