@@ -103,6 +103,9 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               float_range=(0.0, 1000.0)),
     ParamSpec('publish_masks', True, 'Publish ~/masks and ~/mask/<class> (only computed while '
               'subscribed).', 'output'),
+    ParamSpec('mask_topics_limit', 32, 'Per-class ~/mask/<class> topics exist for the first this many '
+              'classes (each is a DDS publisher); ~/masks always carries every class.', 'output',
+              int_range=(0, 1024)),
     ParamSpec('mask_type', 'binary', 'binary = mono8 0/255 masks; score = 32FC1 class scores.', 'output',
               choices=MASK_TYPES),
     ParamSpec('publish_overlay', True, 'Publish ~/overlay (only computed while subscribed).', 'output'),

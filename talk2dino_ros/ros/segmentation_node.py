@@ -115,6 +115,7 @@ class SegmentationNode(Node):
         self._model_error = 'loading'          # why no model runs ('' once one does)
         self._load_error = ''                  # why the last load failed ('' after a success)
         self._model_device = ''
+        self._model_label = ''
         self._failed_missing: List[str] = []
         self._names: Tuple[str, ...] = ()
         self._state: Optional[LegendState] = None
@@ -393,6 +394,8 @@ class SegmentationNode(Node):
                 self._model_key = settings.model_key()
                 self._model_error = self._load_error = ''
                 self._model_device = str(getattr(segmenter, 'device', settings.device))
+                self._model_label = (f'{settings.method}/{settings.variant}' if settings.method == 'talk2dino'
+                                     else settings.method)
                 if state is not None:
                     self._install_state(state)
                 else:
@@ -459,7 +462,8 @@ class SegmentationNode(Node):
 
     def _sync_mask_publishers(self, state: LegendState) -> None:
         """Create/destroy ~/mask/<class> publishers to match the legend (worker thread only)."""
-        wanted = set(state.mask_topics) if self._settings.publish_masks else set()
+        limit = int(self._settings.mask_topics_limit) if self._settings.publish_masks else 0
+        wanted = set(list(state.mask_topics)[:limit])
         if wanted == set(self._mask_pubs):
             return
         for token in list(self._mask_pubs):
@@ -534,11 +538,10 @@ class SegmentationNode(Node):
             status.level, status.message = DiagnosticStatus.WARN, 'no images received'
         else:
             status.level, status.message = DiagnosticStatus.OK, 'segmenting'
-        method = self._model_method or s.method
         values = dict(self.stats.summary(self._mailbox.dropped))
         values.update({
             'device': self._model_device or s.device,
-            'model': f'{method}/{s.variant}' if method == 'talk2dino' else method,
+            'model': self._model_label or 'none',
             'mode': f'{s.mode}@{s.resolution}',
             'vocabulary_version': str(state.version if state else 0),
             'classes': str(len(state.names) if state else 0),

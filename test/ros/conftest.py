@@ -47,10 +47,10 @@ def spin(ros_context):
 
     yield start
     executor.shutdown(timeout_sec=1.0)
-    for node in nodes:
-        node.destroy_node()
     if thread is not None:
         thread.join(timeout=5.0)
+    for node in nodes:
+        node.destroy_node()
 
 
 def _spin_quietly(executor):

@@ -146,6 +146,8 @@ def test_labels_switch_to_mono16_above_255_classes(make_node):
     assert labels.encoding == 'mono16'
     values = image_to_numpy(labels)
     assert values.max() == 300 and values.min() == 1
+    # per-class topics only for the first mask_topics_limit classes (each is a DDS publisher)
+    assert set(node._mask_pubs) == {f'class_{i}' for i in range(32)}
 
 
 def test_vocabulary_via_topic_parameter_service_and_late_legend_subscriber(make_node, ros_context):

@@ -1,0 +1,140 @@
+"""``fetch_weights``: download the published checkpoints into a cache directory and verify them.
+
+Examples::
+
+    fetch_weights                         # Talk2DINO ViT-B: DINOv2-B reg4, OpenAI CLIP B/16, ψ
+    fetch_weights --method clip_dinoiser  # LAION OpenCLIP B/16 + last.pt
+    fetch_weights --all --dir /data/weights
+    fetch_weights --list
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Iterable, List, Optional
+
+from talk2dino_ros.model.checkpoints import git_blob_sha1, sha256_file
+from talk2dino_ros.model.pretrained import BUNDLES, DEFAULT_WEIGHTS_DIR, PRETRAINED, PretrainedFile, bundle
+
+CHUNK = 1 << 20
+
+
+class FetchError(Exception):
+    """A download or verification failure (one readable line)."""
+
+
+def verify(path: Path, spec: PretrainedFile) -> None:
+    """Check size and checksum of a downloaded file; raise FetchError naming what differs."""
+    size = path.stat().st_size
+    if spec.size is not None and size != spec.size:
+        raise FetchError(f'{path}: size {size} B, expected {spec.size} B')
+    if spec.approx_size is not None and abs(size - spec.approx_size) > 0.05 * spec.approx_size:
+        raise FetchError(f'{path}: size {size} B, expected about {spec.approx_size} B')
+    if spec.sha256 and sha256_file(path) != spec.sha256:
+        raise FetchError(f'{path}: SHA256 does not match the published {spec.sha256[:12]}…')
+    if spec.git_blob and not spec.sha256 and git_blob_sha1(path) != spec.git_blob:
+        raise FetchError(f'{path}: git blob id does not match the pinned {spec.git_blob[:12]}…')
+
+
+def check_network(url: str, timeout: float) -> None:
+    """Fail fast when the host cannot be resolved/reached, instead of hanging on a download."""
+    host = urllib.request.urlparse(url).hostname or ''
+    try:
+        socket.getaddrinfo(host, 443)
+        with socket.create_connection((host, 443), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise FetchError(f'cannot reach {host} ({exc.__class__.__name__}: {exc}); this machine looks offline — '
+                         'download the files elsewhere (`fetch_weights --list` shows the URLs) and copy them '
+                         f'into the weights directory') from None
+
+
+def download(spec: PretrainedFile, dest_dir: Path, timeout: float = 30.0, force: bool = False,
+             progress: bool = True) -> Path:
+    """Download one file (atomic rename after verification); an existing verified file is kept."""
+    dest = dest_dir / spec.filename
+    if dest.exists() and not force:
+        try:
+            verify(dest, spec)
+            print(f'ok       {dest} (already present, verified)')
+            return dest
+        except FetchError as exc:
+            print(f'refetch  {dest}: {exc}')
+    check_network(spec.url, timeout)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(dest.suffix + '.part')
+    try:
+        req = urllib.request.Request(spec.url, headers={'User-Agent': 'talk2dino_ros-fetch_weights'})
+        with urllib.request.urlopen(req, timeout=timeout) as resp, open(tmp, 'wb') as out:
+            total = int(resp.headers.get('Content-Length') or 0) or None
+            bar = None
+            if progress:
+                from tqdm import tqdm
+                bar = tqdm(total=total, unit='B', unit_scale=True, desc=spec.filename)
+            for block in iter(lambda: resp.read(CHUNK), b''):
+                out.write(block)
+                if bar:
+                    bar.update(len(block))
+            if bar:
+                bar.close()
+    except (urllib.error.URLError, OSError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise FetchError(f'download of {spec.url} failed: {exc}') from None
+    try:
+        verify(tmp, spec)
+    except FetchError:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, dest)
+    print(f'fetched  {dest}')
+    return dest
+
+
+def _selected(args) -> List[PretrainedFile]:
+    if args.all:
+        return list(PRETRAINED.values())
+    if args.names:
+        unknown = [n for n in args.names if n not in PRETRAINED]
+        if unknown:
+            raise FetchError(f'unknown weight names {unknown}; see --list')
+        return [PRETRAINED[n] for n in args.names]
+    try:
+        return list(bundle(args.method, args.variant).values())
+    except KeyError as exc:
+        raise FetchError(str(exc.args[0])) from None
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog='fetch_weights', description=__doc__.split('\n\n')[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('names', nargs='*', help='registry names (default: the bundle of --method/--variant)')
+    p.add_argument('--method', default='talk2dino', choices=sorted({m for m, _ in BUNDLES}))
+    p.add_argument('--variant', default='vitb', choices=['vitb', 'vitl'])
+    p.add_argument('--all', action='store_true', help='every published file')
+    p.add_argument('--dir', type=Path, default=DEFAULT_WEIGHTS_DIR, help=f'cache directory (default {DEFAULT_WEIGHTS_DIR})')
+    p.add_argument('--timeout', type=float, default=15.0, help='network timeout in seconds')
+    p.add_argument('--force', action='store_true', help='download even if a verified file exists')
+    p.add_argument('--list', action='store_true', help='print the registry and exit')
+    args = p.parse_args(list(argv) if argv is not None else None)
+    if args.list:
+        for f in PRETRAINED.values():
+            check = f'sha256 {f.sha256[:12]}…' if f.sha256 else (f'git blob {f.git_blob[:12]}…' if f.git_blob else 'size only')
+            print(f'{f.name:26s} {f.role:14s} {f.filename:34s} {check}\n{"":26s} {f.url}')
+        return 0
+    try:
+        paths = [download(spec, args.dir.expanduser(), args.timeout, args.force) for spec in _selected(args)]
+    except FetchError as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    print(f'{len(paths)} file(s) in {args.dir.expanduser()}; pass --weights-dir {args.dir} (or the '
+          'node parameter weights_dir) to use them')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""``make_random_weights``: write RANDOM checkpoints in the published formats (tests and smoke runs only).
+
+The files have the exact key layouts of the official DINOv2 reg4 ``.pth``, the OpenAI CLIP ``ViT-B-16.pt``
+(TorchScript) and Talk2DINO's ψ (or CLIP-DINOiser's ``last.pt`` + OpenCLIP ``.bin``). Their outputs are
+meaningless; ``tiny`` widths are refused by the node unless ``allow_random_weights`` is set.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Iterable, Optional
+
+from talk2dino_ros.model.random_weights import WIDTHS, write_random_weights
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog='make_random_weights', description=__doc__.split('\n\n')[0])
+    p.add_argument('out', type=Path, help='output directory')
+    p.add_argument('--method', default='talk2dino', choices=['talk2dino', 'clip_dinoiser'])
+    p.add_argument('--width', default='tiny', choices=sorted(WIDTHS),
+                   help='tiny (tests, seconds) or a published size (hundreds of MB, for speed benchmarks)')
+    p.add_argument('--seed', type=int, default=0)
+    args = p.parse_args(list(argv) if argv is not None else None)
+    try:
+        paths = write_random_weights(args.out, method=args.method, width=args.width, seed=args.seed)
+    except (OSError, ValueError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+    for role, path in paths.items():
+        print(f'{role:14s} {path}')
+    print('RANDOM weights: for tests and smoke runs only (pass allow_random_weights to load tiny widths)')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
