@@ -16,10 +16,13 @@ class InferenceOptions:
 
     ``background``: add a background class at index 0 (Talk2DINO: a constant channel equal to
     ``background_threshold``; CLIP-DINOiser: the text class 'background' plus its saliency rule).
+    ``background_rule``: CLIP-DINOiser only; False keeps 'background' as a plain text class without the
+    saliency rule (the authors' Pascal Context-60 protocol).
     """
 
     background: bool = False
     background_threshold: float = 0.55
+    background_rule: bool = True
     bg_clean: bool = False
     pamr: bool = False
     pamr_iterations: int = 10

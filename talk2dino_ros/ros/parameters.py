@@ -34,8 +34,18 @@ WEIGHT_PARAMS: Dict[str, Dict[str, str]] = {
     'talk2dino': {'dinov2': 'dinov2_weights', 'clip': 'clip_weights', 'proj': 'proj_weights'},
     'clip_dinoiser': {'openclip': 'openclip_weights', 'clip_dinoiser': 'clip_dinoiser_weights'},
 }
+WEIGHT_PARAM_NAMES = frozenset(p for roles in WEIGHT_PARAMS.values() for p in roles.values())
 _DEVICE = re.compile(r'^(auto|cpu|cuda|cuda:\d+)$')
-FETCH_HINT = 'download it with `ros2 run talk2dino_ros fetch_weights` (or `python -m talk2dino_ros.fetch_weights`)'
+
+
+def fetch_hint(method: str = 'talk2dino', variant: str = 'vitb') -> str:
+    """How to get the weight files of a method (one sentence for logs and parameter reasons)."""
+    args = f' --method {method}' + (f' --variant {variant}' if method == 'talk2dino' else '')
+    return (f'download them with `ros2 run talk2dino_ros fetch_weights{args}` (or `python -m '
+            f'talk2dino_ros.fetch_weights{args}`) into weights_dir, or set the *_weights parameters to the files')
+
+
+FETCH_HINT = fetch_hint()
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,9 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('method', 'talk2dino', 'Segmentation method.', 'model', choices=METHODS),
     ParamSpec('variant', 'vitb', 'DINOv2 size for talk2dino (the projection weights must match).',
               'model', choices=VARIANTS),
+    ParamSpec('weights_dir', '', 'Directory where fetch_weights put the files; a *_weights parameter left '
+              'empty means "the published file of this method/variant in weights_dir". Empty: '
+              '$T2D_WEIGHTS_DIR or ~/.cache/talk2dino_ros.', 'model'),
     ParamSpec('dinov2_weights', '', 'talk2dino: DINOv2 ViT-*/14 reg4 checkpoint, e.g. '
               'dinov2_vitb14_reg4_pretrain.pth.', 'model'),
     ParamSpec('clip_weights', '', 'talk2dino: OpenAI CLIP ViT-B/16 checkpoint (ViT-B-16.pt).', 'model'),
@@ -81,8 +94,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('device', 'auto', 'auto (CUDA when available), cpu, cuda or cuda:N.', 'model',
               choices=('auto', 'cpu', 'cuda', 'cuda:N')),
     ParamSpec('fp16', False, 'fp16 autocast on CUDA (ignored on CPU).', 'model'),
-    ParamSpec('allow_random_weights', False, 'Run with random weights when files are missing: for tests '
-              'and smoke runs only, the output is meaningless.', 'model'),
+    ParamSpec('allow_random_weights', False, 'Accept checkpoints of test widths (the random weights of '
+              'make_random_weights): for tests and smoke runs only, the output is meaningless.', 'model'),
     # engine
     ParamSpec('mode', 'whole', 'slide = benchmark protocol (448 windows, stride 224); whole = one pass '
               'over the frame (fastest); squash = resize to a square (the authors\' demo).', 'engine',
@@ -169,9 +182,11 @@ def validate(name: str, value: Any, values: Mapping[str, Any]) -> Optional[str]:
         except ColorSpecError as exc:
             return str(exc)
         return None
-    if name.endswith('_weights') and value:
-        if not values.get('allow_random_weights') and not os.path.isfile(os.path.expanduser(value)):
-            return f'{name}: file {value!r} does not exist; {FETCH_HINT}'
+    if name in WEIGHT_PARAM_NAMES and value and not os.path.isfile(os.path.expanduser(value)):
+        return f'{name}: file {value!r} does not exist; ' + fetch_hint(
+            values.get('method') or 'talk2dino', values.get('variant') or 'vitb')
+    if name == 'weights_dir' and value and os.path.isfile(os.path.expanduser(value)):
+        return f'weights_dir {value!r} is a file, not a directory'
     return None
 
 
@@ -208,27 +223,38 @@ class NodeSettings:
     def color_overrides(self) -> Tuple[str, ...]:
         return tuple(self.values.get('colors') or ())
 
-    def weights(self) -> Dict[str, str]:
-        """role -> path for the selected method (unset paths left out, ``~`` expanded)."""
-        out = {}
+    def weights_dir(self) -> str:
+        """The directory searched for files whose *_weights parameter is empty."""
+        if self.values.get('weights_dir'):
+            return os.path.expanduser(self.values['weights_dir'])
+        from talk2dino_ros.model.pretrained import DEFAULT_WEIGHTS_DIR
+        return str(DEFAULT_WEIGHTS_DIR)
+
+    def weight_sources(self) -> List[Tuple[str, str, str]]:
+        """(role, parameter, path) for the selected method; path '' when neither set nor published."""
+        defaults: Dict[str, str] = {}
+        try:
+            from talk2dino_ros.model.pretrained import default_paths
+            defaults = {role: str(path) for role, path in
+                        default_paths(self.method, self.variant, self.weights_dir()).items()}
+        except KeyError:
+            pass  # no published bundle (e.g. talk2dino vits): the paths must be given explicitly
+        out = []
         for role, param in WEIGHT_PARAMS.get(self.method, {}).items():
-            path = self.values.get(param) or ''
-            if path:
-                out[role] = os.path.expanduser(path)
+            explicit = self.values.get(param) or ''
+            out.append((role, param, os.path.expanduser(explicit) if explicit else defaults.get(role, '')))
         return out
 
-    def missing_weight_files(self) -> List[Tuple[str, str]]:
-        """(parameter, path) of every set weight path of the selected method that is not a file."""
-        missing = []
-        for param in WEIGHT_PARAMS.get(self.method, {}).values():
-            path = self.values.get(param) or ''
-            if path and not os.path.isfile(os.path.expanduser(path)):
-                missing.append((param, path))
-        return missing
+    def weights(self) -> Dict[str, str]:
+        """role -> path for the selected method (explicit parameter, else the file in weights_dir)."""
+        return {role: path for role, _, path in self.weight_sources() if path}
 
-    def unset_weight_params(self) -> List[str]:
-        """Weight parameters of the selected method that are empty."""
-        return [p for p in WEIGHT_PARAMS.get(self.method, {}).values() if not self.values.get(p)]
+    def missing_weight_files(self) -> List[Tuple[str, str]]:
+        """(parameter, path) of every weight file of the selected method that is not there.
+
+        A path of '' means the parameter is empty and no published file exists for this variant.
+        """
+        return [(param, path) for _, param, path in self.weight_sources() if not path or not os.path.isfile(path)]
 
     def model_key(self) -> Tuple:
         """Everything that needs a new model when it changes."""

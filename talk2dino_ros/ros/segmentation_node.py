@@ -38,7 +38,7 @@ from talk2dino_ros.ros.image_conversion import ImageConversionError, decode_comp
 from talk2dino_ros.ros.mailbox import LatestMailbox
 from talk2dino_ros.ros.overlay import make_overlay
 from talk2dino_ros.ros.parameters import (
-    FETCH_HINT, SPECS, NodeSettings, current_values, declare_parameters, group_of, validate,
+    SPECS, WEIGHT_PARAM_NAMES, NodeSettings, fetch_hint, current_values, declare_parameters, group_of, validate,
     validate_changes)
 from talk2dino_ros.ros.qos import diagnostics_qos, image_input_qos, latched_qos, output_qos
 from talk2dino_ros.ros.stats import FrameStats
@@ -145,7 +145,7 @@ class SegmentationNode(Node):
         """Invalid values from a params file or the command line: log why and use the default."""
         values = current_values(self)
         for name, value in values.items():
-            if name.endswith('_weights'):
+            if name in WEIGHT_PARAM_NAMES:
                 continue  # the loader reports missing files with the fetch hint
             reason = validate(name, value, values) if value is not None else None
             if reason is None:
@@ -370,18 +370,21 @@ class SegmentationNode(Node):
         log = self.get_logger()
         keep = ('keeping the previous model' if self._segmenter is not None else
                 'the node stays up and publishes only diagnostics until a loadable weight path is set')
-        missing = [] if settings.allow_random_weights else settings.missing_weight_files()
+        missing = settings.missing_weight_files()
         if missing:
-            files = ', '.join(f'{param}={path!r}' for param, path in missing)
-            self._failed_missing = [path for _, path in missing]
+            files = ', '.join(f'{param}={path!r}' if path else f'{param} (empty; no published file for '
+                              f'{settings.method}/{settings.variant})' for param, path in missing)
+            # poll for the files (fetch_weights may run after the node started) when they have a path
+            self._failed_missing = [path for _, path in missing] if all(p for _, p in missing) else []
             self._set_load_error(f'weight file not found: {files}')
-            log.error(f'weight file not found: {files}; {FETCH_HINT} and set the parameter to its path '
-                      f'(ros2 param set {self.get_fully_qualified_name()} {missing[0][0]} /path/to/file); {keep}')
+            log.error(f'weight file not found: {files}; {fetch_hint(settings.method, settings.variant)} '
+                      f'(e.g. ros2 param set {self.get_fully_qualified_name()} {missing[0][0]} /path/to/file); '
+                      f'{keep}')
             return
         self._failed_missing = []
         if settings.allow_random_weights:
-            log.warning('!!! allow_random_weights is true: the model may run with RANDOM weights; the output '
-                        'is meaningless. Use this only for tests and smoke runs. !!!')
+            log.warning('!!! allow_random_weights is true: checkpoints of test widths are accepted; with '
+                        'random weights the output is meaningless. Use this only for tests and smoke runs. !!!')
         started = time.perf_counter()
         log.info(f'loading the {settings.method} model ({settings.variant}, device {settings.device}) ...')
         try:
@@ -401,9 +404,8 @@ class SegmentationNode(Node):
                 else:
                     self._state = None
         except Talk2DinoError as exc:
-            hint = f' ({FETCH_HINT})' if not settings.allow_random_weights else ''
             self._set_load_error(f'model load failed: {exc}')
-            log.error(f'could not load the {settings.method} model: {exc}{hint}; {keep}')
+            log.error(f'could not load the {settings.method} model: {exc}; {keep}')
             return
         except Exception as exc:  # a bug or an odd file must not take the node down
             self._set_load_error(f'model load failed: {type(exc).__name__}: {exc}')

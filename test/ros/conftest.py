@@ -62,7 +62,7 @@ def _spin_quietly(executor):
 
 
 @pytest.fixture
-def make_node(ros_context, spin):
+def make_node(ros_context, spin, tmp_path):
     """make(params=None, factory=None, vocabulary=None) -> (SegmentationNode, Probe, factory), spinning."""
     from rclpy.parameter import Parameter
 
@@ -70,9 +70,19 @@ def make_node(ros_context, spin):
     from sensor_msgs.msg import Image
     from talk2dino_ros.ros.segmentation_node import SegmentationNode
 
+    from talk2dino_ros.model.pretrained import default_paths
+
+    # stand-in files where the node looks for the published weights (the fake engine never reads them)
+    weights_dir = tmp_path / 'weights'
+    weights_dir.mkdir()
+    for method in ('talk2dino', 'clip_dinoiser'):
+        for path in default_paths(method, 'vitb', weights_dir).values():
+            path.write_bytes(b'stand-in')
+
     def make(params=None, factory=None, vocabulary=None):
         overrides = []
-        for key, value in (params or {}).items():
+        params = {'weights_dir': str(weights_dir), **(params or {})}
+        for key, value in params.items():
             if isinstance(value, list):
                 overrides.append(Parameter(key, Parameter.Type.STRING_ARRAY, value))
             else:

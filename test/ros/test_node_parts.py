@@ -66,7 +66,8 @@ def test_every_parameter_is_described_and_ranges_hold_their_defaults():
     ('mask_type', 'rle', 'not one of'),
     ('vocabulary', ['', '  '], 'no usable class name'),
     ('colors', ['#00ff00', 'blue'], "'blue' is not #RRGGBB"),
-    ('dinov2_weights', '/no/such/file.pth', 'fetch_weights'),
+    ('dinov2_weights', '/no/such/file.pth', 'fetch_weights --method talk2dino --variant vitb'),
+    ('weights_dir', __file__, 'is a file, not a directory'),
 ])
 def test_validation_reasons(name, value, needle):
     assert needle in validate(name, value, {})
@@ -74,32 +75,46 @@ def test_validation_reasons(name, value, needle):
 
 @pytest.mark.parametrize('name, value', [
     ('device', 'cuda:1'), ('device', 'cpu'), ('vocabulary', ['a', '']), ('colors', []),
-    ('dinov2_weights', ''), ('method', 'clip_dinoiser'),
+    ('dinov2_weights', ''), ('method', 'clip_dinoiser'), ('allow_random_weights', True),
+    ('weights_dir', '/not/yet/created'),
 ])
 def test_validation_accepts(name, value):
     assert validate(name, value, {}) is None
 
 
-def test_missing_weights_allowed_with_random_weights_in_the_same_batch():
-    changes = [Parameter('allow_random_weights', value=True), Parameter('proj_weights', value='/nope.pth')]
-    assert validate_changes(changes, {'allow_random_weights': False}) == []
-    assert validate_changes(changes[1:], {'allow_random_weights': False})
+def test_weight_paths_resolve_to_the_published_files_in_weights_dir(tmp_path):
+    from talk2dino_ros.model.pretrained import default_paths
 
-
-def test_settings_weights_and_groups(tmp_path):
-    present = tmp_path / 'proj.pth'
-    present.write_bytes(b'x')
-    settings = NodeSettings({'method': 'talk2dino', 'dinov2_weights': '~/d.pth', 'clip_weights': '',
-                             'proj_weights': str(present), 'openclip_weights': '/o.bin'})
+    proj = tmp_path / 'my_proj.pth'
+    proj.write_bytes(b'x')
+    settings = NodeSettings({'method': 'talk2dino', 'variant': 'vitb', 'weights_dir': str(tmp_path),
+                             'dinov2_weights': '~/d.pth', 'proj_weights': str(proj)})
+    defaults = default_paths('talk2dino', 'vitb', tmp_path)
     weights = settings.weights()
-    assert set(weights) == {'dinov2', 'proj'} and not weights['dinov2'].startswith('~')
-    assert settings.missing_weight_files() == [('dinov2_weights', '~/d.pth')]
-    assert settings.unset_weight_params() == ['clip_weights']
-    assert settings.mode == 'whole' and settings.background_enabled  # declared defaults
-    assert NodeSettings({'method': 'clip_dinoiser', 'openclip_weights': '/o.bin'}).weights() == {'openclip': '/o.bin'}
-    assert group_of(['dinov2_weights', 'pamr', 'max_rate']) == {'model', 'legend', 'output'}
+    assert weights['proj'] == str(proj) and weights['clip'] == str(defaults['clip'])
+    assert not weights['dinov2'].startswith('~')
+    assert settings.missing_weight_files() == [('dinov2_weights', weights['dinov2']),
+                                               ('clip_weights', str(defaults['clip']))]
+    defaults['clip'].write_bytes(b'x')
+    assert [p for p, _ in settings.missing_weight_files()] == ['dinov2_weights']
+    # no published projection for vits: an empty parameter cannot be resolved
+    vits = NodeSettings({'method': 'talk2dino', 'variant': 'vits', 'weights_dir': str(tmp_path)})
+    assert ('proj_weights', '') in vits.missing_weight_files()
+    cd = NodeSettings({'method': 'clip_dinoiser', 'openclip_weights': '/o.bin', 'weights_dir': str(tmp_path)})
+    assert set(cd.weights()) == {'openclip', 'clip_dinoiser'} and cd.weights()['openclip'] == '/o.bin'
+
+
+def test_weights_dir_default_follows_the_fetch_weights_cache():
+    from talk2dino_ros.model.pretrained import DEFAULT_WEIGHTS_DIR
+    assert NodeSettings({}).weights_dir() == str(DEFAULT_WEIGHTS_DIR)
+
+
+def test_groups_and_model_key():
+    settings = NodeSettings({'method': 'talk2dino'})
+    assert group_of(['dinov2_weights', 'pamr', 'max_rate', 'weights_dir']) == {'model', 'legend', 'output'}
     assert settings.model_key() != NodeSettings({**settings.values, 'fp16': True}).model_key()
     assert settings.model_key() == NodeSettings({**settings.values, 'pamr': True}).model_key()
+    assert settings.mode == 'whole' and settings.background_enabled  # declared defaults
 
 
 def test_qos_profiles():

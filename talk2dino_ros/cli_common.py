@@ -1,0 +1,253 @@
+"""Command-line plumbing shared by every tool that builds a :class:`Segmenter`.
+
+Public API (small on purpose; segment_image, benchmark, evaluate, train and segment_bag reuse it):
+
+* ``add_model_arguments(parser)``: ``--method``, ``--variant``, the per-role weight flags
+  (``--dinov2-weights --clip-weights --proj-weights`` for talk2dino, ``--openclip-weights
+  --clip-dinoiser-weights`` for clip_dinoiser), ``--weights-dir``, ``--device``, ``--fp16``,
+  ``--allow-random-weights``.
+* ``add_inference_arguments(parser)``: ``--bg-clean/--no-bg-clean``, ``--pamr/--no-pamr``,
+  ``--background-threshold T``, ``--mode slide|whole|squash``, ``--resolution``. Every one defaults to
+  ``None`` = "not given", so a caller's own default (``config_from_args(..., pamr=True)``) applies.
+* ``resolve_weights(args) -> {role: path}``: explicit flags first; every role not given is filled with
+  its published file name inside ``--weights-dir`` (default ``$T2D_WEIGHTS_DIR`` or
+  ``~/.cache/talk2dino_ros``), so a missing file is reported by name when the segmenter loads it.
+* ``config_from_args(args, **defaults) -> SegmenterConfig``: the config the flags describe; ``defaults``
+  (SegmenterConfig or InferenceOptions field names) fill whatever the user did not give.
+* ``build_segmenter(args, **defaults) -> Segmenter``: ``Segmenter.from_config(config_from_args(...))``.
+* ``parse_vocab_arg(text) -> list[str]``: a comma/newline separated ``--vocab`` (the node's rules).
+* ``run_cli(fn, argv) -> int``: runs ``fn(argv)``; a :class:`Talk2DinoError` (``CliError`` included) or
+  an ``OSError`` naming a file becomes ONE stderr line ``error: ...`` and exit code 2, no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from talk2dino_ros.model.errors import Talk2DinoError
+
+METHODS = ('talk2dino', 'clip_dinoiser')
+VARIANTS = ('vits', 'vitb', 'vitl')
+MODES = ('slide', 'whole', 'squash')
+WEIGHTS_DIR_ENV = 'T2D_WEIGHTS_DIR'
+DEFAULT_WEIGHTS_DIR = Path('~/.cache/talk2dino_ros')
+
+#: method -> role -> command-line flag of its weight file
+WEIGHT_FLAGS: Dict[str, Dict[str, str]] = {
+    'talk2dino': {'dinov2': '--dinov2-weights', 'clip': '--clip-weights', 'proj': '--proj-weights'},
+    'clip_dinoiser': {'openclip': '--openclip-weights', 'clip_dinoiser': '--clip-dinoiser-weights'},
+}
+
+#: InferenceOptions fields the inference flags set (background is derived from --background-threshold)
+_OPTION_FLAGS = ('bg_clean', 'pamr', 'background_threshold')
+#: SegmenterConfig fields the flags set
+_CONFIG_FLAGS = ('method', 'variant', 'device', 'fp16', 'mode', 'resolution', 'allow_random_weights')
+
+
+class CliError(Talk2DinoError):
+    """A command-line mistake (bad flag combination, unreadable input) reported as one line."""
+
+
+# ------------------------------------------------------------------------------------------ flags
+def _device_arg(text: str) -> str:
+    value = text.strip().lower()
+    if value in ('auto', 'cpu', 'cuda') or (value.startswith('cuda:') and value[5:].isdigit()):
+        return value
+    raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:N, got {text!r}")
+
+
+def _threshold_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'background threshold must be a number, got {text!r}') from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'background threshold must be in [0, 1] (a sigmoid score), got {value}')
+    return value
+
+
+def _resolution_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'resolution must be an integer, got {text!r}') from None
+    if value < 14:
+        raise argparse.ArgumentTypeError(f'resolution must be >= 14 pixels, got {value}')
+    return value
+
+
+def default_weights_dir() -> Path:
+    """``$T2D_WEIGHTS_DIR`` if set, else ``~/.cache/talk2dino_ros`` (where ``fetch_weights`` puts files)."""
+    env = os.environ.get(WEIGHTS_DIR_ENV, '').strip()
+    return Path(env).expanduser() if env else DEFAULT_WEIGHTS_DIR.expanduser()
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Add the flags that choose and load the model; returns the argument group."""
+    g = parser.add_argument_group('model')
+    g.add_argument('--method', default='talk2dino', choices=METHODS, help='segmentation method (default talk2dino)')
+    g.add_argument('--variant', default='vitb', choices=VARIANTS, help='Talk2DINO DINOv2 size (default vitb)')
+    for method, flags in WEIGHT_FLAGS.items():
+        for role, flag in flags.items():
+            g.add_argument(flag, type=Path, default=None, metavar='FILE',
+                           help=f'{method} {role} weight file (default: its published name in --weights-dir)')
+    g.add_argument('--weights-dir', type=Path, default=None, metavar='DIR',
+                   help=f'folder with the published weight files (default ${WEIGHTS_DIR_ENV} or '
+                        f'{DEFAULT_WEIGHTS_DIR})')
+    g.add_argument('--device', type=_device_arg, default='auto', help='auto (default), cpu, cuda or cuda:N')
+    g.add_argument('--fp16', action='store_true', help='fp16 autocast on CUDA (ignored on CPU)')
+    g.add_argument('--allow-random-weights', action='store_true',
+                   help='accept random test-width weight files (tests and smoke runs only)')
+    return g
+
+
+def add_inference_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    """Add post-processing and geometry flags; each defaults to None (= the caller's default)."""
+    g = parser.add_argument_group('inference')
+    g.add_argument('--bg-clean', dest='bg_clean', action=argparse.BooleanOptionalAction, default=None,
+                   help='attention-based background cleaning')
+    g.add_argument('--pamr', dest='pamr', action=argparse.BooleanOptionalAction, default=None,
+                   help='PAMR mask refinement (slow on CPU)')
+    g.add_argument('--background-threshold', type=_threshold_arg, default=None, metavar='T',
+                   help='add a background class (channel 0) with constant score T, e.g. 0.55')
+    g.add_argument('--mode', choices=MODES, default=None,
+                   help='slide: 448 windows, stride 224 (benchmark protocol, default); whole: one pass '
+                        'over the frame; squash: resize to a square (authors\' demo)')
+    g.add_argument('--resolution', type=_resolution_arg, default=None, metavar='PX',
+                   help='short side after resizing (default 448)')
+    return g
+
+
+# ------------------------------------------------------------------------------------------ config
+def resolve_weights(args: argparse.Namespace) -> Dict[str, str]:
+    """role -> path for ``args.method``; refuses another method's weight flags."""
+    from talk2dino_ros.model.random_weights import FILE_NAMES  # lazy: imports open_clip
+
+    method = args.method
+    if method not in WEIGHT_FLAGS:
+        raise CliError(f'unknown method {method!r}; choose one of {", ".join(WEIGHT_FLAGS)}')
+    weights: Dict[str, str] = {}
+    for other, flags in WEIGHT_FLAGS.items():
+        for role, flag in flags.items():
+            value = getattr(args, flag.lstrip('-').replace('-', '_'), None)
+            if value is None:
+                continue
+            if other != method:
+                raise CliError(f'{flag} is a {other} weight file but --method is {method}')
+            weights[role] = str(Path(value).expanduser())
+    folder = getattr(args, 'weights_dir', None)
+    folder = Path(folder).expanduser() if folder is not None else default_weights_dir()
+    variant = getattr(args, 'variant', 'vitb')
+    for role in WEIGHT_FLAGS[method]:
+        if role not in weights:
+            weights[role] = str(folder / FILE_NAMES[role].format(variant=variant))
+    return weights
+
+
+def config_from_args(args: argparse.Namespace, **defaults):
+    """A :class:`SegmenterConfig` from parsed flags; ``defaults`` fill the flags left at None/absent.
+
+    Accepted ``defaults`` keys: any SegmenterConfig or InferenceOptions field name (e.g. ``mode='slide'``,
+    ``pamr=True``, ``background_threshold=0.55``; a background threshold turns the background class on).
+    """
+    from talk2dino_ros.model.segmenter import SegmenterConfig
+    from talk2dino_ros.model.types import InferenceOptions
+
+    cfg_fields = {f.name for f in dataclasses.fields(SegmenterConfig)}
+    opt_fields = {f.name for f in dataclasses.fields(InferenceOptions)}
+    unknown = set(defaults) - cfg_fields - opt_fields
+    if unknown:
+        raise TypeError(f'config_from_args: unknown field(s) {sorted(unknown)}')
+
+    def pick(name: str):
+        value = getattr(args, name, None)
+        return defaults.get(name) if value is None else value
+
+    opt_kwargs = {k: v for k, v in defaults.items() if k in opt_fields}
+    for name in _OPTION_FLAGS:
+        value = pick(name)
+        if value is not None:
+            opt_kwargs[name] = value
+    if 'background' not in defaults and opt_kwargs.get('background_threshold') is not None:
+        opt_kwargs['background'] = True  # giving a threshold is how a user asks for the background class
+    options = InferenceOptions(**opt_kwargs)
+
+    cfg_kwargs = {k: v for k, v in defaults.items() if k in cfg_fields}
+    for name in _CONFIG_FLAGS:
+        value = pick(name)
+        if value is not None:
+            cfg_kwargs[name] = value
+    if getattr(args, 'allow_random_weights', False):
+        cfg_kwargs['allow_random_weights'] = True
+    if getattr(args, 'method', None) is not None:
+        cfg_kwargs['weights'] = resolve_weights(args)
+    config = SegmenterConfig(options=options, **cfg_kwargs)
+    config.validate()
+    return config
+
+
+def build_segmenter(args: argparse.Namespace, **defaults):
+    """Load the model the flags describe (``CheckpointError`` naming the file when one is missing)."""
+    from talk2dino_ros.model.segmenter import Segmenter
+
+    config = config_from_args(args, **defaults)
+    try:
+        return Segmenter.from_config(config)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith('talk2dino_ros.model.methods'):
+            raise CliError(f'method {config.method!r} is not available in this installation ({exc.name} '
+                           'is missing)') from None
+        raise
+
+
+def parse_vocab_arg(text: str) -> List[str]:
+    """Split ``--vocab`` on commas/newlines with the node's rules; empty items are skipped, any other
+    rejected name (duplicate, 'background', control character, too long) is an error."""
+    from talk2dino_ros.ros.vocabulary import parse_vocabulary  # ROS-free module
+
+    parsed = parse_vocabulary(text)
+    bad = [r for r in parsed.rejected if r.reason != 'empty']
+    if bad:
+        shown = '; '.join(f'{r.name!r} ({r.reason})' for r in bad[:5])
+        raise CliError(f'--vocab: rejected {shown}')
+    if not parsed.accepted:
+        raise CliError('--vocab is empty: give comma-separated class names, e.g. --vocab "cat,dog,grass"')
+    return list(parsed.accepted)
+
+
+# ------------------------------------------------------------------------------------------ errors
+def one_line(message: object) -> str:
+    """Collapse a message onto one line (stderr stays grep-able and never looks like a traceback)."""
+    return ' '.join(str(message).split())
+
+
+def _os_error_message(exc: OSError) -> str:
+    what = exc.strerror or str(exc) or type(exc).__name__
+    if exc.filename is not None:
+        return f'{what}: {exc.filename}'
+    return what
+
+
+def run_cli(fn: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> int:
+    """Run a CLI body; user errors become one ``error: ...`` line on stderr and exit code 2.
+
+    An ``OSError`` is treated as a user error only when it names a file (e.g. an unwritable --out);
+    anything else is a bug and keeps its traceback.
+    """
+    try:
+        return int(fn(argv) or 0)
+    except Talk2DinoError as exc:
+        print(f'error: {one_line(exc)}', file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.filename is None:
+            raise
+        print(f'error: {one_line(_os_error_message(exc))}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('error: interrupted', file=sys.stderr)
+        return 130

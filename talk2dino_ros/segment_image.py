@@ -1,0 +1,173 @@
+"""``segment_image``: open-vocabulary segmentation of image files, no ROS needed.
+
+  segment_image IMAGE [IMAGE ...] --vocab "cat,dog,grass" --out DIR [--weights-dir DIR | --dinov2-weights F
+                --clip-weights F --proj-weights F] [--bg-clean] [--pamr] [--background-threshold T] [--device D]
+
+For each image it writes
+
+* ``DIR/<stem>.npz`` with ``scores`` (float32 [C, H, W], the final per-class scores at the image's own
+  size, before argmax; with ``--background-threshold`` channel 0 is the background and vocabulary class i
+  is channel i + 1), ``labels`` ([H, W] uint8, uint16 above 256 channels: argmax of ``scores``) and
+  ``classes`` (the channel names, 'background' first when present);
+* ``DIR/<stem>_overlay.png``: the class colours blended over the image, with a legend.
+
+Images are read as RGB at their own size (EXIF orientation applied, alpha dropped, grey expanded to
+three channels); nothing is squashed. An unreadable image stops the run with exit code 2 before the
+model loads (``--skip-bad`` skips it with a warning instead). Defaults are the engine's: sliding
+448/224 windows, no cleaning, no PAMR, no background class.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import numpy as np
+
+from talk2dino_ros.cli_common import (CliError, add_inference_arguments, add_model_arguments, build_segmenter,
+                                      one_line, parse_vocab_arg, run_cli)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog='segment_image', description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('images', nargs='+', type=Path, metavar='IMAGE', help='image files (png, jpg, ...)')
+    p.add_argument('--vocab', required=True, help='comma-separated class names, e.g. "cat,dog,grass"')
+    p.add_argument('--out', required=True, type=Path, metavar='DIR', help='output folder (created)')
+    p.add_argument('--skip-bad', action='store_true', help='skip unreadable images with a warning')
+    p.add_argument('--no-overlay', dest='overlay', action='store_false', help='do not write overlay PNGs')
+    p.add_argument('--alpha', type=float, default=0.5, help='overlay opacity of the class colours (default 0.5)')
+    add_model_arguments(p)
+    add_inference_arguments(p)
+    return p
+
+
+# ------------------------------------------------------------------------------------------ image I/O
+def check_image_file(path: Path) -> Optional[str]:
+    """Why ``path`` cannot be read as an image (None when it looks readable); reads only the header."""
+    import cv2
+
+    if not path.exists():
+        return 'no such file'
+    if not path.is_file():
+        return 'not a file'
+    try:
+        if not cv2.haveImageReader(str(path)):
+            return 'not an image in a format OpenCV can read'
+    except cv2.error:
+        return 'not an image in a format OpenCV can read'
+    return None
+
+
+def read_image_rgb(path: Path) -> np.ndarray:
+    """uint8 [H, W, 3] RGB at the file's own size; ``CliError`` naming the file when it cannot be decoded."""
+    import cv2
+
+    reason = check_image_file(path)
+    if reason is not None:
+        raise CliError(f'cannot read image {path}: {reason}')
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)  # 8-bit, 3 channels, EXIF orientation applied
+    if bgr is None or bgr.size == 0:
+        raise CliError(f'cannot read image {path}: decoding failed (corrupt or truncated file?)')
+    return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+
+
+def write_png_rgb(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+        raise CliError(f'cannot write {path}')
+
+
+# ------------------------------------------------------------------------------------------ outputs
+def label_dtype(num_channels: int) -> type:
+    return np.uint8 if num_channels <= 256 else np.uint16
+
+
+def save_result(out_dir: Path, stem: str, result, rgb: Optional[np.ndarray], alpha: float = 0.5) -> List[Path]:
+    """Write ``<stem>.npz`` (and ``<stem>_overlay.png`` when ``rgb`` is given); returns the paths written."""
+    from talk2dino_ros.ros.colors import class_colors
+    from talk2dino_ros.ros.overlay import make_overlay
+    from talk2dino_ros.model.types import BACKGROUND
+
+    npz = out_dir / f'{stem}.npz'
+    classes = np.array(result.class_names, dtype=str)
+    labels = result.labels.astype(label_dtype(len(classes)))
+    with open(npz, 'wb') as fh:  # a file object: np.savez would otherwise append '.npz' to odd names
+        np.savez(fh, scores=result.scores.astype(np.float32, copy=False), labels=labels, classes=classes)
+    written = [npz]
+    if rgb is not None:
+        vocab = result.class_names[1:] if result.has_background else result.class_names
+        overlay = make_overlay(rgb, result.labels_with_background_zero(), class_colors(vocab),
+                               (BACKGROUND,) + tuple(vocab), alpha=alpha)
+        png = out_dir / f'{stem}_overlay.png'
+        write_png_rgb(png, overlay)
+        written.append(png)
+    return written
+
+
+def _unique_stems(paths: Sequence[Path]) -> None:
+    seen = {}
+    for p in paths:
+        if p.stem in seen and seen[p.stem] != p:
+            raise CliError(f'{seen[p.stem]} and {p} would both write {p.stem}.npz; give images distinct names '
+                           'or run them separately')
+        seen[p.stem] = p
+
+
+def _warn(message: str) -> None:
+    print(f'warning: {one_line(message)}', file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------ main
+def _run(argv: Optional[Sequence[str]]) -> int:
+    args = build_parser().parse_args(argv)
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CliError(f'--alpha must be in [0, 1], got {args.alpha}')
+    names = parse_vocab_arg(args.vocab)
+    images: List[Path] = []
+    for path in args.images:
+        reason = check_image_file(path)
+        if reason is None:
+            images.append(path)
+        elif args.skip_bad:
+            _warn(f'skipping {path}: {reason}')
+        else:
+            raise CliError(f'cannot read image {path}: {reason} (use --skip-bad to skip it)')
+    if not images:
+        raise CliError('no readable image among the inputs')
+    _unique_stems(images)
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    segmenter = build_segmenter(args)
+    segmenter.set_vocabulary(names)
+    done = 0
+    for path in images:
+        try:
+            rgb = read_image_rgb(path)
+        except CliError as exc:
+            if not args.skip_bad:
+                raise
+            _warn(f'skipping {path}: {exc}')
+            continue
+        start = time.perf_counter()
+        result = segmenter.segment(rgb)
+        seconds = time.perf_counter() - start
+        written = save_result(args.out, path.stem, result, rgb if args.overlay else None, args.alpha)
+        print(f'{path}: {rgb.shape[1]}x{rgb.shape[0]}, {len(result.class_names)} channels, {seconds:.2f} s '
+              f'-> {", ".join(str(w) for w in written)}')
+        done += 1
+    if done == 0:
+        raise CliError('no image could be segmented')
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Console entry point; returns 0, or 2 after one ``error: ...`` line."""
+    return run_cli(_run, argv)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

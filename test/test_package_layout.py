@@ -1,0 +1,81 @@
+"""The ROS 2 package layout: package.xml (format 3), entry points, data files, message package."""
+import ast
+import importlib
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# REP 149 (format 3) element order of <package> children
+FORMAT3_ORDER = ['name', 'version', 'description', 'maintainer', 'license', 'url', 'author', 'DEPS',
+                 'group_depend', 'member_of_group', 'export']
+DEPS = {'build_depend', 'build_export_depend', 'buildtool_depend', 'buildtool_export_depend', 'exec_depend',
+        'depend', 'doc_depend', 'test_depend', 'conflict', 'replace'}
+
+
+@pytest.mark.parametrize('pkg_dir', ['.', 'talk2dino_ros_msgs'])
+def test_package_xml_is_valid_format3(pkg_dir):
+    from catkin_pkg.package import parse_package
+    import xml.etree.ElementTree as ET
+    pkg = parse_package(str(ROOT / pkg_dir))
+    pkg.validate()
+    assert pkg.package_format == 3
+    assert re.fullmatch(r'[a-z](_?[a-z0-9]+)*', pkg.name)
+    root = ET.parse(ROOT / pkg_dir / 'package.xml').getroot()
+    assert root.attrib['format'] == '3'
+    ranks = [FORMAT3_ORDER.index('DEPS' if c.tag in DEPS else c.tag) for c in root]
+    assert ranks == sorted(ranks), 'package.xml children out of the REP 149 order'
+
+
+def test_python_package_depends_on_its_interfaces():
+    from catkin_pkg.package import parse_package
+    pkg = parse_package(str(ROOT))
+    names = {d.name for d in pkg.exec_depends}
+    assert {'rclpy', 'sensor_msgs', 'std_msgs', 'talk2dino_ros_msgs', 'python3-torch'} <= names
+    assert pkg.get_build_type() == 'ament_python'
+
+
+def _console_scripts():
+    tree = ast.parse((ROOT / 'setup.py').read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], 'id', '') == 'CONSOLE_SCRIPTS':
+            return ast.literal_eval(node.value)
+    raise AssertionError('CONSOLE_SCRIPTS not found in setup.py')
+
+
+@pytest.mark.parametrize('name,target', sorted(_console_scripts().items()))
+def test_every_entry_point_resolves(name, target):
+    module, func = target.split(':')
+    mod = importlib.import_module(module)
+    assert callable(getattr(mod, func)), f'{name} -> {target} is not callable'
+
+
+def test_layout_files_exist():
+    for rel in ['resource/talk2dino_ros', 'setup.cfg', 'launch/segment.launch.py', 'config/params.yaml',
+                'msg/ClassInfo.msg', 'msg/ClassMasks.msg', 'srv/SetVocabulary.srv',
+                'talk2dino_ros_msgs/CMakeLists.txt', '.ci/run', 'scripts/setup.sh', 'scripts/test.sh']:
+        assert (ROOT / rel).exists(), rel
+    assert 'install_scripts=$base/lib/talk2dino_ros' in (ROOT / 'setup.cfg').read_text()
+
+
+def test_generated_messages_import():
+    from talk2dino_ros_msgs.msg import ClassInfo, ClassMasks
+    from talk2dino_ros_msgs.srv import SetVocabulary
+    info = ClassInfo(class_ids=[0, 1], class_names=['background', 'door'])
+    assert list(info.class_ids) == [0, 1]
+    assert ClassMasks().mask_type == ''
+    assert SetVocabulary.Request(names=['a']).names == ['a']
+
+
+def test_model_package_never_imports_rclpy():
+    for path in (ROOT / 'talk2dino_ros' / 'model').rglob('*.py'):
+        text = path.read_text()
+        assert not re.search(r'^\s*(import|from)\s+rclpy', text, re.M), f'{path} imports rclpy'
+
+
+def test_timm_and_open_clip_import_with_cpu_torch():
+    import talk2dino_ros.model  # noqa: F401  (installs the torchvision workaround)
+    import open_clip
+    import timm
+    assert timm.__version__ and open_clip.__version__
