@@ -1,10 +1,10 @@
 """MaskCLIP dense features from an open_clip ViT (clip_dinoiser.md §3), batch-first as in open_clip 3.x.
 
-One pass gives two maps on the ⌈H/16⌉×⌈W/16⌉ grid:
+One pass gives, on the ⌈H/16⌉×⌈W/16⌉ grid:
 * ``dense``: the 512-d MaskCLIP features -- the last block run without attention mixing (each token's
   attention output replaced by its own value vector), then ``ln_post`` and ``visual.proj``, not normalised;
 * ``inter``: the intermediate tokens of block ``depth-3`` taken after its ``ln_2`` (attention done, MLP not),
-  which CLIP-DINOiser's ``obj_proj`` and ``bkg_decoder`` read.
+  which CLIP-DINOiser's ``obj_proj`` and ``bkg_decoder`` read (as tokens; ``token_map`` makes the map).
 
 The authors hook open_clip 2.24's sequence-first blocks; here the same quantities are computed directly on
 open_clip 3.x's batch-first blocks (§8), without hooks and without writing a resized position embedding
@@ -57,7 +57,9 @@ def resize_clip_pos_embed(pos: torch.Tensor, grid: Tuple[int, int], size: Tuple[
 
 
 class MaskClipFeatures(torch.nn.Module):
-    """``forward(x) -> (dense [B, E, h, w], inter [B, D, h, w])`` for a CLIP-normalised batch x.
+    """``forward(x) -> (dense [B, E, h, w], inter_tokens [B, 1 + h*w, D])`` for a CLIP-normalised batch x.
+
+    ``token_map(inter_tokens[i:i+1], h, w)`` gives window i's intermediate map.
 
     ``visual`` is an open_clip ``VisionTransformer`` (class token, learnable position embedding, no
     attentional pooler) whose blocks run batch-first. ``x`` sides must be multiples of the patch size.
@@ -128,6 +130,14 @@ class MaskClipFeatures(torch.nn.Module):
         v = v.reshape(B, h, w, -1).permute(0, 3, 1, 2).contiguous()
         proj = self.visual.proj
         dense = F.conv2d(v, proj.t()[:, :, None, None].to(v.dtype))
-        # same (channels-last) memory layout as the reference's view: reductions follow the layout
-        inter = inter[:, 1:].permute(0, 2, 1).reshape(B, -1, h, w)
         return dense, inter
+
+
+def token_map(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """[B, 1 + h*w, D] tokens -> [B, D, h, w] view without the class token (row-major patches).
+
+    Kept a strided view like the reference's: convolution kernels and reductions follow the memory
+    layout, and for B = 1 this is exactly the layout the reference computes on (a batch slice of a
+    larger B would not be: torch would treat it as channels-last and pick other kernels).
+    """
+    return tokens[:, 1:].permute(0, 2, 1).reshape(tokens.shape[0], -1, h, w)

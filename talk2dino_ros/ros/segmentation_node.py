@@ -105,8 +105,9 @@ class SegmentationNode(Node):
         super().__init__(node_name, **node_kwargs)
         self._factory = segmenter_factory or default_segmenter_factory
         declare_parameters(self)
+        self._start_fixes: Dict[str, Any] = {}   # read-only parameters whose start value was invalid
         self._fix_invalid_start_values()
-        self._settings = NodeSettings(current_values(self))
+        self._settings = self._read_settings()
 
         self._lock = threading.RLock()           # serialises vocabulary / model changes
         self._segmenter: Any = None
@@ -151,12 +152,18 @@ class SegmentationNode(Node):
             if reason is None:
                 continue
             spec = SPECS[name]
-            if spec.default is None:
+            if spec.read_only:  # cannot be set any more: use the default behind the parameter's back
+                self.get_logger().error(f'{reason}; using the default {spec.default!r}')
+                self._start_fixes[name] = spec.default
+            elif spec.default is None:
                 self.get_logger().error(f'{reason}; starting without it')
                 self.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, [])])
             else:
                 self.get_logger().error(f'{reason}; using the default {spec.default!r}')
                 self.set_parameters([Parameter(name, value=spec.default)])
+
+    def _read_settings(self) -> NodeSettings:
+        return NodeSettings({**current_values(self), **self._start_fixes})
 
     def _make_interfaces(self) -> None:
         s = self._settings
@@ -256,7 +263,7 @@ class SegmentationNode(Node):
         return SetParametersResult(successful=True)
 
     def _on_parameters_set(self, params: List[Parameter]) -> None:
-        self._settings = NodeSettings(current_values(self))
+        self._settings = self._read_settings()
         if self._syncing_param:
             return
         names = {p.name for p in params}
@@ -446,7 +453,7 @@ class SegmentationNode(Node):
                     continue
                 next_start = time.perf_counter() + (1.0 / rate if rate > 0 else 0.0)
                 if state is None:
-                    self.stats.skipped_no_model += 1
+                    self.stats.skipped_not_ready += 1
                     continue
                 self._process(frame, state)
             except Exception as exc:  # never let the worker die

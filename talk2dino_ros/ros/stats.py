@@ -62,7 +62,7 @@ class FrameStats:
         self.inference_ms = RollingWindow(window)  # the engine call alone
         self.bad_frames = 0
         self.failed_frames = 0
-        self.skipped_no_model = 0
+        self.skipped_not_ready = 0  # frames that came before a model and a vocabulary
         self.last_error = ''
 
     def summary(self, dropped: int) -> Dict[str, str]:
@@ -80,7 +80,7 @@ class FrameStats:
             'frames_dropped': str(dropped),
             'frames_rejected': str(self.bad_frames),
             'frames_failed': str(self.failed_frames),
-            'frames_without_model': str(self.skipped_no_model),
+            'frames_not_ready': str(self.skipped_not_ready),
             'latency_ms_p50': fmt(percentile(lat, 50)),
             'latency_ms_p95': fmt(percentile(lat, 95)),
             'inference_ms_p50': fmt(percentile(inf, 50)),

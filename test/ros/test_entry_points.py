@@ -126,3 +126,41 @@ def test_synthetic_scene_moves_and_has_its_shapes():
     assert a.shape == (120, 160, 3) and a.dtype == np.uint8 and not np.array_equal(a, b)
     colours = {tuple(c) for c in a.reshape(-1, 3)}
     assert {(220, 30, 30), (30, 200, 40), (40, 60, 220), (70, 150, 60)} <= colours
+
+
+@pytest.mark.slow
+def test_segment_node_process_with_tiny_weights_labels_images(ros_context, spin, request):
+    """`segment_node` as users run it: weights found in weights_dir, an image in, labels out."""
+    pytest.importorskip('talk2dino_ros.model.random_weights', reason='random_weights.py is not there yet')
+    try:
+        weights = request.getfixturevalue('tiny_weights')
+    except pytest.FixtureLookupError:
+        pytest.skip('the tiny_weights fixture (test/conftest.py) is not there yet')
+    from rclpy.node import Node
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from talk2dino_ros.ros.image_conversion import numpy_to_image
+    from talk2dino_ros.ros.qos import output_qos
+
+    weights_dir = next(iter(weights.values())).parent
+    labels = []
+    node = Node('proc_probe', context=ros_context)
+    node.create_subscription(Image, '/t2d_proc/labels', labels.append, output_qos())
+    image_pub = node.create_publisher(Image, '/proc_image', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    spin(node)
+    proc = Process(['talk2dino_ros.segment_node', '--ros-args', '-r', '__node:=t2d_proc', '-r', 'image:=/proc_image',
+                    '-p', f'weights_dir:={weights_dir}', '-p', 'allow_random_weights:=true', '-p', 'device:=cpu',
+                    '-p', 'resolution:=56', '-p', "vocabulary:=['sky', 'road']"])
+    try:
+        msg = numpy_to_image(np.zeros((24, 32, 3), np.uint8), 'rgb8')
+        msg.header.frame_id = 'proc_cam'
+
+        def sent_and_labelled():
+            image_pub.publish(msg)
+            return labels
+        wait_for(sent_and_labelled, timeout=40.0, period=0.2, what='labels from the node process')
+    finally:
+        code = proc.finish(signal.SIGINT)
+    assert code == 0, proc.err
+    assert (labels[0].width, labels[0].height, labels[0].header.frame_id) == (32, 24, 'proc_cam')
+    assert 'allow_random_weights is true' in proc.err and 'Traceback' not in proc.err

@@ -213,7 +213,10 @@ def test_vocabulary_via_topic_parameter_service_and_late_legend_subscriber(make_
 def test_legend_version_matches_every_frame_while_vocabulary_changes(make_node):
     node, probe, _ = make_node(vocabulary=['a', 'b'], factory=FakeFactory(delay=0.01))
     probe.listen(NODE + '/masks', ClassMasks)
-    probe.listen(NODE + '/class_info', ClassInfo, latched_qos())
+    # a deep reader queue: with depth 1 a slow reader may legitimately skip legends that came in a burst
+    deep_latched = latched_qos()
+    deep_latched.depth = 200
+    probe.listen(NODE + '/class_info', ClassInfo, deep_latched)
     wait_for(lambda: node._masks_pub.get_subscription_count(), what='masks subscription')
     probe.send(numpy_to_image(scene(4, 12), 'rgb8', probe.next_header()))
     stop = threading.Event()
@@ -335,7 +338,7 @@ def test_missing_weights_reported_then_fixed_and_failed_reload_keeps_model(make_
 
     # a frame without a model: no output, counted
     probe.image_pub.publish(numpy_to_image(scene(4, 4), 'rgb8', probe.next_header()))
-    wait_for(lambda: node.stats.skipped_no_model >= 1, what='frame skipped without a model')
+    wait_for(lambda: node.stats.skipped_not_ready >= 1, what='frame skipped without a model')
 
     params = AsyncParameterClient(probe, NODE)
     assert params.wait_for_services(timeout_sec=5.0)
@@ -401,10 +404,14 @@ def test_parameter_validation_reasons(make_node):
 
 
 def test_invalid_start_values_fall_back_to_defaults(make_node, capfd):
-    node, probe, _ = make_node(params={'method': 'nope', 'vocabulary': ['', ' '], 'mask_type': 'fuzzy'})
+    node, probe, _ = make_node(params={'method': 'nope', 'vocabulary': ['', ' '], 'mask_type': 'fuzzy',
+                                       'image_reliability': 'sometimes'})
     assert node.get_parameter('method').value == 'talk2dino'
     assert node.get_parameter('mask_type').value == 'binary'
+    # read-only: the parameter keeps the bad value, the node uses the default behind it
+    assert node._settings.image_reliability == 'best_effort'
     wait_for(lambda: node._segmenter is not None, what='model')
     assert node.legend_state is None
     err = capfd.readouterr().err
     assert "method 'nope' is not one of" in err and 'vocabulary has no usable class name' in err
+    assert "image_reliability 'sometimes' is not one of" in err

@@ -192,3 +192,12 @@ def test_rolling_window_rate_and_percentile():
     now[0] = 100.0
     assert window.rate() == 0.0 and window.total == 11
     assert percentile([5, 1, 3], 50) == 3 and percentile([], 50) is None
+
+
+def test_interface_doc_lists_every_parameter_and_topic():
+    doc = (ROOT / 'docs' / 'node_interfaces.md').read_text()
+    for spec in PARAMETERS:
+        assert f'`{spec.name}`' in doc, spec.name
+    for topic in ('~/labels', '~/class_info', '~/masks', '~/mask/<class>', '~/confidence', '~/background',
+                  '~/overlay', '/diagnostics', '/t2d/vocab', '~/set_vocabulary', 'image/compressed'):
+        assert f'`{topic}`' in doc, topic

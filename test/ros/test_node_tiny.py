@@ -60,3 +60,39 @@ def test_tiny_engine_end_to_end(make_node, tiny_factory, mode):
     info = wait_for(lambda: probe.got(NODE + '/class_info'), what='class_info')[-1]
     assert list(info.class_names) == ['background', 'cat', 'dog', 'tree']
     assert info.vocabulary_version == node.legend_state.version
+
+
+@pytest.fixture
+def tiny_dir(request):
+    pytest.importorskip('talk2dino_ros.model.random_weights', reason='random_weights.py is not there yet')
+    try:
+        paths = request.getfixturevalue('tiny_weights')
+    except pytest.FixtureLookupError:
+        pytest.skip('the tiny_weights fixture (test/conftest.py) is not there yet')
+    return paths
+
+
+def test_default_factory_loads_from_weights_dir_and_survives_a_corrupt_file(make_node, tiny_dir, tmp_path):
+    """The production path: no injected factory, files found by name in weights_dir."""
+    from talk2dino_ros.ros.segmentation_node import default_segmenter_factory
+
+    weights_dir = str(next(iter(tiny_dir.values())).parent)
+    node, probe, _ = make_node(params={'weights_dir': weights_dir, 'allow_random_weights': True,
+                                       'resolution': 56, 'device': 'cpu'},
+                               factory=default_segmenter_factory, vocabulary=['sky', 'road'])
+    header = probe.next_header()
+    labels = probe.send(numpy_to_image(np.zeros((20, 30, 3), np.uint8), 'rgb8', header), timeout=60.0)
+    assert (labels.height, labels.width) == (20, 30) and image_to_numpy(labels).max() <= 2
+    model = node.legend_state.segmenter
+
+    corrupt = tmp_path / 'vitb_mlp_infonce.pth'
+    corrupt.write_bytes(open(tiny_dir['proj'], 'rb').read()[:100])  # truncated checkpoint
+    from rclpy.parameter import Parameter
+    result = node.set_parameters([Parameter('proj_weights', value=str(corrupt))])[0]
+    assert result.successful
+    wait_for(lambda: node.load_error, timeout=30.0, what='the failed load')
+    assert str(corrupt) in node.load_error, node.load_error
+    assert node.legend_state.segmenter is model and node.model_error == ''
+    labels = probe.send(numpy_to_image(np.zeros((20, 30, 3), np.uint8), 'rgb8', probe.next_header()),
+                        timeout=30.0)  # the previous model still runs
+    assert (labels.height, labels.width) == (20, 30)

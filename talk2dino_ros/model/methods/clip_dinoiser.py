@@ -12,7 +12,8 @@ Implements shared docs ``clip_dinoiser.md`` on open_clip 3.x:
   'background' as a plain text class (``background_rule=False``).
 
 Differences from the authors' code, all deliberate:
-* windows of one image run as a batch (the authors assume batch 1); per-window results are the same;
+* the windows of one image go through the CLIP backbone as one batch (the authors assume batch 1); the
+  steps after it run per window, so the results equal one-window-at-a-time runs;
 * class embeddings are computed on the model's device in fp32 (the authors: always on CPU in fp32);
 * with ``fp16`` on CUDA only the CLIP backbone runs under autocast; correlations, thresholds, pooling and
   scores stay fp32 (the authors are fp32 throughout);
@@ -36,7 +37,7 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from talk2dino_ros.model import random_weights
 from talk2dino_ros.model.backbone import resize_square
 from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file
-from talk2dino_ros.model.clip_visual import MaskClipFeatures, normalize_clip, pad_to_multiple
+from talk2dino_ros.model.clip_visual import MaskClipFeatures, normalize_clip, pad_to_multiple, token_map
 from talk2dino_ros.model.errors import CheckpointError, InputError
 from talk2dino_ros.model.methods.base import SegmentationMethod
 from talk2dino_ros.model.text import tokenize, template_prompts
@@ -143,25 +144,42 @@ class ClipDinoiser(SegmentationMethod):
 
     # ---------------------------------------------------------------- image
     def window_scores(self, windows: torch.Tensor, text: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
+        """[B, K, h, w] probabilities: the grid map resized bilinearly to the window (the reference's
+        ``encode_decode``; for a window that is not a multiple of 16 the padded grid is squeezed in)."""
         B, _, H, W = windows.shape
         x = windows
         if self.squash_to is not None and (H, W) != (self.squash_to, self.squash_to):
             x = resize_square(x, self.squash_to)
-        crop = x.shape[-2:]
-        x = normalize_clip(pad_to_multiple(x / 255.0, PATCH_SIZE))
-        dense, inter = self.features(x)
-        # everything after the backbone stays fp32: three hard thresholds follow
+        probs = self.grid_scores(x, text, options)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            dense = dense.float()
-            inter = inter.float()
-            corrs = threshold_correlations(patch_correlations(self.obj_proj(inter)), self.gamma)
-            probs = class_probabilities(guided_pool(dense, corrs), text.float())
-            if options.background and getattr(options, 'background_rule', True):
-                bkg = self.bkg_decoder(inter / inter.norm(dim=1, keepdim=True))
-                probs = apply_background_rule(probs, bkg, self.delta)
-            probs = F.interpolate(probs, size=tuple(crop), mode='bilinear', align_corners=False)
-            if tuple(crop) != (H, W):
+            probs = F.interpolate(probs, size=tuple(x.shape[-2:]), mode='bilinear', align_corners=False)
+            if tuple(x.shape[-2:]) != (H, W):
                 probs = F.interpolate(probs, size=(H, W), mode='bilinear', align_corners=False)
+        return probs
+
+    def grid_scores(self, windows: torch.Tensor, text: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
+        """Patch-grid probabilities [B, K, ⌈h/16⌉, ⌈w/16⌉] for RGB 0..255 windows (§3-§5)."""
+        B = windows.shape[0]
+        # pad in [0, 1] pixel space, then normalise: padded pixels become -mean/std, as the reference
+        x = normalize_clip(pad_to_multiple(windows / 255.0, PATCH_SIZE))
+        dense, inter = self.features(x)
+        h, w = dense.shape[-2:]
+        rule = options.background and options.background_rule
+        # everything after the backbone stays fp32 (three hard thresholds follow) and runs one window at a
+        # time on the reference's batch-1 memory layout: otherwise other conv kernels are picked, and
+        # ~1e-6 differences, amplified by the temperature 100, break bit-exactness with the reference
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            text = text.float()
+            return torch.cat([self._head(dense[i:i + 1].float(), token_map(inter[i:i + 1].float(), h, w),
+                                         text, rule) for i in range(B)])
+
+    def _head(self, dense: torch.Tensor, inter: torch.Tensor, text: torch.Tensor, rule: bool) -> torch.Tensor:
+        """§4-§5 on one window's grid: correlations, γ, guided pooling, scores, background rule."""
+        corrs = threshold_correlations(patch_correlations(self.obj_proj(inter)), self.gamma)
+        probs = class_probabilities(guided_pool(dense, corrs), text)
+        if rule:
+            bkg = self.bkg_decoder(inter / inter.norm(dim=1, keepdim=True))
+            probs = apply_background_rule(probs, bkg, self.delta)
         return probs
 
 

@@ -1,0 +1,53 @@
+"""benchmark CLI: runs end to end on tiny random weights and reports every stage."""
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from talk2dino_ros import benchmark
+
+
+def test_benchmark_tiny_random_weights_prints_table(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    # one thread: a shared, busy test machine makes multi-threaded ops wait for each other
+    argv = ['--random-weights', 'tiny', '--repeats', '1', '--warmup', '0', '--sizes', '60x80', '--vocab', 'a',
+            '--pipelines', 'slide-full,whole-plain', '--devices', 'cpu', '--threads', '1', '--quiet',
+            '--json', str(out)]
+    assert benchmark.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert 'RANDOM WEIGHTS' in printed and 'timing only' in printed
+    assert 'median' in printed and 'p90' in printed and 'fps' in printed and 'peak RSS MB' in printed
+    report = json.loads(out.read_text())
+    stages = [r['stage'] for r in report['rows']]
+    # 60x80 is resized to 448x597: two 448 windows
+    assert stages == ['text cold', 'text cached', 'backbone B=1', 'backbone B=2 /window', 'scores x2',
+                      'bg clean x2', 'pamr x2 (1 cls)', 'model+clean B=1', 'merge+resize+argmax', 'pipeline slide-full',
+                      'pipeline whole-plain']
+    for stage in stages:
+        assert stage in printed
+    for row in report['rows']:
+        assert row['device'] == 'cpu' and row['median_s'] > 0 and row['p90_s'] >= row['median_s']
+        assert row['rss_peak_mb'] is None or row['rss_peak_mb'] > 10
+    assert report['meta']['random_weights'] == 'tiny' and report['meta']['classes'] == 1
+
+
+def test_bad_pipeline_name_is_one_line_error(capsys):
+    assert benchmark.main(['--random-weights', 'tiny', '--pipelines', 'slide-fast']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1 and 'slide-fast' in err
+
+
+def test_row_statistics():
+    row = benchmark.Row('cpu', '1x1', 's', [float(t) for t in range(10, 0, -1)], per=1)
+    assert row.median == 5.5 and row.p90 == 9.0 and row.fps == pytest.approx(1 / 5.5)
+
+
+def test_parse_size_and_scene():
+    assert benchmark.parse_size('375x500') == (375, 500)
+    for bad in ('375', 'ax5', '0x5'):
+        with pytest.raises(argparse.ArgumentTypeError):
+            benchmark.parse_size(bad)
+    a, b = benchmark.synthetic_scene(37, 51), benchmark.synthetic_scene(37, 51)
+    assert a.dtype == np.uint8 and a.shape == (37, 51, 3)
+    np.testing.assert_array_equal(a, b)  # deterministic: runs are comparable

@@ -1,0 +1,166 @@
+"""segment_image CLI: npz layout, overlay, RGB reading, and one-line errors (tiny random weights)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from talk2dino_ros import segment_image
+from talk2dino_ros.model.random_weights import tiny_segmenter_config
+from talk2dino_ros.model.segmenter import Segmenter
+from talk2dino_ros.model.types import InferenceOptions
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _scene(height, width, seed):
+    """An RGB image with distinct regions and a red/blue asymmetry (a BGR swap would be visible)."""
+    rng = np.random.default_rng(seed)
+    img = np.zeros((height, width, 3), np.uint8)
+    img[..., 0] = 200
+    img[..., 2] = 30
+    img[height // 2:, : width // 2] = (20, 160, 40)
+    img[: height // 3, width // 2:] = (30, 60, 220)
+    return np.clip(img.astype(int) + rng.integers(-10, 10, img.shape), 0, 255).astype(np.uint8)
+
+
+def _write_rgb(path, rgb):
+    assert cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    return path
+
+
+@pytest.fixture(scope='module')
+def images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('images')
+    rgb_a, rgb_b = _scene(42, 56, 0), _scene(30, 71, 1)  # two sizes, one of them odd
+    return [(_write_rgb(folder / 'first.png', rgb_a), rgb_a), (_write_rgb(folder / 'second.png', rgb_b), rgb_b)]
+
+
+def _weight_args(paths):
+    return ['--dinov2-weights', str(paths['dinov2']), '--clip-weights', str(paths['clip']),
+            '--proj-weights', str(paths['proj']), '--allow-random-weights', '--device', 'cpu']
+
+
+def _one_error_line(err):
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith('error: ')
+    assert 'Traceback' not in err
+    return lines[0]
+
+
+def test_read_image_rgb_returns_rgb_at_original_size(images):
+    path, rgb = images[1]
+    got = segment_image.read_image_rgb(path)
+    assert got.dtype == np.uint8 and got.shape == rgb.shape
+    np.testing.assert_array_equal(got, rgb)
+
+
+def test_two_images_with_background_channel(tmp_path, images, tiny_weights, capsys):
+    out = tmp_path / 'out'
+    argv = [str(p) for p, _ in images] + ['--vocab', 'cat, dog,', '--out', str(out),
+                                          '--background-threshold', '0.5', '--bg-clean'] + _weight_args(tiny_weights)
+    assert segment_image.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert 'first.png' in printed and 'second.png' in printed
+
+    options = InferenceOptions(background=True, background_threshold=0.5, bg_clean=True)
+    reference = Segmenter.from_config(tiny_segmenter_config(tiny_weights, options=options))
+    reference.set_vocabulary(['cat', 'dog'])
+    for path, rgb in images:
+        H, W = rgb.shape[:2]
+        with np.load(out / f'{path.stem}.npz') as data:
+            assert set(data.files) == {'scores', 'labels', 'classes'}
+            scores, labels, classes = data['scores'], data['labels'], data['classes']
+        assert classes.tolist() == ['background', 'cat', 'dog']
+        assert scores.dtype == np.float32 and scores.shape == (3, H, W)
+        assert labels.dtype == np.uint8 and labels.shape == (H, W)
+        np.testing.assert_allclose(scores[0], 0.5, atol=1e-6)  # constant background channel first (up to merge rounding)
+        np.testing.assert_array_equal(labels, scores.argmax(axis=0))
+        expected = reference.segment(rgb)
+        np.testing.assert_allclose(scores, expected.scores, atol=1e-6)
+        overlay = cv2.imread(str(out / f'{path.stem}_overlay.png'), cv2.IMREAD_UNCHANGED)
+        assert overlay is not None and overlay.shape == (H, W, 3)
+
+
+def test_weights_dir_and_no_background(tmp_path, images, tiny_weights):
+    path, rgb = images[0]
+    out = tmp_path / 'out'
+    folder = Path(tiny_weights['dinov2']).parent  # holds the files under their published names
+    argv = [str(path), '--vocab', 'sky\nroad\ntree', '--out', str(out), '--weights-dir', str(folder),
+            '--allow-random-weights', '--device', 'cpu', '--no-overlay']
+    assert segment_image.main(argv) == 0
+    with np.load(out / 'first.npz') as data:
+        assert data['classes'].tolist() == ['sky', 'road', 'tree']
+        assert data['scores'].shape == (3,) + rgb.shape[:2]
+        assert ((data['scores'] > 0) & (data['scores'] < 1)).all()  # sigmoid scores, no constant channel
+    assert not (out / 'first_overlay.png').exists()
+
+
+def test_missing_image_subprocess_exit_2_one_line(tmp_path, tiny_weights):
+    missing = tmp_path / 'nope.png'
+    cmd = [sys.executable, '-m', 'talk2dino_ros.segment_image', str(missing), '--vocab', 'a,b',
+           '--out', str(tmp_path / 'o')] + _weight_args(tiny_weights)
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, 'PYTHONPATH': str(REPO)})
+    assert proc.returncode == 2, proc.stderr
+    line = _one_error_line(proc.stderr)
+    assert str(missing) in line
+    assert not (tmp_path / 'o').exists()  # failed before writing anything
+
+
+def test_not_an_image_fails_and_skip_bad_continues(tmp_path, images, tiny_weights, capsys):
+    junk = tmp_path / 'junk.png'
+    junk.write_text('not an image')
+    good = str(images[0][0])
+    assert segment_image.main([good, str(junk), '--vocab', 'a', '--out', str(tmp_path / 'o')]
+                              + _weight_args(tiny_weights)) == 2
+    assert str(junk) in _one_error_line(capsys.readouterr().err)
+
+    out = tmp_path / 'skip'
+    assert segment_image.main([good, str(junk), '--vocab', 'a', '--out', str(out), '--skip-bad', '--no-overlay']
+                              + _weight_args(tiny_weights)) == 0
+    err = capsys.readouterr().err
+    assert 'warning' in err and str(junk) in err and 'Traceback' not in err
+    assert sorted(p.name for p in out.iterdir()) == ['first.npz']
+
+
+def test_missing_weight_file_is_named(tmp_path, images, capsys):
+    empty = tmp_path / 'weights'
+    empty.mkdir()
+    argv = [str(images[0][0]), '--vocab', 'a', '--out', str(tmp_path / 'o'), '--weights-dir', str(empty),
+            '--device', 'cpu']
+    assert segment_image.main(argv) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(empty / 'dinov2_vitb14_reg4_pretrain.pth') in line
+
+
+def test_explicit_missing_clip_file_is_named(tmp_path, images, tiny_weights, capsys):
+    args = _weight_args(tiny_weights)
+    args[args.index('--clip-weights') + 1] = str(tmp_path / 'gone' / 'ViT-B-16.pt')
+    assert segment_image.main([str(images[0][0]), '--vocab', 'a', '--out', str(tmp_path / 'o')] + args) == 2
+    assert str(tmp_path / 'gone' / 'ViT-B-16.pt') in _one_error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize('extra, needle', [
+    (['--vocab', ' , '], 'empty'),
+    (['--vocab', 'cat,Cat'], 'duplicate'),
+    (['--vocab', 'a', '--openclip-weights', 'x.bin'], '--openclip-weights'),
+])
+def test_user_errors_are_one_line(tmp_path, images, tiny_weights, capsys, extra, needle):
+    argv = [str(images[0][0]), '--out', str(tmp_path / 'o')] + extra + _weight_args(tiny_weights)
+    assert segment_image.main(argv) == 2
+    assert needle in _one_error_line(capsys.readouterr().err)
+
+
+def test_same_stem_twice_is_refused(tmp_path, images, tiny_weights, capsys):
+    (tmp_path / 'a').mkdir()
+    (tmp_path / 'b').mkdir()
+    one = _write_rgb(tmp_path / 'a' / 'x.png', images[0][1])
+    two = _write_rgb(tmp_path / 'b' / 'x.png', images[1][1])
+    argv = [str(one), str(two), '--vocab', 'a', '--out', str(tmp_path / 'o')] + _weight_args(tiny_weights)
+    assert segment_image.main(argv) == 2
+    assert 'x.npz' in _one_error_line(capsys.readouterr().err)
