@@ -14,9 +14,12 @@ Rows (per device and image size):
 * ``pipeline``: ``Segmenter.segment`` end to end: slide plain, slide full (cleaning + background +
   PAMR), whole plain, whole full, and ``custom`` when inference flags were given.
 
-Columns: median and p90 wall time, fps = 1 / median, peak RSS during the row (VmHWM, reset before each
-row through /proc/self/clear_refs) and CUDA max allocated. ``authors`` lists the authors' code on the
-project's 2-core CPU (method.md §10) beside the matching CPU rows, for the 375x500 reference image.
+Columns: median and p90 wall time, fps = 1 / median, median process CPU time (all threads; on an idle
+machine about threads x wall, far above wall when other processes compete for the cores), peak RSS
+during the row (VmHWM, reset before each row through /proc/self/clear_refs) and CUDA max allocated.
+``authors``: the authors' code on the project's 2-core CPU (method.md §10) beside the matching CPU rows
+(375x500 image, 5 classes). ``model+clean B=1`` is one window through the method with cleaning: the
+live node's per-window model cost.
 """
 from __future__ import annotations
 
@@ -85,6 +88,7 @@ class Row:
     size: str
     stage: str
     times: List[float]
+    cpu_times: List[float] = field(default_factory=list)  # process CPU seconds (all threads) per item
     per: int = 1                     # the measured call covers `per` items (windows); times are per item
     rss_peak_mb: Optional[float] = None
     cuda_peak_mb: Optional[float] = None
@@ -100,18 +104,23 @@ class Row:
         return ordered[min(len(ordered) - 1, int(round(0.9 * (len(ordered) - 1))))]
 
     @property
+    def cpu_median(self) -> Optional[float]:
+        return statistics.median(self.cpu_times) if self.cpu_times else None
+
+    @property
     def fps(self) -> float:
         return 1.0 / self.median if self.median > 0 else float('inf')
 
     def as_dict(self) -> Dict:
         return dict(device=self.device, size=self.size, stage=self.stage, per=self.per, times_s=self.times,
-                    median_s=self.median, p90_s=self.p90, fps=self.fps, rss_peak_mb=self.rss_peak_mb,
-                    cuda_peak_mb=self.cuda_peak_mb, authors_s=self.authors_s)
+                    cpu_times_s=self.cpu_times, cpu_median_s=self.cpu_median, median_s=self.median,
+                    p90_s=self.p90, fps=self.fps, rss_peak_mb=self.rss_peak_mb, cuda_peak_mb=self.cuda_peak_mb,
+                    authors_s=self.authors_s)
 
 
-def measure(fn: Callable[[], object], repeats: int, warmup: int, device) -> Tuple[List[float], Optional[float],
-                                                                                  Optional[float]]:
-    """Wall times of ``fn`` (CUDA synchronised), peak RSS MB and CUDA max-allocated MB during the runs."""
+def measure(fn: Callable[[], object], repeats: int, warmup: int, device) -> Tuple[List[float], List[float],
+                                                                                  Optional[float], Optional[float]]:
+    """Wall times of ``fn`` (CUDA synchronised), process CPU times, peak RSS MB and CUDA max-allocated MB."""
     import torch
 
     cuda = device.type == 'cuda'
@@ -126,15 +135,17 @@ def measure(fn: Callable[[], object], repeats: int, warmup: int, device) -> Tupl
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     reset_ok = reset_rss_peak()
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
+        cpu_start = time.process_time()
         start = time.perf_counter()
         fn()
         sync()
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
     rss = rss_peak_mb() if reset_ok else None
     cuda_mb = torch.cuda.max_memory_allocated(device) / 2 ** 20 if cuda else None
-    return times, rss, cuda_mb
+    return times, cpu_times, rss, cuda_mb
 
 
 # ------------------------------------------------------------------------------------------ inputs
@@ -204,11 +215,12 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
 
     def add(size: str, stage: str, fn: Callable[[], object], per: int = 1, reps: Optional[int] = None):
         log(f'  {dev.type} {size} {stage} ...')
-        times, rss, cuda_mb = measure(fn, reps or repeats, warmup, dev)
+        times, cpu_times, rss, cuda_mb = measure(fn, reps or repeats, warmup, dev)
         authors = None
         if dev.type == 'cpu' and len(names) == 5 and size in ('-', '%dx%d' % AUTHORS_SIZE):
             authors = AUTHORS_CPU.get(stage)
-        rows.append(Row(dev.type, size, stage, [t / per for t in times], per, rss, cuda_mb, authors))
+        rows.append(Row(dev.type, size, stage, [t / per for t in times], [t / per for t in cpu_times], per, rss,
+                        cuda_mb, authors))
 
     def ctx():
         return torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp)
@@ -328,9 +340,9 @@ def _fmt_s(seconds: Optional[float]) -> str:
 
 
 def format_table(rows: Sequence[Row]) -> str:
-    header = ('device', 'image', 'stage', 'median', 'p90', 'fps', 'peak RSS MB', 'CUDA MB', 'authors')
+    header = ('device', 'image', 'stage', 'median', 'p90', 'fps', 'CPU time', 'peak RSS MB', 'CUDA MB', 'authors')
     body = [(r.device, r.size, r.stage, _fmt_s(r.median), _fmt_s(r.p90), f'{r.fps:.2f}' if r.fps < 1e4 else
-             f'{r.fps:.0f}', '-' if r.rss_peak_mb is None else f'{r.rss_peak_mb:.0f}',
+             f'{r.fps:.0f}', _fmt_s(r.cpu_median), '-' if r.rss_peak_mb is None else f'{r.rss_peak_mb:.0f}',
              '-' if r.cuda_peak_mb is None else f'{r.cuda_peak_mb:.0f}', _fmt_s(r.authors_s)) for r in rows]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
     line = lambda cells: '  '.join(str(c).ljust(wd) if i < 3 else str(c).rjust(wd)  # noqa: E731

@@ -51,8 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     ctx.add_argument('--phases', nargs='+', default=['train', 'val'], choices=['train', 'val'])
     ctx.add_argument('--quiet', action='store_true', help='no progress bar')
 
+    helps = {'coco_stuff': 'COCO-Stuff-171 train ids (<id>_labelTrainIds.png) from the stuffthingmaps',
+             'coco_object': 'COCO-Object-81 ids (<id>_instanceTrainIds.png) from the stuffthingmaps'}
     for name, key in (('coco_stuff', 'coco_stuff'), ('coco_object', 'coco_object')):
-        p = sub.add_parser(name, help=f'{get_benchmark(key).title} labels from the stuffthingmaps',
+        p = sub.add_parser(name, help=helps[name],
                            description=get_benchmark(key).prepare,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         p.add_argument('root', type=Path, help='the coco_stuff164k folder (with annotations/<split>/)')

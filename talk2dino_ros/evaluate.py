@@ -332,7 +332,14 @@ def format_summary(results: Sequence[Dict[str, Any]]) -> str:
 # ---------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
+    seen, prep = set(), []
+    for name in BENCHMARK_ORDER:  # voc20/voc21 and context59/context60 share their preparation
+        text = get_benchmark(name).prepare
+        if text not in seen:
+            seen.add(text)
+            prep.append(text)
     p = argparse.ArgumentParser(prog='evaluate', description=__doc__,
+                                epilog='data preparation:\n\n' + '\n\n'.join(prep),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--benchmark', required=True,
                    help=f'one of {", ".join(BENCHMARK_ORDER)}, or "all"')

@@ -18,7 +18,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     from talk2dino_ros.ros.segmentation_node import SegmentationNode
 
     args = sys.argv if argv is None else ['segment_node'] + list(argv)
-    rclpy.init(args=args)
+    try:
+        rclpy.init(args=args)
+    except Exception as exc:  # malformed --ros-args: one line, no traceback
+        print(f'error: cannot start ROS: {exc}', file=sys.stderr)
+        return 2
     node = None
     try:
         node = SegmentationNode()

@@ -78,7 +78,7 @@ def test_two_images_with_background_channel(tmp_path, images, tiny_weights, caps
         assert classes.tolist() == ['background', 'cat', 'dog']
         assert scores.dtype == np.float32 and scores.shape == (3, H, W)
         assert labels.dtype == np.uint8 and labels.shape == (H, W)
-        np.testing.assert_allclose(scores[0], 0.5, atol=1e-6)  # constant background channel first (up to merge rounding)
+        np.testing.assert_allclose(scores[0], 0.5, atol=1e-6)  # constant background channel (merge rounding)
         np.testing.assert_array_equal(labels, scores.argmax(axis=0))
         expected = reference.segment(rgb)
         np.testing.assert_allclose(scores, expected.scores, atol=1e-6)

@@ -1,7 +1,7 @@
 """Measure what the node adds on top of the engine: image published -> labels received.
 
     python -m talk2dino_ros.ros.latency_probe                    # null engine: the node's own cost
-    python -m talk2dino_ros.ros.latency_probe --engine tiny      # tiny random-weight Talk2DINO on CPU
+    python -m talk2dino_ros.ros.latency_probe --engine tiny      # tiny random-weight Talk2DINO (real engine)
     python -m talk2dino_ros.ros.latency_probe --width 1280 --height 720 --frames 100
 
 The node and a probe node run in one process, each on its own executor thread (as two processes on one
@@ -55,18 +55,19 @@ class NullSegmenter:
                                   has_background=True, vocabulary_version=vocabulary.version)
 
 
-def _tiny_factory():
-    from talk2dino_ros.model.random_weights import tiny_segmenter_config, write_random_weights
-    from talk2dino_ros.model.segmenter import Segmenter
-
+def _weights_dir(engine: str) -> str:
+    """A directory the node finds its weight files in: tiny random checkpoints, or empty stand-ins."""
     import tempfile
-    out = tempfile.mkdtemp(prefix='t2d_latency_')
-    paths = write_random_weights(out)
 
-    def factory(settings):
-        return Segmenter.from_config(tiny_segmenter_config(paths, mode=settings.mode,
-                                                           resolution=int(settings.resolution)))
-    return factory
+    out = tempfile.mkdtemp(prefix='t2d_latency_')
+    if engine == 'tiny':
+        from talk2dino_ros.model.random_weights import write_random_weights
+        write_random_weights(out)  # official file names, tiny widths
+    else:
+        from talk2dino_ros.model.pretrained import default_paths
+        for path in default_paths('talk2dino', 'vitb', out).values():
+            path.write_bytes(b'')  # never read by the null engine
+    return out
 
 
 def _percentiles(values: List[float]) -> str:
@@ -83,6 +84,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--classes', type=int, default=5)
     parser.add_argument('--resolution', type=int, default=448, help='engine short side (tiny engine)')
+    parser.add_argument('--device', default='auto', help='engine device (tiny engine)')
     args = parser.parse_args(argv)
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(0, 101)))
     os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
@@ -98,18 +100,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     from talk2dino_ros.model.errors import Talk2DinoError
     from talk2dino_ros.ros.image_conversion import numpy_to_image
     from talk2dino_ros.ros.qos import output_qos
-    from talk2dino_ros.ros.segmentation_node import SegmentationNode
+    from talk2dino_ros.ros.segmentation_node import SegmentationNode, default_segmenter_factory
 
     try:
-        factory = (lambda settings: NullSegmenter()) if args.engine == 'null' else _tiny_factory()
+        weights_dir = _weights_dir(args.engine)
     except (ImportError, Talk2DinoError) as exc:
-        print(f'error: the tiny engine is not available: {exc}', file=sys.stderr)
+        print(f'error: cannot write the {args.engine} weights: {exc}', file=sys.stderr)
         return 2
+    factory = (lambda settings: NullSegmenter()) if args.engine == 'null' else default_segmenter_factory
 
     context = Context()
     rclpy.init(context=context)
     node = SegmentationNode(segmenter_factory=factory, context=context, parameter_overrides=[
-        Parameter('resolution', value=args.resolution), Parameter('allow_random_weights', value=True)])
+        Parameter('resolution', value=args.resolution), Parameter('allow_random_weights', value=True),
+        Parameter('weights_dir', value=weights_dir), Parameter('device', value=args.device)])
     probe = Node('latency_probe', context=context)
     arrived = threading.Event()
     arrivals = {}

@@ -35,6 +35,7 @@ from talk2dino_ros.model.errors import Talk2DinoError
 from talk2dino_ros.ros import outputs
 from talk2dino_ros.ros.colors import class_colors
 from talk2dino_ros.ros.image_conversion import ImageConversionError, decode_compressed, to_rgb8
+from talk2dino_ros.ros.label_info import make_label_info, vision_msgs_available
 from talk2dino_ros.ros.mailbox import LatestMailbox
 from talk2dino_ros.ros.overlay import make_overlay
 from talk2dino_ros.ros.parameters import (
@@ -176,6 +177,11 @@ class SegmentationNode(Node):
         self._info_pub = self.create_publisher(ClassInfo, '~/class_info', latched_qos())
         self._masks_pub = self.create_publisher(ClassMasks, '~/masks', output_qos())
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', diagnostics_qos())
+        # Nav2 semantic-segmentation contract: vision_msgs/LabelInfo beside the legend, where installed
+        self._label_info_pub = None
+        if vision_msgs_available():
+            from vision_msgs.msg import LabelInfo
+            self._label_info_pub = self.create_publisher(LabelInfo, '~/label_info', latched_qos())
         self._mask_pubs: Dict[str, Any] = {}  # owned by the worker thread
 
         qos = image_input_qos(s.image_reliability, int(s.image_depth))
@@ -468,6 +474,8 @@ class SegmentationNode(Node):
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self._last_frame_id)
         self._info_pub.publish(outputs.class_info_msg(
             header, state.version, state.method, state.names, state.colors, state.background_threshold))
+        if self._label_info_pub is not None:
+            self._label_info_pub.publish(make_label_info(header, state.names, state.background_threshold))
 
     def _sync_mask_publishers(self, state: LegendState) -> None:
         """Create/destroy ~/mask/<class> publishers to match the legend (worker thread only)."""

@@ -278,3 +278,47 @@ def test_default_config_values():
     cfg = SegmenterConfig()
     assert (cfg.mode, cfg.resolution, cfg.window, cfg.stride, cfg.max_long_side) == ('slide', 448, 448, 224, 2048)
     assert cfg.options == InferenceOptions() and not cfg.options.bg_clean and not cfg.allow_random_weights
+
+
+# ------------------------------------------------------------------ windows smaller than 448 (reference behaviour)
+
+def test_small_window_upsampled_straight_to_its_size(tiny_segmenter):
+    """A window smaller than 448 (images with aspect > 4.57): the reference squashes it to 448² for DINOv2,
+    then upsamples the score grid straight to the window size (align_corners=True) and runs PAMR there,
+    guided by the un-resized window (generate_masks: ``F.interpolate(mask, (pH, pW))``, ``ori_image``)."""
+    from talk2dino_ros.model.backbone import normalize_rgb255, resize_square
+    from talk2dino_ros.model.pamr import pamr
+    from talk2dino_ros.model.postprocess import sigmoid_cosine_scores, upsample_scores
+
+    m = tiny_segmenter.method
+    x = torch.from_numpy(_image(56, 84)).permute(2, 0, 1)[None].float()
+    with torch.inference_mode():
+        text = m.encode_text(['cat', 'dog'])
+        feats, _ = m.backbone(normalize_rgb255(resize_square(x, 448)))
+        expected = upsample_scores(sigmoid_cosine_scores(feats, text), (56, 84))
+        out = m.window_scores(x, text, InferenceOptions())
+        expected_pamr = pamr(x, expected, iterations=2)
+        out_pamr = m.window_scores(x, text, InferenceOptions(pamr=True, pamr_iterations=2))
+    assert out.shape == expected.shape == (1, 2, 56, 84)
+    assert torch.allclose(out, expected, atol=1e-6), (
+        'BUG methods/talk2dino.py window_scores: for a window smaller than 448 the scores are upsampled to 448² '
+        '(and refined there) and then resized to the window with align_corners=False; the reference upsamples '
+        f'straight to the window size. max diff {(out - expected).abs().max():.2e}')
+    assert torch.allclose(out_pamr, expected_pamr, atol=1e-5), 'BUG: PAMR must run at the window size on the window'
+
+
+def test_whole_mode_keeps_the_frame_aspect(fresh_tiny_segmenter):
+    """'whole' mode (method.md §11): one non-square pass at the inference size, never a square resize."""
+    s = fresh_tiny_segmenter
+    s.with_options(mode='whole', resolution=224)
+    s.set_vocabulary(VOCAB)
+    shapes = []
+    handle = s.method.backbone.register_forward_pre_hook(lambda mod, args: shapes.append(tuple(args[0].shape[-2:])))
+    try:
+        res = s.segment(_image(60, 80))
+    finally:
+        handle.remove()
+    assert res.scores.shape == (3, 60, 80)
+    assert shapes == [(224, 294)], (
+        f'BUG methods/talk2dino.py window_scores: whole mode with a short side < 448 is squashed to 448² '
+        f'(backbone saw {shapes}); only the benchmark slide windows should get the reference 448² resize')

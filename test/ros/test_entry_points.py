@@ -164,3 +164,19 @@ def test_segment_node_process_with_tiny_weights_labels_images(ros_context, spin,
     assert code == 0, proc.err
     assert (labels[0].width, labels[0].height, labels[0].header.frame_id) == (32, 24, 'proc_cam')
     assert 'allow_random_weights is true' in proc.err and 'Traceback' not in proc.err
+
+
+def test_latency_probe_runs_and_reports(capsys):
+    from talk2dino_ros.ros import latency_probe
+    assert latency_probe.main(['--frames', '3', '--warmup', '1', '--width', '32', '--height', '24']) == 0
+    out = capsys.readouterr().out
+    assert 'engine=null image 32x24' in out
+    for row in ('end_to_end', 'engine', 'added'):
+        assert f'  {row}' in out
+
+
+def test_segment_node_bad_ros_arguments_are_one_error_line(capsys):
+    from talk2dino_ros import segment_node
+    assert segment_node.main(['--ros-args', '-p']) == 2
+    err = capsys.readouterr().err
+    assert 'error: cannot start ROS' in err and 'Traceback' not in err

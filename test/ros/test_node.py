@@ -218,6 +218,9 @@ def test_legend_version_matches_every_frame_while_vocabulary_changes(make_node):
     deep_latched.depth = 200
     probe.listen(NODE + '/class_info', ClassInfo, deep_latched)
     wait_for(lambda: node._masks_pub.get_subscription_count(), what='masks subscription')
+    # matched (the latched legend arrived): from now on every legend reaches the probe
+    wait_for(lambda: [i for i in probe.got(NODE + '/class_info')
+                      if i.vocabulary_version == node.legend_state.version], what='the first legend')
     probe.send(numpy_to_image(scene(4, 12), 'rgb8', probe.next_header()))
     stop = threading.Event()
 
