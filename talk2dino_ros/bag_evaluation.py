@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -172,3 +173,67 @@ def format_bag_result(result: Dict[str, Any]) -> str:
 
 def _fmt(value: Optional[float]) -> str:
     return '   -  ' if value is None or (isinstance(value, float) and math.isnan(value)) else f'{value:6.2f}'
+
+
+def add_bag_arguments(parser) -> None:
+    """The ``evaluate --bag`` flags (added to evaluate's parser)."""
+    g = parser.add_argument_group('rosbag scoring (instead of --benchmark / --data-root)')
+    g.add_argument('--bag', type=Path, default=None,
+                   help='rosbag2 (folder, .db3 or .mcap) with camera images and ground-truth label images')
+    g.add_argument('--image-topic', default=None, help='sensor_msgs/Image or CompressedImage topic to segment')
+    g.add_argument('--label-topic', default=None,
+                   help='ground truth, mono8/mono16: 0 = background, class i of --classes = i + 1, 255 = ignore')
+    g.add_argument('--classes', default=None,
+                   help='comma-separated names of label ids 1, 2, ... (also the vocabulary), e.g. "sky,grass,car,sun"')
+    g.add_argument('--prediction-topic', default=None,
+                   help='score label images already in the bag (e.g. /talk2dino/labels of a segment_bag output) '
+                        'instead of running the model')
+
+
+def run_bag_cli(args, make_segmenter=None) -> Dict[str, Any]:
+    """``evaluate --bag``: check the flags and topics, build the model (the node's defaults: one pass,
+    background threshold 0.55, background cleaning; ``--pamr`` as given), score, print, write ``--out``."""
+    import dataclasses
+    import json
+
+    from talk2dino_ros.cli_common import parse_vocab_arg
+
+    prediction_topic = getattr(args, 'prediction_topic', None)
+    missing = [flag for flag, value in (('--label-topic', args.label_topic), ('--classes', args.classes))
+               if not value]
+    if not (args.image_topic or prediction_topic):
+        missing.append('--image-topic (or --prediction-topic)')
+    if missing:
+        raise bag_io.BagError(f'--bag needs {", ".join(missing)}')
+    classes = parse_vocab_arg(args.classes)
+    reader = bag_io.open_bag(args.bag)  # wrong paths and topics fail before any weights load
+    try:
+        _label_connections(reader, args.label_topic)
+        if prediction_topic:
+            _label_connections(reader, prediction_topic)
+        else:
+            bag_io.image_connections(reader, args.image_topic)
+    finally:
+        reader.close()
+    segmenter = None
+    if not prediction_topic:
+        if make_segmenter is not None:
+            segmenter = make_segmenter()
+        else:
+            from talk2dino_ros.evaluate import build_segmenter_config, collect_weights
+            from talk2dino_ros.model.segmenter import Segmenter
+            from talk2dino_ros.model.types import InferenceOptions
+            from talk2dino_ros.segment_bag import NODE_DEFAULTS
+
+            config = build_segmenter_config(args, collect_weights(args))
+            options = InferenceOptions(background=True, background_threshold=NODE_DEFAULTS['background_threshold'],
+                                       bg_clean=NODE_DEFAULTS['bg_clean'], pamr=bool(getattr(args, 'pamr', False)))
+            segmenter = Segmenter.from_config(dataclasses.replace(config, mode=NODE_DEFAULTS['mode'], options=options))
+    result = evaluate_bag(segmenter, args.bag, args.image_topic, args.label_topic, classes,
+                          prediction_topic=prediction_topic, limit=getattr(args, 'limit', None),
+                          progress=not getattr(args, 'quiet', False))
+    print(format_bag_result(result), flush=True)
+    out = getattr(args, 'out', None)
+    if out is not None:
+        Path(out).write_text(json.dumps(result, indent=1))
+    return result

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.model.types import BACKGROUND
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'

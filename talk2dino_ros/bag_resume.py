@@ -23,7 +23,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 _MAGIC = b'T2DF'
 _HEAD = struct.Struct('<4sIqI')      # magic, frame index, bag timestamp ns, payload length

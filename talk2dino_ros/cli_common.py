@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 METHODS = ('talk2dino', 'clip_dinoiser')
 VARIANTS = ('vits', 'vitb', 'vitl')

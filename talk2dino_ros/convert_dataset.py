@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from talk2dino_ros.data.benchmarks import get_benchmark
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 
 def _progress(label: str, quiet: bool):

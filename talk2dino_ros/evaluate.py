@@ -36,7 +36,7 @@ from talk2dino_ros.data.benchmarks import (BENCHMARK_ORDER, METHODS, VARIANTS, B
 from talk2dino_ros.data.datasets import (DatasetError, DatasetNotFoundError, Sample,
                                          SegmentationDataset, load_label)
 from talk2dino_ros.metrics import IoUAccumulator
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 WEIGHT_FLAGS = {  # method -> role -> CLI flag
     'talk2dino': {'dinov2': '--dinov2-weights', 'clip': '--clip-weights', 'proj': '--proj-weights'},

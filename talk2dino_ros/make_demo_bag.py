@@ -23,7 +23,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 CLASSES: Tuple[str, ...] = ('sky', 'grass', 'car', 'sun')
 IMAGE_TOPIC = '/camera/image_raw'

@@ -37,7 +37,7 @@ import numpy as np
 
 from talk2dino_ros import bag_io
 from talk2dino_ros.bag_resume import PartialOutput
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 CONFIDENCE_CHOICES = ('both', 'float', 'mono8', 'none')
 #: record key -> (topic suffix, message type)

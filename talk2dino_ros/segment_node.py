@@ -14,7 +14,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    from talk2dino_ros.model.errors import Talk2DinoError
+    from talk2dino_ros.errors import Talk2DinoError
     from talk2dino_ros.ros.segmentation_node import SegmentationNode
 
     args = sys.argv if argv is None else ['segment_node'] + list(argv)

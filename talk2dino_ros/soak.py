@@ -14,18 +14,20 @@ whitespace/control-character, over-long and 1,000-name vocabularies. It records:
 * frames sent, labels received, the node's own processed / dropped counters (``/diagnostics``);
 * latency percentiles (frame published -> its labels received);
 * faults, each a counter that must stay 0:
-  ``header_mismatch`` (labels whose header matches no frame sent), ``size_mismatch``,
-  ``duplicate_outputs``, ``labels_exceed_legend`` (a label value above the highest id of the
-  ``~/class_info`` in effect), ``encoding_mismatch`` (mono8 vs mono16 for the legend's class count),
-  ``stale_legend`` (labels of a frame sent after a vocabulary change was acknowledged, or after a newer
-  legend had arrived, that come with an older legend), ``legend_not_applied`` (the legend did not become
-  the expected vocabulary, or changed on a change that must be refused), ``vocab_response_mismatch``
-  (service / parameter answers that disagree with the node's documented vocabulary rules),
-  ``node_tracebacks`` and a node that died.
+  ``header_mismatch`` (an output whose header matches no frame sent), ``size_mismatch``,
+  ``duplicate_outputs``, ``labels_exceed_legend`` (a label value above the highest class id of the
+  vocabulary the frame was computed with), ``encoding_mismatch`` (mono8 vs mono16 for that class count),
+  ``masks_mismatch`` (``~/masks`` that disagree with the labels), ``stale_legend`` (a frame computed with
+  an older vocabulary than one already published, or acknowledged by the service / parameter answer,
+  before the frame was sent; or whose version has no ``~/class_info`` with the same names),
+  ``legend_not_applied`` (a change that should take effect and did not, or a refused one that changed
+  the legend), ``vocab_response_mismatch`` (service / parameter answers that disagree with the node's
+  documented vocabulary rules), ``node_tracebacks`` and a node that died.
 
-The legend in effect for a labels message is the last ``~/class_info`` received before it: the node
-publishes both from one thread, legend first, and this process subscribes to the legend first, so its
-single-threaded executor sees them in publication order.
+Which vocabulary a frame was computed with is read from ``~/masks`` (same header as the labels, carries
+``vocabulary_version`` and the class names), so the soak subscribes to it and the node computes masks
+too. Receive order across topics is not used: DDS does not keep it (a small ``~/class_info`` can overtake
+a large ``~/labels`` published just before it).
 Exit code 0 when every fault counter is 0 and the node survived, 1 otherwise, 2 for usage errors.
 """
 from __future__ import annotations
@@ -486,7 +488,8 @@ def format_summary(s: Dict[str, Any]) -> str:
         f"  frames: sent {s['frames_sent']}, labels received {s['labels_received']}, node received "
         f"{s['node_frames_received']} / processed {s['node_frames_processed']} / dropped "
         f"{s['node_frames_dropped']} / rejected {s['node_frames_rejected']} / failed {s['node_frames_failed']}, "
-        f"not answered {s['not_answered']}",
+        f"not answered {s['not_answered']}; checked with their vocabulary version "
+        f"{s['frames_checked_with_version']}, without (no ~/masks) {s['frames_checked_without_masks']}",
         f"  latency ms: p50 {lat['p50']}, p90 {lat['p90']}, p99 {lat['p99']}, max {lat['max']}",
         f"  vocabulary changes: {s['vocabulary_changes']} {s['changes_by_channel']}, refused as expected "
         f"{s['refused_as_expected']}, legends received {s['legends_received']} (last v{s['last_vocabulary_version']})",
@@ -524,7 +527,7 @@ def _stop_node(proc: subprocess.Popen, timeout: float = 15.0) -> Optional[int]:
 
 def run(args) -> Dict[str, Any]:
     """Run one soak; returns the summary dict."""
-    from talk2dino_ros.model.errors import Talk2DinoError
+    from talk2dino_ros.errors import Talk2DinoError
     from talk2dino_ros.model.random_weights import write_random_weights
 
     if args.duration <= 0 or args.rate <= 0 or args.change_period <= 0:
@@ -601,7 +604,7 @@ def run(args) -> Dict[str, Any]:
 
 def _start(soak: Soak, executor, proc: subprocess.Popen, args) -> None:
     """Wait for the node's service, set the first vocabulary and wait for its legend (bounded)."""
-    from talk2dino_ros.model.errors import Talk2DinoError
+    from talk2dino_ros.errors import Talk2DinoError
 
     deadline = time.monotonic() + args.startup_timeout
     while not soak.vocab_srv.service_is_ready():

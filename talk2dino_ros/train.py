@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Type
 
 import yaml
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 SECTIONS = ('extract', 'fit')
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from talk2dino_ros import cli_common
-from talk2dino_ros.model.errors import CheckpointError
+from talk2dino_ros.errors import CheckpointError
 
 
 def _parse(argv):

@@ -20,7 +20,7 @@ from talk2dino_ros import evaluate as ev  # noqa: E402
 from talk2dino_ros.data.benchmarks import BENCHMARK_ORDER, BENCHMARKS, protocol  # noqa: E402
 from talk2dino_ros.data.datasets import load_label  # noqa: E402
 from talk2dino_ros.metrics import reduce_zero_label  # noqa: E402
-from talk2dino_ros.model.errors import Talk2DinoError  # noqa: E402
+from talk2dino_ros.errors import Talk2DinoError  # noqa: E402
 from talk2dino_ros.model.types import InferenceOptions  # noqa: E402
 
 

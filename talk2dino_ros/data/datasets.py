@@ -18,7 +18,7 @@ from typing import Callable, Iterator, List, Optional, Tuple, Union
 import numpy as np
 
 from talk2dino_ros.data.benchmarks import Benchmark, get_benchmark
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 PathLike = Union[str, os.PathLike]
 

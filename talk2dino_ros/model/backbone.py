@@ -18,7 +18,7 @@ import timm
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, require_keys
-from talk2dino_ros.model.errors import CheckpointError
+from talk2dino_ros.errors import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

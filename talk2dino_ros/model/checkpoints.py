@@ -17,7 +17,7 @@ from typing import Dict, Iterable, Mapping, Optional
 
 import torch
 
-from talk2dino_ros.model.errors import CheckpointError
+from talk2dino_ros.errors import CheckpointError
 
 StateDict = Dict[str, torch.Tensor]
 

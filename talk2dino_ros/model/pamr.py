@@ -15,7 +15,7 @@ from typing import Iterator, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-from talk2dino_ros.model.errors import InputError
+from talk2dino_ros.errors import InputError
 
 DEFAULT_DILATIONS: Tuple[int, ...] = (1, 2, 4, 8, 12, 24)
 

@@ -6,7 +6,7 @@ import os
 import torch
 
 from talk2dino_ros.model.checkpoints import StateDict, load_state_dict_file, require_keys
-from talk2dino_ros.model.errors import CheckpointError
+from talk2dino_ros.errors import CheckpointError
 
 PROJ_KEYS = ('linear_layer.weight', 'linear_layer.bias', 'hidden_layers.0.weight', 'hidden_layers.0.bias')
 

@@ -14,7 +14,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from talk2dino_ros.model.errors import InputError, Talk2DinoError
+from talk2dino_ros.errors import InputError, Talk2DinoError
 from talk2dino_ros.model.methods import get_builder, weight_roles
 from talk2dino_ros.model.methods.base import SegmentationMethod
 from talk2dino_ros.model.text import TextEmbeddingCache

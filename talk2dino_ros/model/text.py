@@ -14,7 +14,7 @@ import open_clip
 from open_clip.model import _build_text_tower
 
 from talk2dino_ros.model.checkpoints import StateDict, load_state_dict_file, require_keys
-from talk2dino_ros.model.errors import CheckpointError
+from talk2dino_ros.errors import CheckpointError
 
 #: Talk2DINO's inference prompt set ("sub_imagenet_template"), in the authors' order.
 TALK2DINO_TEMPLATES: Tuple[str, ...] = (

@@ -23,7 +23,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 
 class ImageConversionError(Talk2DinoError, ValueError):

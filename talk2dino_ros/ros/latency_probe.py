@@ -97,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
-    from talk2dino_ros.model.errors import Talk2DinoError
+    from talk2dino_ros.errors import Talk2DinoError
     from talk2dino_ros.ros.image_conversion import numpy_to_image
     from talk2dino_ros.ros.qos import output_qos
     from talk2dino_ros.ros.segmentation_node import SegmentationNode, default_segmenter_factory

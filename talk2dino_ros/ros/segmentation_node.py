@@ -31,7 +31,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.ros import outputs
 from talk2dino_ros.ros.colors import class_colors
 from talk2dino_ros.ros.image_conversion import ImageConversionError, decode_compressed, to_rgb8

@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence, Tuple, Union
 
-from talk2dino_ros.model.types import BACKGROUND
+BACKGROUND = "background"  # same reserved name as talk2dino_ros.model.types.BACKGROUND (kept torch-free here)
 
 #: longest accepted class name; CLIP's context is 77 tokens, ~200 characters is well inside it for text
 MAX_NAME_CHARS = 200

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 
 class DatasetError(Talk2DinoError):

@@ -21,7 +21,7 @@ import torch
 import talk2dino_ros.model  # noqa: F401  (torchvision workaround before torchvision/timm)
 from talk2dino_ros.model.backbone import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE, build_dinov2_backbone
 from talk2dino_ros.model.checkpoints import sha256_file
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.model.text import build_clip_text_encoder
 from talk2dino_ros.training import features as fmt
 from talk2dino_ros.training.coco_captions import CocoCaptions, check_images_present, load_coco_captions

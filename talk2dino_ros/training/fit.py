@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from talk2dino_ros.model.checkpoints import sha256_file
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.model.projection import ProjectionHead
 from talk2dino_ros.training.features import FeatureSet
 

@@ -10,7 +10,7 @@ from talk2dino_ros.data.benchmarks import (BENCHMARK_ORDER, BENCHMARKS, get_benc
                                            protocol)
 from talk2dino_ros.data.datasets import (DatasetError, SegmentationDataset, load_image,
                                          load_label)
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 
 
 # -- registry -----------------------------------------------------------------------------------

@@ -165,3 +165,26 @@ def test_demo_bag_cli_both_storages(tmp_path, capsys):
         assert msgs[IMG][1][1].header.stamp.nanosec == 100_000_000  # 10 Hz
     assert make_demo_bag.main(['--out', str(tmp_path / 'mcap')]) == 2
     assert 'exists' in capsys.readouterr().err
+
+
+def test_evaluate_bag_cli_flags_fit_evaluates_parser(tmp_path, capsys):
+    from talk2dino_ros import evaluate
+    from talk2dino_ros.bag_evaluation import add_bag_arguments, run_bag_cli
+
+    bag = demo(tmp_path, frames=3)
+    parser = evaluate.build_parser()
+    add_bag_arguments(parser)  # no clash with evaluate's own flags
+
+    def parse(*extra):
+        base = ['--benchmark', 'voc21', '--data-root', str(tmp_path), '--bag', str(bag), '--quiet']
+        return parser.parse_args(base + list(extra))
+
+    out = tmp_path / 'r.json'
+    result = run_bag_cli(parse('--image-topic', IMG, '--label-topic', GT, '--classes', ','.join(CLASSES),
+                               '--out', str(out)), make_segmenter=lambda: OracleSegmenter(make_demo_bag._COLOURS))
+    assert result['mIoU'] == 100.0 and out.is_file() and 'mIoU 100.00' in capsys.readouterr().out
+    assert run_bag_cli(parse('--prediction-topic', GT, '--label-topic', GT, '--classes', 'a,b,c,d'))['mIoU'] == 100.0
+    with pytest.raises(bag_io.BagError, match='--classes'):
+        run_bag_cli(parse('--image-topic', IMG, '--label-topic', GT))
+    with pytest.raises(bag_io.BagError, match='topics present'):
+        run_bag_cli(parse('--image-topic', '/wrong', '--label-topic', GT, '--classes', 'a'))

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from talk2dino_ros.model.backbone import build_dinov2_backbone
 from talk2dino_ros.model.checkpoints import load_state_dict_file
-from talk2dino_ros.model.errors import CheckpointError
+from talk2dino_ros.errors import CheckpointError
 from talk2dino_ros.model.methods import get_builder
 from talk2dino_ros.model.projection import build_projection
 from talk2dino_ros.model.random_weights import (dinov2_official_state_dict, projection_state_dict,

@@ -12,7 +12,7 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 
 from talk2dino_ros.model.backbone import build_dinov2_backbone, infer_dinov2_arch
 from talk2dino_ros.model.checkpoints import git_blob_sha1, load_state_dict_file, sha256_file
-from talk2dino_ros.model.errors import CheckpointError
+from talk2dino_ros.errors import CheckpointError
 from talk2dino_ros.model.methods.talk2dino import build_talk2dino
 from talk2dino_ros.model.projection import build_projection
 from talk2dino_ros.model.random_weights import WIDTHS, clip_state_dict, openai_dtypes, projection_state_dict

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import talk2dino_ros.model  # noqa: F401
 from talk2dino_ros.model import random_weights
 from talk2dino_ros.model.clip_visual import MaskClipFeatures, pad_to_multiple, resize_clip_pos_embed, token_map
-from talk2dino_ros.model.errors import CheckpointError, InputError
+from talk2dino_ros.errors import CheckpointError, InputError
 from talk2dino_ros.model.methods import clip_dinoiser as cd
 from talk2dino_ros.model.random_weights import tiny_segmenter_config, write_random_weights
 from talk2dino_ros.model.segmenter import Segmenter

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 import talk2dino_ros.model  # noqa: F401  (torchvision workaround before anything else)
-from talk2dino_ros.model.errors import InputError
+from talk2dino_ros.errors import InputError
 from talk2dino_ros.model.pamr import NEIGHBOURS, benchmark_pamr, pamr, pamr_affinity
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import talk2dino_ros.model  # noqa: F401
-from talk2dino_ros.model.errors import InputError, Talk2DinoError
+from talk2dino_ros.errors import InputError, Talk2DinoError
 from talk2dino_ros.model.random_weights import tiny_segmenter_config
 from talk2dino_ros.model.segmenter import Segmenter, SegmenterConfig
 from talk2dino_ros.model.types import InferenceOptions

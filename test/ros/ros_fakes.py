@@ -13,7 +13,7 @@ from dataclasses import fields, replace
 import numpy as np
 import torch
 
-from talk2dino_ros.model.errors import CheckpointError, InputError
+from talk2dino_ros.errors import CheckpointError, InputError
 from talk2dino_ros.model.types import InferenceOptions, SegmentationResult, Vocabulary
 
 _OPTION_FIELDS = {f.name for f in fields(InferenceOptions)}

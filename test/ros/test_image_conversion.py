@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sensor_msgs.msg import CompressedImage, Image
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.ros.image_conversion import (
     RGB8_INPUT_ENCODINGS, ImageConversionError, decode_compressed, encode_compressed, encoding_info,
     image_to_numpy, numpy_to_image, to_rgb8)

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import yaml
 from rcl_interfaces.msg import ParameterType
-from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 from rclpy.validate_topic_name import validate_topic_name
 
 from talk2dino_ros.ros import outputs
 from talk2dino_ros.ros.mailbox import LatestMailbox
 from talk2dino_ros.ros.parameters import (
-    PARAMETERS, SPECS, NodeSettings, group_of, validate, validate_changes)
+    PARAMETERS, SPECS, NodeSettings, group_of, validate)
 from talk2dino_ros.ros.qos import image_input_qos, latched_qos
 from talk2dino_ros.ros.stats import RollingWindow, percentile
 

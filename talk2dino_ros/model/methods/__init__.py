@@ -4,7 +4,7 @@ from __future__ import annotations
 import importlib
 from typing import Callable, Dict, Tuple
 
-from talk2dino_ros.model.errors import Talk2DinoError
+from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.model.methods.base import SegmentationMethod
 
 #: name -> (module, builder function, weight roles)

@@ -38,7 +38,7 @@ from talk2dino_ros.model import random_weights
 from talk2dino_ros.model.backbone import resize_square
 from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file
 from talk2dino_ros.model.clip_visual import MaskClipFeatures, normalize_clip, pad_to_multiple, token_map
-from talk2dino_ros.model.errors import CheckpointError, InputError
+from talk2dino_ros.errors import CheckpointError, InputError
 from talk2dino_ros.model.methods.base import SegmentationMethod
 from talk2dino_ros.model.text import tokenize, template_prompts
 from talk2dino_ros.model.types import BACKGROUND, InferenceOptions
