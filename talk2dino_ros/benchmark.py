@@ -217,7 +217,8 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
         log(f'  {dev.type} {size} {stage} ...')
         times, cpu_times, rss, cuda_mb = measure(fn, reps or repeats, warmup, dev)
         authors = None
-        if dev.type == 'cpu' and len(names) == 5 and size in ('-', '%dx%d' % AUTHORS_SIZE):
+        if cfg.method == 'talk2dino' and dev.type == 'cpu' and len(names) == 5 and \
+                size in ('-', '%dx%d' % AUTHORS_SIZE):
             authors = AUTHORS_CPU.get(stage)
         rows.append(Row(dev.type, size, stage, [t / per for t in times], [t / per for t in cpu_times], per, rss,
                         cuda_mb, authors))
@@ -489,12 +490,14 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
                 window=base.window, stride=base.stride, classes=len(names), repeats=args.repeats,
                 warmup=args.warmup, random_weights=args.random_weights, load_average_start=load_start,
                 load_average_end=load_end, **env)
-    print(f'# talk2dino_ros benchmark: {base.method} {base.variant}, {len(names)} classes, resolution '
+    variant = f' {base.variant}' if base.method == 'talk2dino' else ''
+    print(f'# talk2dino_ros benchmark: {base.method}{variant}, {len(names)} classes, resolution '
           f'{base.resolution}, fp16 {"on (CUDA)" if base.fp16 else "off"}')
     print(f'# {weights_note}')
     print(f'# torch {env["torch"]}, {env["torch_threads"]} CPU threads on {env["cpu_count"]} cores ({env["cpu"]})'
           + (f', GPU {env["gpu"]}' if env.get('gpu') else '') + f'; load average {load_start} -> {load_end}')
-    print('# authors: their code on the 2-core project CPU (method.md §10), 375x500, 5 classes')
+    if any(r.authors_s is not None for r in rows):
+        print('# authors: their Talk2DINO code on the 2-core project CPU (method.md §10), 375x500, 5 classes')
     busy = _busy_warning(load_start, load_end, env['cpu_count'])
     if busy:
         print(f'# WARNING: {busy}')

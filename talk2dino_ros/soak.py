@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import random
 import signal
@@ -580,7 +579,7 @@ def run(args) -> Dict[str, Any]:
                           f'{sum(soak.counts[k] for k in FAULTS)}', file=sys.stderr, flush=True)
             soak.running = False
             frame_timer.cancel()
-            drain_end = time.monotonic() + 3.0
+            drain_end = time.monotonic() + min(3.0, max(1.0, 0.2 * args.duration))  # outputs still in flight
             while time.monotonic() < drain_end and proc.poll() is None:
                 executor.spin_once(timeout_sec=0.05)
                 soak.step_changes(time.monotonic())

@@ -17,7 +17,7 @@ import talk2dino_ros.model  # noqa: F401  (torchvision workaround before timm)
 import timm
 from timm.models.vision_transformer import checkpoint_filter_fn
 
-from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, require_keys
+from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_into, load_state_dict_file, require_keys
 from talk2dino_ros.errors import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -66,7 +66,14 @@ def infer_dinov2_arch(sd: StateDict, path: os.PathLike | str) -> BackboneArch:
     for name, (_, d, dep, _) in DINOV2_VARIANTS.items():
         if d == dim and dep == depth:
             variant = name
-    return BackboneArch(variant, dim, depth, _heads_for_width(dim))
+    heads = _heads_for_width(dim)
+    if dim % heads or dim % 2:
+        raise CheckpointError(f'DINOv2 file {path} has width {dim}, which no DINOv2 head layout divides')
+    for key in ('pos_embed', 'patch_embed.proj.weight', 'norm.weight'):
+        size = sd[key].shape[-1] if key != 'patch_embed.proj.weight' else sd[key].shape[0]
+        if size != dim:
+            raise CheckpointError(f'DINOv2 file {path}: {key} {list(sd[key].shape)} does not match width {dim}')
+    return BackboneArch(variant, dim, depth, heads)
 
 
 class DinoBackbone(torch.nn.Module):
@@ -105,7 +112,7 @@ class DinoBackbone(torch.nn.Module):
             filtered = checkpoint_filter_fn(dict(sd), self.vit)
         except Exception as exc:
             raise CheckpointError(f'DINOv2 file {path} could not be converted: {exc}') from None
-        result = self.vit.load_state_dict(filtered, strict=False)
+        result = load_into(self.vit, filtered, path, 'DINOv2', strict=False)
         missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
         if missing or unexpected:
             raise CheckpointError(f'DINOv2 file {path} does not match the {self.arch.variant} architecture: '
@@ -142,7 +149,11 @@ def build_dinov2_backbone(path: os.PathLike | str, expected_variant: str | None 
     if expected_variant and arch.variant not in (expected_variant, 'test'):
         raise CheckpointError(f'DINOv2 file {path} is a {arch.variant} model '
                               f'({describe_shapes(sd, ["cls_token"])}) but variant {expected_variant} was selected')
-    model = DinoBackbone(arch)
+    try:
+        model = DinoBackbone(arch)
+    except (AssertionError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f'DINOv2 file {path}: cannot build a ViT of width {arch.embed_dim}, '
+                              f'depth {arch.depth}: {exc}') from None
     model.load_checkpoint_state(sd, path)
     return model.eval().requires_grad_(False)
 

@@ -136,3 +136,14 @@ def describe_shapes(sd: Mapping[str, torch.Tensor], keys: Iterable[str]) -> str:
 
 def optional_int(sd: Mapping[str, torch.Tensor], key: str) -> Optional[int]:
     return int(sd[key].shape[0]) if key in sd else None
+
+
+def load_into(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: os.PathLike | str, what: str,
+              strict: bool = True):
+    """``module.load_state_dict`` whose shape/key mismatches become one CheckpointError naming the file."""
+    try:
+        result = module.load_state_dict(dict(sd), strict=strict)
+    except RuntimeError as exc:  # size mismatches raise even with strict=False
+        detail = '; '.join(line.strip() for line in str(exc).splitlines()[1:4])
+        raise CheckpointError(f'{what} file {path} does not fit the expected architecture: {detail}') from None
+    return result

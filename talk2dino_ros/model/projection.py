@@ -5,7 +5,7 @@ import os
 
 import torch
 
-from talk2dino_ros.model.checkpoints import StateDict, load_state_dict_file, require_keys
+from talk2dino_ros.model.checkpoints import StateDict, load_into, load_state_dict_file, require_keys
 from talk2dino_ros.errors import CheckpointError
 
 PROJ_KEYS = ('linear_layer.weight', 'linear_layer.bias', 'hidden_layers.0.weight', 'hidden_layers.0.bias')
@@ -42,7 +42,12 @@ def build_projection(path: os.PathLike | str, text_dim: int | None = None,
                      dino_dim: int | None = None) -> ProjectionHead:
     """Load ψ and check it fits the text tower (input width) and the DINOv2 backbone (output width)."""
     sd = projection_state_from_file(path)
+    shapes = {k: list(sd[k].shape) for k in PROJ_KEYS}
+    if sd['linear_layer.weight'].ndim != 2 or any(sd[k].ndim != 1 for k in PROJ_KEYS if k.endswith('bias')):
+        raise CheckpointError(f'Talk2DINO projection file {path} has wrong tensor ranks: {shapes}')
     out_dim, in_dim = sd['linear_layer.weight'].shape
+    if shapes['linear_layer.bias'] != [out_dim] or shapes['hidden_layers.0.bias'] != [out_dim]:
+        raise CheckpointError(f'Talk2DINO projection file {path} has inconsistent widths: {shapes}')
     if tuple(sd['hidden_layers.0.weight'].shape) != (out_dim, out_dim):
         raise CheckpointError(f'Talk2DINO projection file {path}: hidden_layers.0.weight is '
                               f'{list(sd["hidden_layers.0.weight"].shape)}, expected [{out_dim}, {out_dim}]')
@@ -57,5 +62,5 @@ def build_projection(path: os.PathLike | str, text_dim: int | None = None,
     extra = sorted(set(sd) - set(head.state_dict()))
     if extra:
         raise CheckpointError(f'Talk2DINO projection file {path} has unexpected keys {extra[:4]}')
-    head.load_state_dict({k: v.float() for k, v in sd.items()})
+    load_into(head, {k: v.float() for k, v in sd.items()}, path, 'Talk2DINO projection')
     return head.eval().requires_grad_(False)

@@ -13,7 +13,7 @@ import talk2dino_ros.model  # noqa: F401  (torchvision workaround before open_cl
 import open_clip
 from open_clip.model import _build_text_tower
 
-from talk2dino_ros.model.checkpoints import StateDict, load_state_dict_file, require_keys
+from talk2dino_ros.model.checkpoints import StateDict, load_into, load_state_dict_file, require_keys
 from talk2dino_ros.errors import CheckpointError
 
 #: Talk2DINO's inference prompt set ("sub_imagenet_template"), in the authors' order.
@@ -77,9 +77,12 @@ def build_clip_text_encoder(path: os.PathLike | str, quick_gelu: bool = True) ->
     if tuple(sd['token_embedding.weight'].shape) != (VOCAB_SIZE, width) or layers == 0:
         raise CheckpointError(f'CLIP file {path} is not a CLIP text tower: token_embedding '
                               f'{list(sd["token_embedding.weight"].shape)}, {layers} layers')
-    enc = ClipTextEncoder(width, layers, max(1, width // 64), embed_dim, quick_gelu=quick_gelu)
+    try:
+        enc = ClipTextEncoder(width, layers, max(1, width // 64), embed_dim, quick_gelu=quick_gelu)
+    except (AssertionError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f'CLIP file {path}: cannot build a text tower of width {width}: {exc}') from None
     tower_sd = {k: v.float() for k, v in sd.items() if k in enc.tower.state_dict()}
-    result = enc.tower.load_state_dict(tower_sd, strict=False)
+    result = load_into(enc.tower, tower_sd, path, 'CLIP', strict=False)
     if result.missing_keys:
         raise CheckpointError(f'CLIP file {path} is missing text-tower keys: {result.missing_keys[:4]}')
     return enc.eval().requires_grad_(False)

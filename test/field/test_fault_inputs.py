@@ -21,7 +21,7 @@ from talk2dino_ros.model.random_weights import (dinov2_official_state_dict, proj
                                                 write_random_weights)
 from talk2dino_ros.model.text import build_clip_text_encoder
 
-FUZZ = settings(max_examples=10, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=6, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 ROLES = ('dinov2', 'clip', 'proj', 'openclip', 'clip_dinoiser')
 METHOD_OF = {'dinov2': 'talk2dino', 'clip': 'talk2dino', 'proj': 'talk2dino',
