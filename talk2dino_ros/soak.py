@@ -140,13 +140,18 @@ def make_frames(width: int, height: int, count: int = 8, seed: int = 0) -> List[
     return frames
 
 
-def node_command(weights: Dict[str, Path], resolution: int, image_topic: str) -> List[str]:
-    return [sys.executable, '-m', 'talk2dino_ros.segment_node', '--ros-args',
-            '-r', f'image:={image_topic}',
-            '-p', 'allow_random_weights:=true', '-p', 'device:=cpu', '-p', f'resolution:={resolution}',
-            '-p', f'dinov2_weights:={weights["dinov2"]}', '-p', f'clip_weights:={weights["clip"]}',
-            '-p', f'proj_weights:={weights["proj"]}',
-            '-p', 'publish_overlay:=false', '-p', 'diagnostics_period:=1.0']
+def node_command(weights: Dict[str, Path], resolution: int, image_topic: str,
+                 extra_params: Sequence[str] = ()) -> List[str]:
+    """The node's command line; ``extra_params``: more ``name:=value`` parameters (last one wins)."""
+    cmd = [sys.executable, '-m', 'talk2dino_ros.segment_node', '--ros-args',
+           '-r', f'image:={image_topic}',
+           '-p', 'allow_random_weights:=true', '-p', 'device:=cpu', '-p', f'resolution:={resolution}',
+           '-p', f'dinov2_weights:={weights["dinov2"]}', '-p', f'clip_weights:={weights["clip"]}',
+           '-p', f'proj_weights:={weights["proj"]}',
+           '-p', 'publish_overlay:=false', '-p', 'diagnostics_period:=1.0']
+    for param in extra_params:
+        cmd += ['-p', param]
+    return cmd
 
 
 class Soak:
@@ -452,6 +457,7 @@ class Soak:
             'ok': ok,
             'duration_s': round(duration, 1), 'rate_hz': self.args.rate,
             'image': f'{self.args.width}x{self.args.height} rgb8', 'node_resolution': self.args.resolution,
+            'node_params': list(self.args.node_param),
             'frames_sent': self.counts['frames_sent'],
             'labels_received': self.counts['labels_received'],
             'masks_received': self.counts['masks_received'],
@@ -483,7 +489,7 @@ def format_summary(s: Dict[str, Any]) -> str:
     rss = s['rss']
     lines = [
         f"soak {'PASSED' if s['ok'] else 'FAILED'}: {s['duration_s']} s at {s['rate_hz']} Hz, {s['image']}, "
-        f"node resolution {s['node_resolution']}",
+        f"node resolution {s['node_resolution']}" + (f", node parameters {s['node_params']}" if s['node_params'] else ''),
         f"  frames: sent {s['frames_sent']}, labels received {s['labels_received']}, node received "
         f"{s['node_frames_received']} / processed {s['node_frames_processed']} / dropped "
         f"{s['node_frames_dropped']} / rejected {s['node_frames_rejected']} / failed {s['node_frames_failed']}, "
@@ -547,7 +553,7 @@ def run(args) -> Dict[str, Any]:
         weights = write_random_weights(Path(tmp) / 'weights', method='talk2dino', width='tiny')
         log_path = Path(args.log) if args.log else Path(tmp) / 'node.log'
         log = open(log_path, 'w')
-        proc = subprocess.Popen(node_command(weights, args.resolution, args.image_topic), stdout=log,
+        proc = subprocess.Popen(node_command(weights, args.resolution, args.image_topic, args.node_param), stdout=log,
                                 stderr=subprocess.STDOUT, env=env)
         context = Context()
         rclpy.init(context=context)
@@ -639,6 +645,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--startup-timeout', type=float, default=120.0)
     p.add_argument('--image-topic', default='/t2d_soak/image')
     p.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID (default: random 1..101)')
+    p.add_argument('--node-param', action='append', default=[], metavar='NAME:=VALUE',
+                   help='extra node parameter, repeatable (e.g. mask_topics_limit:=0)')
     p.add_argument('--log', default=None, help="keep the node's log in this file")
     p.add_argument('--json', default=None, metavar='FILE', help="write the summary as JSON ('-' = stdout)")
     p.add_argument('--quiet', action='store_true', help='no progress lines')

@@ -85,6 +85,9 @@ def load_state_dict_file(path: os.PathLike | str, what: str, allow_torchscript: 
             raise
         except Exception as exc:  # safetensors raises its own error types
             raise CheckpointError(f'{what} file {p} is not a readable safetensors file: {exc}') from None
+    if not allow_torchscript and _is_torchscript(p):
+        raise CheckpointError(f'{what} file {p} is a TorchScript archive (the OpenAI CLIP release?), '
+                              f'not a {what} checkpoint')
     if allow_torchscript and _is_torchscript(p):
         try:
             obj = torch.jit.load(str(p), map_location='cpu')

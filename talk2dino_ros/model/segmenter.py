@@ -129,6 +129,8 @@ class Segmenter:
     def _apply_mode(self) -> None:
         if hasattr(self.method, 'squash_to'):
             self.method.squash_to = self.config.resolution if self.config.mode == 'squash' else None
+        if hasattr(self.method, 'slide_square'):
+            self.method.slide_square = self.config.mode == 'slide'
 
     @property
     def text_cache(self) -> TextEmbeddingCache:
@@ -183,8 +185,7 @@ class Segmenter:
         return vocab
 
     # ---------------------------------------------------------------- inference
-    def _prepare(self, image: np.ndarray) -> np.ndarray:
-        cfg = self.config
+    def _prepare(self, image: np.ndarray, cfg: SegmenterConfig) -> np.ndarray:
         H, W = image.shape[:2]
         if cfg.mode == 'slide':
             h, w = rescale_size(H, W, cfg.resolution, cfg.max_long_side)
@@ -209,7 +210,7 @@ class Segmenter:
             opts = dataclasses.replace(opts, background=vocab.background)
         timings: Dict[str, float] = {}
         t0 = time.perf_counter()
-        resized = self._prepare(image)
+        resized = self._prepare(image, cfg)
         h, w = resized.shape[:2]
         if cfg.mode == 'slide':
             wins = slide_windows(h, w, cfg.window, cfg.stride)

@@ -119,8 +119,10 @@ class TextEmbeddingCache:
     def get_many(self, names: Sequence[str]) -> torch.Tensor:
         """Embeddings [len(names), D] in order; a name absent from the cache is encoded once."""
         with self._lock:
-            missing = list(dict.fromkeys(n for n in names if n not in self._entries))
-            self.hits += len(names) - sum(1 for n in names if n in missing)
+            # keep references to the rows we already have: another thread may evict them while we encode
+            have = {n: self._entries[n] for n in names if n in self._entries}
+            missing = list(dict.fromkeys(n for n in names if n not in have))
+            self.hits += sum(1 for n in names if n in have)
             self.misses += len(missing)
         fresh: Dict[str, torch.Tensor] = {}
         if missing:
@@ -128,13 +130,10 @@ class TextEmbeddingCache:
             emb = self._encode(missing)
             fresh = {n: emb[i] for i, n in enumerate(missing)}
         with self._lock:
-            for n, e in fresh.items():
-                self._entries[n] = e
             rows = []
             for n in names:
-                e = fresh.get(n)
-                if e is None:
-                    e = self._entries[n]
+                e = fresh[n] if n in fresh else have[n]
+                self._entries[n] = e
                 self._entries.move_to_end(n)
                 rows.append(e)
             while len(self._entries) > self._max:

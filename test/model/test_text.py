@@ -74,10 +74,11 @@ def test_encode_text_matches_manual_computation(method):
 
 
 def test_rows_independent_of_batch_composition(method):
+    names = NAMES[:6]
     with torch.no_grad():
-        together = method.encode_text(NAMES)                  # 70 prompts: 3 chunks of the tower
-        reversed_ = method.encode_text(NAMES[::-1])
-        alone = torch.cat([method.encode_text([n]) for n in NAMES])
+        together = method.encode_text(names)                  # 42 prompts: 2 chunks of the tower
+        reversed_ = method.encode_text(names[::-1])
+        alone = torch.cat([method.encode_text([n]) for n in names])
     assert torch.allclose(together, alone, atol=1e-6, rtol=0), (together - alone).abs().max()
     assert torch.allclose(together, reversed_.flip(0), atol=1e-6, rtol=0)
 

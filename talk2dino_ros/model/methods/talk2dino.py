@@ -38,6 +38,7 @@ class Talk2DINO(SegmentationMethod):
         self.projection = projection
         self.window_size = window_size
         self.squash_to: int | None = None  # set by the segmenter for the authors' demo mode
+        self.slide_square = True  # benchmark windows narrower than window_size are resized to it
 
     @property
     def variant(self) -> str:
@@ -56,22 +57,23 @@ class Talk2DINO(SegmentationMethod):
 
     def window_scores(self, windows: torch.Tensor, text: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
         B, _, H, W = windows.shape
-        x = windows
-        # the reference resizes every window to 448² (an identity for full evaluation windows)
-        square = self.squash_to or (self.window_size if (H < self.window_size or W < self.window_size) else None)
-        if square is not None and (H % PATCH_SIZE or W % PATCH_SIZE or (H, W) != (square, square)):
-            x = resize_square(x, square)
+        ws = self.window_size
+        # the reference resizes every slide window to 448² (an identity for full windows; it matters only
+        # for the narrow windows of very elongated images); 'squash' is the authors' demo resize
+        small = self.slide_square and (H < ws or W < ws)
+        square = self.squash_to or (ws if small else None)
+        x = resize_square(windows, square) if square else windows
         features, attn = self.backbone(normalize_rgb255(x))
         features = features.float()
         attn = attn.float()
         scores = sigmoid_cosine_scores(features, text)
         if options.bg_clean:
             scores = background_clean(scores, features, attn, text)
-        scores = upsample_scores(scores, x.shape[-2:])
+        # straight from the patch grid to the window's own size, then PAMR guided by the window itself
+        scores = upsample_scores(scores, (H, W))
         if options.pamr:
-            scores = pamr(x.float(), scores, iterations=options.pamr_iterations, dilations=options.pamr_dilations)
-        if x.shape[-2:] != (H, W):
-            scores = F.interpolate(scores, size=(H, W), mode='bilinear', align_corners=False)
+            scores = pamr(windows.float(), scores, iterations=options.pamr_iterations,
+                          dilations=options.pamr_dilations)
         if options.background:
             scores = prepend_background(scores, options.background_threshold)
         return scores
