@@ -194,7 +194,7 @@ def test_rolling_window_rate_and_percentile():
 
 
 def test_interface_doc_lists_every_parameter_and_topic():
-    doc = (ROOT / 'docs' / 'node_interfaces.md').read_text()
+    doc = (ROOT / 'README.md').read_text()
     for spec in PARAMETERS:
         assert f'`{spec.name}`' in doc, spec.name
     for topic in ('~/labels', '~/class_info', '~/masks', '~/mask/<class>', '~/confidence', '~/background',
