@@ -245,16 +245,19 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
         resized = resize_uint8(image, h, w)
         wins = slide_windows(h, w, cfg.window, cfg.stride)
         tensor = torch.from_numpy(resized).to(dev).permute(2, 0, 1).float()
-        crops = torch.stack([tensor[:, v.y1:v.y2, v.x1:v.x2] for v in wins])
+        crops = torch.stack([tensor[:, v.y1:v.y2, v.x1:v.x2] for v in wins])  # the windows at their own size
         square = getattr(method, 'window_size', None)
-        if square and min(crops.shape[-2:]) < square:  # a small window: the method squares it like this
-            crops = torch.nn.functional.interpolate(crops, size=(square, square), mode='bilinear',
-                                                    align_corners=False, antialias=True)
+        net_in = crops
+        if square and getattr(method, 'slide_square', True) and min(crops.shape[-2:]) < square:
+            # a window smaller than 448 (image smaller than a window): the backbone sees it squared to 448²,
+            # scores and PAMR stay at the window's size, as in Talk2DINO.window_scores
+            net_in = torch.nn.functional.interpolate(crops, size=(square, square), mode='bilinear',
+                                                     align_corners=False, antialias=True)
         K = crops.shape[0]
-        one = crops[:1]
+        one_win = crops[:1]  # what window_scores gets (it squares small windows itself)
         plain = dataclasses.replace(cfg.options, bg_clean=False, pamr=False, background=False)
         log(f'{dev.type} {size}: {K} window(s) of {cfg.window}x{cfg.window} after resizing to {h}x{w}, '
-            f'run at {crops.shape[-2]}x{crops.shape[-1]}')
+            f'backbone input {net_in.shape[-2]}x{net_in.shape[-1]}')
 
         if is_t2d:
             from talk2dino_ros.model.backbone import normalize_rgb255
@@ -266,10 +269,10 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
                 with a, b:
                     return method.backbone(normalize_rgb255(x))
 
-            add(size, 'backbone B=1', lambda: backbone(one))
+            add(size, 'backbone B=1', lambda: backbone(net_in[:1]))
             if K > 1:
-                add(size, f'backbone B={K} /window', lambda: backbone(crops), per=K)
-            feats, attn = backbone(crops)
+                add(size, f'backbone B={K} /window', lambda: backbone(net_in), per=K)
+            feats, attn = backbone(net_in)
             feats, attn = feats.float(), attn.float()
             with torch.inference_mode():
                 grid = sigmoid_cosine_scores(feats, text)
@@ -287,7 +290,7 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
                 with a, b:
                     return method.window_scores(x, text, plain)
 
-            add(size, 'model B=1', lambda: model(one))
+            add(size, 'model B=1', lambda: model(one_win))
             if K > 1:
                 add(size, f'model B={K} /window', lambda: model(crops), per=K)
             with torch.inference_mode():
@@ -298,19 +301,17 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
         def model_clean():
             a, b = ctx()
             with a, b:
-                return method.window_scores(one, text, cleaned)
+                return method.window_scores(one_win, text, cleaned)
 
         add(size, 'model+clean B=1', model_clean)  # the live node's per-window model cost (GPU target)
-        win_hw = (wins[0].y2 - wins[0].y1, wins[0].x2 - wins[0].x1)
-        if tuple(up.shape[-2:]) == win_hw:  # (an image smaller than a window is squared: no merge to time)
-            outs = list(up.unbind(0))
+        outs = list(up.unbind(0))
 
-            def merge_resize():
-                with torch.inference_mode():
-                    final = resize_scores(merge_windows(outs, wins, h, w), H, W)
-                    return final.argmax(dim=0).to(torch.int32).cpu().numpy(), final.cpu().numpy()
+        def merge_resize():
+            with torch.inference_mode():
+                final = resize_scores(merge_windows(outs, wins, h, w), H, W)
+                return final.argmax(dim=0).to(torch.int32).cpu().numpy(), final.cpu().numpy()
 
-            add(size, 'merge+resize+argmax', merge_resize)
+        add(size, 'merge+resize+argmax', merge_resize)
 
         # ---- full pipelines through the public API
         runs = [(f'pipeline {p}',) + _pipeline_settings(p, threshold) for p in pipelines]

@@ -120,6 +120,10 @@ def rss_summary(samples: List[Tuple[float, int]], warmup_s: float) -> Dict[str, 
     peak0, peak1 = float(mb[first].max()), float(mb[last].max())
     floor0, floor1 = float(mb[first].min()), float(mb[last].min())
     slope = float(np.polyfit(t[post] / 60.0, mb[post], 1)[0])
+    # one [floor, peak] pair per window for the JSON (the shape of the curve tells a leak from noise)
+    edges = np.arange(float(t[0]), float(t[-1]) + window, window)
+    out['windows_mb'] = [[round(float(edges[i]), 0), round(float(mb[sel].min()), 1), round(float(mb[sel].max()), 1)]
+                         for i in range(len(edges) - 1) for sel in [(t >= edges[i]) & (t < edges[i + 1])] if sel.any()]
     out.update(window_s=round(window, 1), after_warmup_mb=round(float(mb[post][0]), 1),
                first_window_mb=[round(floor0, 1), round(peak0, 1)], last_window_mb=[round(floor1, 1), round(peak1, 1)],
                peak_growth_pct=round(100.0 * (peak1 - peak0) / peak0, 2),

@@ -190,3 +190,25 @@ def test_non_tensor_and_wrong_width_files(tmp_path, good):
     with pytest.raises(CheckpointError) as err:
         load_role('dinov2', wide, good)
     assert '96' in str(err.value) and '64' in str(err.value)
+
+
+#: tensors whose shape the loaders read to infer the architecture (a 0-d tensor there must not crash them)
+SHAPE_KEYS = {
+    'dinov2': ('cls_token', 'pos_embed', 'patch_embed.proj.weight', 'norm.weight', 'register_tokens'),
+    'clip': ('ln_final.weight', 'text_projection', 'token_embedding.weight', 'positional_embedding'),
+    'proj': ('linear_layer.weight', 'hidden_layers.0.weight', 'linear_layer.bias'),
+    'openclip': ('visual.conv1.weight', 'visual.positional_embedding', 'ln_final.weight', 'text_projection',
+                 'token_embedding.weight', 'positional_embedding', 'visual.transformer.resblocks.0.mlp.c_fc.weight'),
+    'clip_dinoiser': ('obj_proj.weight', 'obj_proj.bias', 'bkg_decoder.weight'),
+}
+
+
+@pytest.mark.parametrize('role', ROLES)
+def test_scalar_where_a_shape_is_read(tmp_path, good, originals, role):
+    original, wrapped = originals[role]
+    for key in SHAPE_KEYS[role]:
+        sd = dict(original)
+        sd[key] = torch.tensor(0.5)
+        path = tmp_path / f'scalar_{key.replace(".", "_")}_{role}.pth'
+        torch.save({'epoch': 0, 'model_state_dict': sd} if wrapped else sd, path)
+        assert_clean_failure(lambda p: load_role(role, p, good), path)
