@@ -34,7 +34,7 @@ class SegmenterConfig:
     variant: str = 'vitb'
     weights: Mapping[str, str] = field(default_factory=dict)
     device: str = 'auto'
-    fp16: bool = False
+    fp16: bool = False  # autocast: fp16 on CUDA, bf16 on CPU (faster, not exact)
     mode: str = 'slide'
     resolution: int = 448
     window: int = 448
@@ -220,9 +220,10 @@ class Segmenter:
         crops = [tensor[:, win.y1:win.y2, win.x1:win.x2] for win in wins]
         timings['preprocess'] = time.perf_counter() - t0
         t1 = time.perf_counter()
-        use_amp = self.config.fp16 and self.device.type == 'cuda'
+        # half precision is opt-in and not bit-exact: fp16 autocast on CUDA, bf16 autocast on CPU
+        amp_dtype = torch.float16 if self.device.type == 'cuda' else torch.bfloat16
         with self._infer_lock, torch.inference_mode(), \
-                torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=use_amp):
+                torch.autocast(device_type=self.device.type, dtype=amp_dtype, enabled=cfg.fp16):
             # windows of equal size (all but degenerate cases) go through the backbone as one batch
             outs: List[torch.Tensor] = [None] * len(crops)  # type: ignore[list-item]
             by_shape: Dict[Tuple[int, int], List[int]] = {}

@@ -42,6 +42,28 @@ def _text_state(sd: StateDict) -> StateDict:
             and not k.startswith('text.')} or {k[5:]: v for k, v in sd.items() if k.startswith('text.')}
 
 
+def encode_eot(model: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """CLIP ``encode_text`` (EOT feature after ln_final and text_projection, unnormalised), computed only
+    over the first L positions, L = the last EOT position of the batch + 1.
+
+    The text transformer is causal and the output is read at the EOT token, so the positions after it
+    never influence the result; dropping them cuts the cost ~6-9x for short prompts (differences are
+    float rounding, ~1e-6). ``model`` is an open_clip ``CLIP`` or ``TextTransformer`` (same attributes).
+    """
+    eot = tokens.argmax(dim=-1)
+    L = int(eot.max()) + 1
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(tokens[:, :L]).to(cast_dtype)
+    x = x + model.positional_embedding[:L].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:L, :L])
+    x = model.ln_final(x)
+    pooled = x[torch.arange(x.shape[0], device=x.device), eot]
+    proj = model.text_projection
+    if proj is None:
+        return pooled
+    return proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
+
+
 class ClipTextEncoder(torch.nn.Module):
     """The CLIP text transformer: ``forward(tokens) -> [B, E]`` EOT features (ln_final + projection, unnormalised)."""
 
@@ -53,7 +75,7 @@ class ClipTextEncoder(torch.nn.Module):
         self.width = width
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.tower(tokens)
+        return encode_eot(self.tower, tokens)
 
     @torch.inference_mode()
     def encode_raw(self, texts: Sequence[str], chunk: int = 256) -> torch.Tensor:

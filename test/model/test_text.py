@@ -226,3 +226,17 @@ def test_segmenter_encodes_only_new_names(fresh_tiny_segmenter, monkeypatch):
     assert len(calls) == 2
     assert v2.version > v1.version
     assert seg.text_cache.hits >= 3
+
+
+def test_eot_truncated_encoding_equals_the_full_tower(tiny_weights):
+    """Dropping the positions after the last EOT (causal attention) changes nothing but rounding."""
+    import torch
+    from talk2dino_ros.model.text import build_clip_text_encoder, tokenize
+    enc = build_clip_text_encoder(tiny_weights['clip'])
+    tokens = tokenize(['a', 'a photo of the small traffic light.', 'x ' * 60])
+    with torch.no_grad():
+        full = enc.tower(tokens)
+        fast = enc(tokens)
+        short = enc(tokens[:1])
+    assert torch.allclose(full, fast, atol=1e-5)
+    assert torch.allclose(full[:1], short, atol=1e-5)

@@ -40,7 +40,7 @@ from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_sta
 from talk2dino_ros.model.clip_visual import MaskClipFeatures, normalize_clip, pad_to_multiple, token_map
 from talk2dino_ros.errors import CheckpointError, InputError
 from talk2dino_ros.model.methods.base import SegmentationMethod
-from talk2dino_ros.model.text import tokenize, template_prompts
+from talk2dino_ros.model.text import encode_eot, template_prompts, tokenize
 from talk2dino_ros.model.types import BACKGROUND, InferenceOptions
 
 #: the 80 OpenAI ImageNet prompt templates, as format strings, in the published order
@@ -134,7 +134,7 @@ class ClipDinoiser(SegmentationMethod):
         means = []
         for name in names:
             tokens = tokenize(template_prompts([name], IMAGENET_TEMPLATES)).to(device)
-            emb = self.clip.encode_text(tokens).float()
+            emb = encode_eot(self.clip, tokens).float()
             emb = emb / emb.norm(dim=-1, keepdim=True)
             means.append(emb.mean(dim=0))
         if not means:
