@@ -16,7 +16,7 @@ Public API (small on purpose; segment_image, benchmark, evaluate, train and segm
   (SegmenterConfig or InferenceOptions field names) fill whatever the user did not give.
 * ``build_segmenter(args, **defaults) -> Segmenter``: ``Segmenter.from_config(config_from_args(...))``.
 * ``parse_vocab_arg(text) -> list[str]``: a comma/newline separated ``--vocab`` (the node's rules).
-* ``run_cli(fn, argv) -> int``: runs ``fn(argv)``; a :class:`Talk2DinoError` (``CliError`` included) or
+* ``run_cli(fn, argv, interrupted=...) -> int``: runs ``fn(argv)``; a :class:`Talk2DinoError` (``CliError`` included) or
   an ``OSError`` naming a file becomes ONE stderr line ``error: ...`` and exit code 2, no traceback.
 """
 from __future__ import annotations
@@ -60,7 +60,8 @@ def _device_arg(text: str) -> str:
     raise argparse.ArgumentTypeError(f"device must be auto, cpu, cuda or cuda:N, got {text!r}")
 
 
-def _threshold_arg(text: str) -> float:
+def background_threshold_arg(text: str) -> float:
+    """argparse ``type=`` of ``--background-threshold``: a number in [0, 1]."""
     try:
         value = float(text)
     except ValueError:
@@ -112,7 +113,7 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
                    help='attention-based background cleaning')
     g.add_argument('--pamr', dest='pamr', action=argparse.BooleanOptionalAction, default=None,
                    help='PAMR mask refinement (slow on CPU)')
-    g.add_argument('--background-threshold', type=_threshold_arg, default=None, metavar='T',
+    g.add_argument('--background-threshold', type=background_threshold_arg, default=None, metavar='T',
                    help='add a background class (channel 0) with constant score T, e.g. 0.55')
     g.add_argument('--mode', choices=MODES, default=None,
                    help='slide: 448 windows, stride 224 (benchmark protocol, default); whole: one pass '
@@ -232,11 +233,13 @@ def _os_error_message(exc: OSError) -> str:
     return what
 
 
-def run_cli(fn: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None) -> int:
+def run_cli(fn: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequence[str]] = None, *,
+            interrupted: str = 'interrupted') -> int:
     """Run a CLI body; user errors become one ``error: ...`` line on stderr and exit code 2.
 
     An ``OSError`` is treated as a user error only when it names a file (e.g. an unwritable --out);
-    anything else is a bug and keeps its traceback.
+    anything else is a bug and keeps its traceback. Ctrl-C prints ``error: <interrupted>`` (a tool that
+    can resume says how) and exits 130.
     """
     try:
         return int(fn(argv) or 0)
@@ -249,5 +252,5 @@ def run_cli(fn: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequenc
         print(f'error: {one_line(_os_error_message(exc))}', file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print('error: interrupted', file=sys.stderr)
+        print(f'error: {interrupted}', file=sys.stderr)
         return 130

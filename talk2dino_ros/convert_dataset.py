@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
+from talk2dino_ros.cli_common import run_cli
 from talk2dino_ros.data.benchmarks import get_benchmark
 from talk2dino_ros.errors import Talk2DinoError
 
@@ -66,36 +67,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _run(argv: Optional[Sequence[str]]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.dataset == 'context':
-            from talk2dino_ros.data.convert_context import convert_pascal_context
+    if args.dataset == 'context':
+        from talk2dino_ros.data.convert_context import convert_pascal_context
 
-            counts = convert_pascal_context(args.devkit, args.json, args.out_dir, args.phases,
-                                            _progress('context', args.quiet))
-            print('wrote ' + ', '.join(f'{n} {p}' for p, n in counts.items()) + ' label maps')
-            return 0
-        if args.nproc < 1:
-            raise Talk2DinoError(f'--nproc must be >= 1, got {args.nproc}')
-        if args.dataset == 'coco_stuff':
-            from talk2dino_ros.data.convert_coco_stuff import convert_coco_stuff as convert
-        else:
-            from talk2dino_ros.data.convert_coco_object import convert_coco_object as convert
-        report = convert(args.root, args.out_dir, args.splits, args.nproc,
-                         _progress(args.dataset, args.quiet))
-        print('wrote ' + ', '.join(f'{n} {s}' for s, n in report.written.items()) + ' label maps')
-        if report.unexpected_pixels:
-            print(f'warning: {report.unexpected_pixels} pixels in {len(report.unexpected_files)} '
-                  'files had raw values outside the COCO-Stuff table (written unchanged), e.g. '
-                  f'{report.unexpected_files[0]}', file=sys.stderr)
+        counts = convert_pascal_context(args.devkit, args.json, args.out_dir, args.phases,
+                                        _progress('context', args.quiet))
+        print('wrote ' + ', '.join(f'{n} {p}' for p, n in counts.items()) + ' label maps')
         return 0
-    except Talk2DinoError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('error: interrupted', file=sys.stderr)
-        return 130
+    if args.nproc < 1:
+        raise Talk2DinoError(f'--nproc must be >= 1, got {args.nproc}')
+    if args.dataset == 'coco_stuff':
+        from talk2dino_ros.data.convert_coco_stuff import convert_coco_stuff as convert
+    else:
+        from talk2dino_ros.data.convert_coco_object import convert_coco_object as convert
+    report = convert(args.root, args.out_dir, args.splits, args.nproc,
+                     _progress(args.dataset, args.quiet))
+    print('wrote ' + ', '.join(f'{n} {s}' for s, n in report.written.items()) + ' label maps')
+    if report.unexpected_pixels:
+        print(f'warning: {report.unexpected_pixels} pixels in {len(report.unexpected_files)} '
+              'files had raw values outside the COCO-Stuff table (written unchanged), e.g. '
+              f'{report.unexpected_files[0]}', file=sys.stderr)
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_cli(_run, argv)
 
 
 if __name__ == '__main__':

@@ -14,6 +14,12 @@ Talk2DINO); the metric is mmseg's (dataset-accumulated IoU, nanmean over classes
 (indices into the benchmark's class list; for the reduce_zero_label benchmarks voc20, context59 and
 ade20k these are the *reduced* ids, i.e. raw label value - 1). ``--resume`` re-scores the predictions
 already in DIR (made with the same settings) and only runs the model on the missing ones.
+
+``--bag BAG --image-topic T --label-topic L --classes "a,b,c"`` scores a rosbag2 instead of a benchmark:
+its ground-truth label images (0 = background, class i of --classes = i + 1, 255 = ignore) against the
+model run with the node's defaults (one pass, background threshold 0.55 or --background-threshold,
+background cleaning), with the same metric code; the JSON report holds the result under ``bag``.
+Weights: the per-role flags, else their published names in --weights-dir (see fetch_weights).
 """
 from __future__ import annotations
 
@@ -31,17 +37,16 @@ from typing import Any, Callable, Dict, List, Optional, Protocol as TypingProtoc
 
 import numpy as np
 
-from talk2dino_ros.data.benchmarks import (BENCHMARK_ORDER, METHODS, VARIANTS, Benchmark,
-                                           Protocol, get_benchmark, paper_miou, protocol)
+from talk2dino_ros.cli_common import (WEIGHT_FLAGS, CliError, add_model_arguments,
+                                      background_threshold_arg, config_from_args, resolve_weights, run_cli)
+from talk2dino_ros.data.benchmarks import (BENCHMARK_ORDER, Benchmark, Protocol, get_benchmark,
+                                           paper_miou, protocol)
 from talk2dino_ros.data.datasets import (DatasetError, DatasetNotFoundError, Sample,
                                          SegmentationDataset, load_label)
 from talk2dino_ros.metrics import IoUAccumulator
 from talk2dino_ros.errors import Talk2DinoError
 
-WEIGHT_FLAGS = {  # method -> role -> CLI flag
-    'talk2dino': {'dinov2': '--dinov2-weights', 'clip': '--clip-weights', 'proj': '--proj-weights'},
-    'clip_dinoiser': {'openclip': '--openclip-weights', 'clip_dinoiser': '--clip-dinoiser-weights'},
-}
+__all__ = ['WEIGHT_FLAGS', 'build_parser', 'evaluate_dataset', 'main', 'run']  # WEIGHT_FLAGS: re-export
 
 
 class SegmenterLike(TypingProtocol):
@@ -341,15 +346,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='evaluate', description=__doc__,
                                 epilog='data preparation:\n\n' + '\n\n'.join(prep),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--benchmark', required=True,
-                   help=f'one of {", ".join(BENCHMARK_ORDER)}, or "all"')
-    p.add_argument('--data-root', required=True, type=Path, help="mmseg's data/ folder")
-    p.add_argument('--method', default='talk2dino', choices=METHODS)
-    p.add_argument('--variant', default='vitb', choices=VARIANTS,
-                   help='Talk2DINO DINOv2 size (default vitb)')
-    for flags in WEIGHT_FLAGS.values():
-        for role, flag in flags.items():
-            p.add_argument(flag, type=Path, default=None, help=f'{role} weight file')
+    p.add_argument('--benchmark', default=None,
+                   help=f'one of {", ".join(BENCHMARK_ORDER)}, or "all" (required without --bag)')
+    p.add_argument('--data-root', type=Path, default=None,
+                   help="mmseg's data/ folder (required with --benchmark)")
+    add_model_arguments(p)
     pamr = p.add_mutually_exclusive_group()
     pamr.add_argument('--pamr', dest='pamr', action='store_true', default=None,
                       help='force PAMR refinement on (Talk2DINO default: on)')
@@ -362,11 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--skip-bad', action='store_true',
                    help='skip (and count) unreadable or inconsistent samples instead of stopping')
     p.add_argument('--out', type=Path, default=None, help='write a JSON report here')
-    p.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda' or 'cuda:N'")
-    p.add_argument('--fp16', action='store_true', help='autocast to fp16 on CUDA')
-    p.add_argument('--allow-random-weights', action='store_true',
-                   help='accept random/tiny weight files (tests and smoke runs only)')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    from talk2dino_ros.bag_evaluation import add_bag_arguments  # lazy: rosbags is only needed for --bag
+
+    add_bag_arguments(p)
+    p.add_argument('--background-threshold', type=background_threshold_arg, default=None, metavar='T',
+                   help='--bag only: background score (default 0.55, the node\'s); benchmarks use '
+                        'their published protocol thresholds')
     return p
 
 
@@ -384,29 +387,38 @@ def sha256_file(path: Path) -> str:
 
 
 def collect_weights(args: argparse.Namespace) -> Dict[str, Path]:
-    """role -> path for the chosen method; refuses flags of the other method."""
-    weights = {}
-    for method, flags in WEIGHT_FLAGS.items():
-        for role, flag in flags.items():
-            value = getattr(args, flag.lstrip('-').replace('-', '_'))
-            if value is None:
-                continue
-            if method != args.method:
-                raise Talk2DinoError(f'{flag} is a {method} weight file but --method is {args.method}')
-            weights[role] = value
-    missing = [flag for role, flag in WEIGHT_FLAGS[args.method].items() if role not in weights]
-    if missing and not args.allow_random_weights:
-        raise Talk2DinoError(f'{args.method} needs {", ".join(missing)} (see fetch_weights)')
+    """role -> path for the chosen method (:func:`cli_common.resolve_weights`: the flags, else the
+    published names in --weights-dir). Without --allow-random-weights a missing file is refused here,
+    before any dataset is read, naming the flags that would give it."""
+    weights = {role: Path(path) for role, path in resolve_weights(args).items()}
+    if not args.allow_random_weights:
+        missing = {role: path for role, path in weights.items() if not path.is_file()}
+        if missing:
+            flags = WEIGHT_FLAGS[args.method]
+            raise CliError(f'{args.method} needs {", ".join(flags[r] for r in missing)} (not found: '
+                           f'{", ".join(map(str, missing.values()))}; give the flags or --weights-dir DIR, '
+                           'see fetch_weights)')
     return weights
 
 
-def build_segmenter_config(args: argparse.Namespace, weights: Dict[str, Path]):
-    from talk2dino_ros.model.segmenter import SegmenterConfig
+def build_segmenter_config(args: argparse.Namespace, weights: Optional[Dict[str, Path]] = None):
+    """The benchmark protocol's config (sliding windows); per-benchmark options are set later.
 
-    return SegmenterConfig(method=args.method, variant=args.variant,
-                           weights={k: str(v) for k, v in weights.items()}, device=args.device,
-                           fp16=args.fp16, mode='slide',
-                           allow_random_weights=args.allow_random_weights)
+    ``weights`` (role -> path) replaces the ones the flags resolve to (kept for callers such as
+    :func:`talk2dino_ros.bag_evaluation.run_bag_cli`).
+    """
+    config = config_from_args(args, mode='slide')
+    if weights is not None:
+        config = dataclasses.replace(config, weights={k: str(v) for k, v in weights.items()})
+    return config
+
+
+def bag_segmenter_config(args: argparse.Namespace):
+    """``evaluate --bag``'s config: the node's defaults (one pass, background class at 0.55 or
+    --background-threshold, background cleaning), PAMR only with --pamr."""
+    from talk2dino_ros.segment_bag import NODE_DEFAULTS
+
+    return config_from_args(args, background=True, pamr=False, **NODE_DEFAULTS)
 
 
 def _select_benchmarks(name: str) -> List[Benchmark]:
@@ -418,13 +430,63 @@ def _select_benchmarks(name: str) -> List[Benchmark]:
         raise Talk2DinoError(exc.args[0]) from None
 
 
+_BAG_ONLY = ('image_topic', 'label_topic', 'classes', 'prediction_topic', 'background_threshold')
+_BENCHMARK_ONLY = ('data_root', 'save_predictions', 'resume', 'skip_bad')
+
+
+def _check_mode(args: argparse.Namespace) -> None:
+    """--bag and --benchmark are two modes; refuse flags of the other one instead of ignoring them."""
+    def given(names):
+        return ['--' + n.replace('_', '-') for n in names if getattr(args, n, None) not in (None, False)]
+
+    if getattr(args, 'bag', None) is not None:
+        if args.benchmark is not None:
+            raise CliError('--bag and --benchmark are exclusive: score a bag or a benchmark, not both')
+        wrong = given(_BENCHMARK_ONLY)
+        if wrong:
+            raise CliError(f'{", ".join(wrong)}: only used with --benchmark, not with --bag')
+        return
+    if args.benchmark is None:
+        raise CliError('give --benchmark NAME --data-root DIR, or --bag BAG (see evaluate --help)')
+    if args.data_root is None:
+        raise CliError('--benchmark needs --data-root DIR (mmseg\'s data/ folder)')
+    wrong = given(_BAG_ONLY)
+    if wrong:
+        raise CliError(f'{", ".join(wrong)}: only used with --bag')
+
+
+def _weight_info(weights: Dict[str, Path]) -> Dict[str, Dict[str, str]]:
+    return {role: {'path': str(path), 'sha256': sha256_file(path)} for role, path in weights.items()}
+
+
+def _report_header(args: argparse.Namespace, config: Any, weight_info: Dict[str, Any]) -> Dict[str, Any]:
+    """The fields every evaluate report starts with (benchmark and bag runs alike)."""
+    return {
+        'tool': 'talk2dino_ros evaluate',
+        'started': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'method': args.method, 'variant': args.variant,
+        'config': _jsonable(config) if config is not None else None,
+        'weights': weight_info, 'device': args.device, 'fp16': args.fp16, 'limit': args.limit,
+    }
+
+
+def _finish(report: Dict[str, Any], out: Optional[Path]) -> Dict[str, Any]:
+    report['finished'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    if out is not None:
+        _write_json(out, report)
+    return report
+
+
 def run(args: argparse.Namespace,
         make_segmenter: Optional[Callable[[], SegmenterLike]] = None) -> Dict[str, Any]:
     """Evaluate as the CLI does; ``make_segmenter`` replaces the real engine (tests)."""
     if args.limit is not None and args.limit < 1:
-        raise Talk2DinoError(f'--limit must be >= 1, got {args.limit}')
+        raise CliError(f'--limit must be >= 1, got {args.limit}')
+    _check_mode(args)
+    if args.bag is not None:
+        return run_bag(args, make_segmenter)
     if args.resume and args.save_predictions is None:
-        raise Talk2DinoError('--resume needs --save-predictions DIR (the predictions to re-score)')
+        raise CliError('--resume needs --save-predictions DIR (the predictions to re-score)')
     benches = _select_benchmarks(args.benchmark)
     weights = collect_weights(args)
     # open every dataset before loading any weights: a wrong --data-root fails in a second
@@ -440,8 +502,7 @@ def run(args: argparse.Namespace,
             print(f'warning: skipping {exc.summary}', file=sys.stderr)
     if not datasets:
         raise DatasetError(f'no benchmark data found under {args.data_root}')
-    weight_info = {role: {'path': str(path), 'sha256': sha256_file(path)}
-                   for role, path in weights.items()}
+    weight_info = _weight_info(weights)
     config = None
     if make_segmenter is None:
         config = build_segmenter_config(args, weights)
@@ -457,14 +518,7 @@ def run(args: argparse.Namespace,
             cache['seg'] = make_segmenter()
         return cache['seg']
 
-    report: Dict[str, Any] = {
-        'tool': 'talk2dino_ros evaluate',
-        'started': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-        'method': args.method, 'variant': args.variant,
-        'config': _jsonable(config) if config is not None else None,
-        'weights': weight_info, 'device': args.device, 'fp16': args.fp16,
-        'limit': args.limit, 'benchmarks': {}, 'missing': missing,
-    }
+    report = dict(_report_header(args, config, weight_info), benchmarks={}, missing=missing)
     fingerprint = {'method': args.method, 'variant': args.variant, 'fp16': args.fp16,
                    'weights': {r: w['sha256'] for r, w in weight_info.items()},
                    'allow_random_weights': args.allow_random_weights}
@@ -489,10 +543,30 @@ def run(args: argparse.Namespace,
         print(format_result(result), flush=True)
     if len(results) > 1:
         print(format_summary(results))
-    report['finished'] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
-    if args.out is not None:
-        _write_json(args.out, report)
-    return report
+    return _finish(report, args.out)
+
+
+def run_bag(args: argparse.Namespace,
+            make_segmenter: Optional[Callable[[], SegmenterLike]] = None) -> Dict[str, Any]:
+    """``evaluate --bag``: :func:`talk2dino_ros.bag_evaluation.run_bag_cli` (flag and topic checks
+    before any weights load, scoring, the table) inside the benchmark report's envelope."""
+    from talk2dino_ros.bag_evaluation import run_bag_cli
+
+    state: Dict[str, Any] = {'config': None, 'weights': {}}
+
+    def factory() -> SegmenterLike:  # called only after the bag and its topics checked out
+        if make_segmenter is not None:
+            return make_segmenter()
+        from talk2dino_ros.model.segmenter import Segmenter
+
+        state['weights'] = _weight_info(collect_weights(args))
+        state['config'] = bag_segmenter_config(args)
+        return Segmenter.from_config(state['config'])
+
+    # run_bag_cli would write its bare result to --out; the envelope is written below instead
+    result = run_bag_cli(argparse.Namespace(**dict(vars(args), out=None)), make_segmenter=factory)
+    report = dict(_report_header(args, state['config'], state['weights']), bag=result)
+    return _finish(report, args.out)
 
 
 def _write_json(path: Path, report: Dict[str, Any]) -> None:
@@ -505,17 +579,13 @@ def _write_json(path: Path, report: Dict[str, Any]) -> None:
         raise Talk2DinoError(f'cannot write {path}: {exc.strerror or exc}') from None
 
 
+def _run(argv: Optional[Sequence[str]]) -> int:
+    run(build_parser().parse_args(argv))
+    return 0
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run(args)
-        return 0
-    except Talk2DinoError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('error: interrupted', file=sys.stderr)
-        return 130
+    return run_cli(_run, argv)
 
 
 if __name__ == '__main__':

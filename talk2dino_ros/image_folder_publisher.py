@@ -129,7 +129,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> int:
     """Publish frames until Ctrl-C, the end of a non-looping source, or --count frames."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException
     from rclpy.utilities import remove_ros_args
 
     full = sys.argv if argv is None else ['image_folder_publisher'] + list(argv)
@@ -151,6 +150,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     from talk2dino_ros.ros.image_conversion import numpy_to_image
     from talk2dino_ros.ros.qos import latched_qos, output_qos
+    from talk2dino_ros.ros.spin import spin_until_shutdown
 
     rclpy.init(args=full)
     node = rclpy.create_node('image_folder_publisher')
@@ -185,14 +185,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     node.create_timer(1.0 / args.rate, tick)
     source = args.folder or args.video or f'synthetic {args.width}x{args.height}'
     node.get_logger().info(f'publishing {source} on {args.topic} at {args.rate:g} Hz (frame_id {args.frame_id})')
-    try:
-        while rclpy.ok() and not state['done']:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node, done=lambda: state['done'])
     return 0
 
 

@@ -18,10 +18,11 @@ import dataclasses
 import sys
 import typing
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Type
+from typing import Any, Dict, List, Optional, Sequence, Type
 
 import yaml
 
+from talk2dino_ros.cli_common import run_cli
 from talk2dino_ros.errors import Talk2DinoError
 
 SECTIONS = ('extract', 'fit')
@@ -125,23 +126,20 @@ def resolve_config(args: argparse.Namespace):
     return cls(**values)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def _run(argv: Optional[Sequence[str]]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        cfg = resolve_config(args)
-        if args.command == 'extract':
-            from talk2dino_ros.training.extract import run_extract
-            run_extract(cfg)
-        else:
-            from talk2dino_ros.training.fit import fit
-            fit(cfg)
-    except Talk2DinoError as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print('error: interrupted (rerun the same command to resume)', file=sys.stderr)
-        return 130
+    cfg = resolve_config(args)
+    if args.command == 'extract':
+        from talk2dino_ros.training.extract import run_extract
+        run_extract(cfg)
+    else:
+        from talk2dino_ros.training.fit import fit
+        fit(cfg)
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    return run_cli(_run, argv, interrupted='interrupted (rerun the same command to resume)')
 
 
 if __name__ == '__main__':

@@ -233,7 +233,8 @@ def test_ade_table_shows_bed_with_its_space(tmp_path):
     (['--benchmark', 'all', '--allow-random-weights'], 'no benchmark data found'),
     (['--benchmark', 'voc21', '--allow-random-weights', '--limit', '0'], '--limit must be'),
 ])
-def test_cli_errors_are_one_line_exit_2(tmp_path, capsys, argv, message):
+def test_cli_errors_are_one_line_exit_2(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.setenv('T2D_WEIGHTS_DIR', str(tmp_path / 'no_weights'))  # never a real download
     assert ev.main(argv + ['--data-root', str(tmp_path), '--quiet']) == 2
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if not line.startswith('warning:')]
@@ -304,3 +305,53 @@ def test_real_engine_save_and_resume(tmp_path, tiny_talk2dino_weights):
     assert b['num_resumed'] == 1 and b['num_segmented'] == 0 and b['IoU'] == a['IoU']
     pred = np.array(Image.open(preds / 'voc20' / '2007_000033.png'))
     assert pred.shape == (H, W) and pred.max() < 20
+
+
+# -- evaluate --bag -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize('argv,message', [
+    (['--bag', 'b', '--benchmark', 'voc21'], '--bag and --benchmark are exclusive'),
+    (['--bag', 'b', '--data-root', 'd'], '--data-root: only used with --benchmark'),
+    ([], 'give --benchmark NAME --data-root DIR, or --bag BAG'),
+    (['--benchmark', 'voc21'], '--benchmark needs --data-root'),
+    (['--benchmark', 'voc21', '--data-root', 'd', '--classes', 'a'], '--classes: only used with --bag'),
+    (['--benchmark', 'voc21', '--data-root', 'd', '--background-threshold', '0.5'],
+     '--background-threshold: only used with --bag'),
+    (['--bag', 'b', '--label-topic', '/l', '--classes', 'a'], '--bag needs --image-topic'),
+])
+def test_bag_and_benchmark_modes_are_checked(capsys, argv, message):
+    assert ev.main(argv + ['--quiet']) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: ') and err.count('\n') == 1 and message in err
+
+
+def test_bag_demo_end_to_end_tiny_weights(tmp_path, capsys, tiny_weights):
+    """make_demo_bag, then `evaluate --bag` through the real segmenter (tiny random weights, CPU)."""
+    from talk2dino_ros import make_demo_bag
+
+    bag = tmp_path / 'demo'
+    assert make_demo_bag.main(['--out', str(bag), '--frames', '3', '--height', '32', '--width', '40']) == 0
+    out = tmp_path / 'bag.json'
+    argv = ['--bag', str(bag), '--image-topic', make_demo_bag.IMAGE_TOPIC,
+            '--label-topic', make_demo_bag.LABEL_TOPIC, '--classes', ','.join(make_demo_bag.CLASSES),
+            '--background-threshold', '0.4', '--weights-dir', str(tiny_weights['dinov2'].parent),
+            '--allow-random-weights', '--device', 'cpu', '--quiet', '--out', str(out)]
+    assert ev.main(argv) == 0
+    report = json.loads(out.read_text())
+    r = report['bag']
+    assert r['frames'] == r['scored'] == 3 and r['unmatched'] == 0
+    assert isinstance(r['mIoU'], float) and np.isfinite(r['mIoU']) and 0.0 <= r['mIoU'] <= 100.0
+    assert list(r['IoU']) == ['background', *make_demo_bag.CLASSES]
+    assert r['IoU']['background'] is None  # the demo scene has no background pixel
+    cfg = report['config']  # the node's defaults, the threshold as given
+    assert cfg['mode'] == 'whole' and cfg['allow_random_weights']
+    assert cfg['options']['background'] and cfg['options']['background_threshold'] == 0.4
+    assert cfg['options']['bg_clean'] and not cfg['options']['pamr']
+    assert set(report['weights']) == {'dinov2', 'clip', 'proj'}
+    assert report['weights']['proj']['path'] == str(tiny_weights['proj'])
+    assert report['tool'] == 'talk2dino_ros evaluate' and 'finished' in report
+    assert re.search(r'summary\s+mIoU\s+\d+\.\d\d', capsys.readouterr().out)
+    # a missing weight file is named before anything loads (the bag and topics checked first)
+    argv_missing = argv[:argv.index('--weights-dir')] + ['--weights-dir', str(tmp_path / 'none'), '--quiet']
+    assert ev.main(argv_missing) == 2
+    assert '--dinov2-weights' in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """Registry of the 8 evaluation benchmarks: class lists, on-disk layouts, protocols, published numbers.
 
-Everything here is data. The class lists are written out verbatim (they are the exact prompt strings
-and the keys of the per-class table), for two methods:
+Everything here is data. The class lists are the exact prompt strings and the keys of the per-class
+table, for two methods; each name is written once (sub-lists are slices, CLIP-DINOiser's lists are
+Talk2DINO's with an explicit rename table):
 
 * Talk2DINO uses the mmseg 0.30 lists (plus its own VOC-20 / COCO-Object classes), see
   ``shared/docs/benchmarks.md`` section 2. Note ADE20K's ``'bed '`` with a trailing space.
@@ -21,6 +22,8 @@ VARIANTS = ('vits', 'vitb', 'vitl')
 
 # ---------------------------------------------------------------------------------------------
 # Talk2DINO class lists (mmseg 0.30.0 + Talk2DINO's own VOC-20 / COCO-Object), verbatim.
+# The "without background" and COCO-Object lists are slices of their parent lists (same names, same
+# order in mmseg and in the authors' code), so each name is written once.
 # ---------------------------------------------------------------------------------------------
 
 VOC_21_CLASSES = (
@@ -29,11 +32,7 @@ VOC_21_CLASSES = (
     'train', 'tvmonitor',
 )
 
-VOC_20_CLASSES = (
-    'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
-    'diningtable', 'dog', 'horse', 'motorbike', 'person', 'pottedplant', 'sheep', 'sofa', 'train',
-    'tvmonitor',
-)
+VOC_20_CLASSES = VOC_21_CLASSES[1:]
 
 CONTEXT_60_CLASSES = (
     'background', 'aeroplane', 'bag', 'bed', 'bedclothes', 'bench', 'bicycle', 'bird', 'boat',
@@ -45,14 +44,7 @@ CONTEXT_60_CLASSES = (
     'window', 'wood',
 )
 
-CONTEXT_59_CLASSES = (
-    'aeroplane', 'bag', 'bed', 'bedclothes', 'bench', 'bicycle', 'bird', 'boat', 'book', 'bottle',
-    'building', 'bus', 'cabinet', 'car', 'cat', 'ceiling', 'chair', 'cloth', 'computer', 'cow',
-    'cup', 'curtain', 'dog', 'door', 'fence', 'floor', 'flower', 'food', 'grass', 'ground', 'horse',
-    'keyboard', 'light', 'motorbike', 'mountain', 'mouse', 'person', 'plate', 'platform',
-    'pottedplant', 'road', 'rock', 'sheep', 'shelves', 'sidewalk', 'sign', 'sky', 'snow', 'sofa',
-    'table', 'track', 'train', 'tree', 'truck', 'tvmonitor', 'wall', 'water', 'window', 'wood',
-)
+CONTEXT_59_CLASSES = CONTEXT_60_CLASSES[1:]
 
 COCO_STUFF_171_CLASSES = (
     'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck', 'boat',
@@ -78,18 +70,8 @@ COCO_STUFF_171_CLASSES = (
     'wall-tile', 'wall-wood', 'water-other', 'waterdrops', 'window-blind', 'window-other', 'wood',
 )
 
-COCO_OBJECT_81_CLASSES = (
-    'background', 'person', 'bicycle', 'car', 'motorcycle', 'airplane', 'bus', 'train', 'truck',
-    'boat', 'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat',
-    'dog', 'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella',
-    'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite',
-    'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket', 'bottle',
-    'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple', 'sandwich', 'orange',
-    'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant',
-    'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote', 'keyboard', 'cell phone',
-    'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book', 'clock', 'vase', 'scissors',
-    'teddy bear', 'hair drier', 'toothbrush',
-)
+#: COCO-Object: background + the 80 thing classes, which are COCO-Stuff's first 80 entries.
+COCO_OBJECT_81_CLASSES = (BACKGROUND,) + COCO_STUFF_171_CLASSES[:80]
 
 CITYSCAPES_19_CLASSES = (
     'road', 'sidewalk', 'building', 'wall', 'fence', 'pole', 'traffic light', 'traffic sign',
@@ -119,53 +101,29 @@ ADE20K_150_CLASSES = (
 )
 
 # ---------------------------------------------------------------------------------------------
-# CLIP-DINOiser's own lists (authors' segmentation/datasets/*.py), verbatim. COCO-Stuff,
-# Cityscapes and ADE20K come from mmseg and are the Talk2DINO tuples above.
+# CLIP-DINOiser's own lists (authors' segmentation/datasets/*.py). They are the Talk2DINO lists
+# above with the few prompt strings renamed below (same length, same order), so every difference
+# between the two methods is visible here. COCO-Stuff, Cityscapes and ADE20K come from mmseg and
+# are the Talk2DINO tuples unchanged.
 # ---------------------------------------------------------------------------------------------
 
-CD_VOC_21_CLASSES = (
-    'background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair',
-    'cow', 'dining table', 'dog', 'horse', 'motorbike', 'person', 'potted plant', 'sheep', 'sofa',
-    'train', 'tvmonitor',
-)
+def _replace(names: Tuple[str, ...], renames: Dict[str, str]) -> Tuple[str, ...]:
+    """``names`` with each key of ``renames`` replaced by its value; every key must occur."""
+    absent = set(renames) - set(names)
+    if absent:  # a typo here would silently leave a Talk2DINO name in a CLIP-DINOiser list
+        raise ValueError(f'_replace: {sorted(absent)} not in the list')
+    return tuple(renames.get(n, n) for n in names)
 
-CD_VOC_20_CLASSES = (
-    'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
-    'dining table', 'dog', 'horse', 'motorbike', 'person', 'potted plant', 'sheep', 'sofa', 'train',
-    'tvmonitor',
-)
 
-CD_CONTEXT_60_CLASSES = (
-    'background', 'aeroplane', 'bag', 'bed', 'bedclothes', 'bench', 'bicycle', 'bird', 'boat',
-    'book', 'bottle', 'building', 'bus', 'cabinet', 'car', 'cat', 'ceiling', 'chair', 'cloth',
-    'computer', 'cow', 'cup', 'curtain', 'dog', 'door', 'fence', 'floor', 'flower', 'food', 'grass',
-    'ground', 'horse', 'keyboard', 'light', 'motorbike', 'mountain', 'mouse', 'person', 'plate',
-    'platform', 'potted plant', 'road', 'rock', 'sheep', 'shelves', 'sidewalk', 'sign', 'sky',
-    'snow', 'sofa', 'table', 'track', 'train', 'tree', 'truck', 'tvmonitor', 'wall', 'water',
-    'window', 'wood',
-)
-
-CD_CONTEXT_59_CLASSES = (
-    'aeroplane', 'bag', 'bed', 'bedclothes', 'bench', 'bicycle', 'bird', 'boat', 'book', 'bottle',
-    'building', 'bus', 'cabinet', 'car', 'cat', 'ceiling', 'chair', 'cloth', 'computer', 'cow',
-    'cup', 'curtain', 'dog', 'door', 'fence', 'floor', 'flower', 'food', 'grass', 'ground', 'horse',
-    'keyboard', 'light', 'motorbike', 'mountain', 'mouse', 'person', 'plate', 'platform',
-    'potted plant', 'road', 'rock', 'sheep', 'shelves', 'sidewalk', 'sign', 'sky', 'snow', 'sofa',
-    'table', 'track', 'train', 'tree', 'truck', 'tvmonitor', 'wall', 'water', 'window', 'wood',
-)
-
-CD_COCO_OBJECT_81_CLASSES = (
-    'background', 'person', 'bicycle', 'car', 'motorcycle', 'aeroplane', 'bus', 'train', 'truck',
-    'boat', 'traffic light', 'fire hydrant', 'stop sign', 'parking meter', 'bench', 'bird', 'cat',
-    'dog', 'horse', 'sheep', 'cow', 'elephant', 'bear', 'zebra', 'giraffe', 'backpack', 'umbrella',
-    'handbag', 'tie', 'suitcase', 'frisbee', 'skis', 'snowboard', 'sports ball', 'kite',
-    'baseball bat', 'baseball glove', 'skateboard', 'surfboard', 'tennis racket', 'bottle',
-    'wine glass', 'cup', 'fork', 'knife', 'spoon', 'bowl', 'banana', 'apple', 'sandwich', 'orange',
-    'broccoli', 'carrot', 'hot dog', 'pizza', 'donut', 'cake', 'chair', 'couch', 'potted plant',
-    'bed', 'dining table', 'toilet', 'tv', 'laptop', 'mouse', 'remote', 'keyboard', 'cell phone',
-    'microwave', 'oven', 'toaster', 'sink', 'refrigerator', 'book', 'clock', 'vase', 'scissors',
-    'teddy bear', 'hair drier', 'toothbrush',
-)
+#: CLIP-DINOiser writes VOC's compound names as two words.
+CD_VOC_21_CLASSES = _replace(VOC_21_CLASSES, {'diningtable': 'dining table',
+                                              'pottedplant': 'potted plant'})
+CD_VOC_20_CLASSES = CD_VOC_21_CLASSES[1:]
+#: Pascal Context: only 'pottedplant' is split (it has no 'diningtable'; 'table' stays).
+CD_CONTEXT_60_CLASSES = _replace(CONTEXT_60_CLASSES, {'pottedplant': 'potted plant'})
+CD_CONTEXT_59_CLASSES = CD_CONTEXT_60_CLASSES[1:]
+#: COCO-Object: CLIP-DINOiser uses VOC's 'aeroplane' for COCO's 'airplane'.
+CD_COCO_OBJECT_81_CLASSES = _replace(COCO_OBJECT_81_CLASSES, {'airplane': 'aeroplane'})
 
 # ---------------------------------------------------------------------------------------------
 # Published numbers (mIoU, %).

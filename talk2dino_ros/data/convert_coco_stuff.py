@@ -81,18 +81,23 @@ def remap_file(src: Path, dst: Path, lut: np.ndarray, expected: np.ndarray) -> i
 
     Returns the number of pixels whose raw value is not in ``expected`` (bool[256]).
     """
+    raw = load_label(src)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    write_label_png(dst, lut[raw])
+    return int(np.count_nonzero(~expected[raw]))
+
+
+def write_label_png(dst: Path, labels: np.ndarray) -> None:
+    """Write a label map as a grayscale PNG via a temporary file, so an interrupted conversion never
+    leaves a truncated map that a later run would take as done; DatasetError names ``dst`` on failure."""
     from PIL import Image
 
-    raw = load_label(src)
-    out = lut[raw]
-    dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(dst.name + '.tmp')
     try:
-        Image.fromarray(out).save(tmp, format='PNG')
+        Image.fromarray(labels).save(tmp, format='PNG')
         os.replace(tmp, dst)
     except OSError as exc:
         raise DatasetError(f'cannot write {dst}: {exc.strerror or exc}') from None
-    return int(np.count_nonzero(~expected[raw]))
 
 
 def _remap_job(args: Tuple[str, str, np.ndarray, np.ndarray]) -> Tuple[str, int]:

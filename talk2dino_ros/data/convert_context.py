@@ -179,7 +179,7 @@ def convert_pascal_context(devkit: Path, json_path: Optional[Path] = None,
     ``devkit/SegmentationClassContext``. The split lists always go to
     ``devkit/ImageSets/SegmentationContext``.
     """
-    from PIL import Image
+    from talk2dino_ros.data.convert_coco_stuff import write_label_png  # the converters' shared PNG writer
 
     devkit = Path(devkit)
     json_path = Path(json_path) if json_path is not None else devkit / 'trainval_merged.json'
@@ -199,13 +199,7 @@ def convert_pascal_context(devkit: Path, json_path: Optional[Path] = None,
         mask = class_mask(img, index.annotations_by_image.get(img['image_id'], []))
         ids = to_train_ids(mask, lut, f'image {file_name}')
         stem = os.path.splitext(os.path.basename(file_name))[0]
-        dst = out_dir / (stem + '.png')
-        tmp = dst.with_name(dst.name + '.tmp')
-        try:
-            Image.fromarray(ids).save(tmp, format='PNG')
-            os.replace(tmp, dst)
-        except OSError as exc:
-            raise DatasetError(f'cannot write {dst}: {exc.strerror or exc}') from None
+        write_label_png(out_dir / (stem + '.png'), ids)
         names[phase].append(stem)
         if progress:
             progress(done, len(work))

@@ -13,13 +13,13 @@ from typing import Iterable, Optional
 
 import cv2
 import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from talk2dino_ros_msgs.msg import ClassInfo
 
 from talk2dino_ros.ros.image_conversion import image_to_numpy
+from talk2dino_ros.ros.spin import spin_until_shutdown
 
 
 class OutputSaver(Node):
@@ -57,13 +57,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     args = p.parse_args(rclpy.utilities.remove_ros_args(args_in))
     rclpy.init(args=args_in)
     node = OutputSaver(args.node, args.out, args.every)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    spin_until_shutdown(node)
     return 0
 
 

@@ -169,11 +169,11 @@ def test_demo_bag_cli_both_storages(tmp_path, capsys):
 
 def test_evaluate_bag_cli_flags_fit_evaluates_parser(tmp_path, capsys):
     from talk2dino_ros import evaluate
-    from talk2dino_ros.bag_evaluation import add_bag_arguments, run_bag_cli
+    from talk2dino_ros.bag_evaluation import run_bag_cli
 
     bag = demo(tmp_path, frames=3)
     parser = evaluate.build_parser()
-    add_bag_arguments(parser)  # no clash with evaluate's own flags
+    # evaluate's parser carries the bag flags itself
 
     def parse(*extra):
         base = ['--benchmark', 'voc21', '--data-root', str(tmp_path), '--bag', str(bag), '--quiet']
