@@ -191,9 +191,8 @@ def add_bag_arguments(parser) -> None:
 
 
 def run_bag_cli(args, make_segmenter=None) -> Dict[str, Any]:
-    """``evaluate --bag``: check the flags and topics, build the model (the node's defaults: one pass,
-    background threshold 0.55, background cleaning; ``--pamr`` as given), score, print, write ``--out``."""
-    import dataclasses
+    """``evaluate --bag``: check the flags and topics, build the model (``make_segmenter``, else
+    ``evaluate.bag_segmenter_config``: the node's defaults), score, print, write ``--out``."""
     import json
 
     from talk2dino_ros.cli_common import parse_vocab_arg
@@ -220,15 +219,10 @@ def run_bag_cli(args, make_segmenter=None) -> Dict[str, Any]:
         if make_segmenter is not None:
             segmenter = make_segmenter()
         else:
-            from talk2dino_ros.evaluate import build_segmenter_config, collect_weights
+            from talk2dino_ros.evaluate import bag_segmenter_config  # the node's defaults, evaluate's flags
             from talk2dino_ros.model.segmenter import Segmenter
-            from talk2dino_ros.model.types import InferenceOptions
-            from talk2dino_ros.segment_bag import NODE_DEFAULTS
 
-            config = build_segmenter_config(args, collect_weights(args))
-            options = InferenceOptions(background=True, background_threshold=NODE_DEFAULTS['background_threshold'],
-                                       bg_clean=NODE_DEFAULTS['bg_clean'], pamr=bool(getattr(args, 'pamr', False)))
-            segmenter = Segmenter.from_config(dataclasses.replace(config, mode=NODE_DEFAULTS['mode'], options=options))
+            segmenter = Segmenter.from_config(bag_segmenter_config(args))
     result = evaluate_bag(segmenter, args.bag, args.image_topic, args.label_topic, classes,
                           prediction_topic=prediction_topic, limit=getattr(args, 'limit', None),
                           progress=not getattr(args, 'quiet', False))

@@ -17,7 +17,8 @@ import talk2dino_ros.model  # noqa: F401  (torchvision workaround before timm)
 import timm
 from timm.models.vision_transformer import checkpoint_filter_fn
 
-from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_into, load_state_dict_file, require_keys
+from talk2dino_ros.model.checkpoints import (StateDict, describe_shapes, load_into,
+                                          load_state_dict_file, malformed_checkpoint, require_keys)
 from talk2dino_ros.errors import CheckpointError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -141,21 +142,22 @@ class DinoBackbone(torch.nn.Module):
 def build_dinov2_backbone(path: os.PathLike | str, expected_variant: str | None = None,
                           allow_test_width: bool = False) -> DinoBackbone:
     """Build and load a DINOv2 reg4 backbone from a checkpoint file (official or timm layout)."""
-    sd = load_state_dict_file(path, 'DINOv2')
-    arch = infer_dinov2_arch(sd, path)
-    if arch.variant == 'test' and not allow_test_width:
-        raise CheckpointError(f'DINOv2 file {path} has a non-standard width/depth ({arch.embed_dim}/{arch.depth}): '
-                              'this is a random test model; pass allow_random_weights to use it')
-    if expected_variant and arch.variant not in (expected_variant, 'test'):
-        raise CheckpointError(f'DINOv2 file {path} is a {arch.variant} model '
-                              f'({describe_shapes(sd, ["cls_token"])}) but variant {expected_variant} was selected')
-    try:
-        model = DinoBackbone(arch)
-    except (AssertionError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f'DINOv2 file {path}: cannot build a ViT of width {arch.embed_dim}, '
-                              f'depth {arch.depth}: {exc}') from None
-    model.load_checkpoint_state(sd, path)
-    return model.eval().requires_grad_(False)
+    with malformed_checkpoint(path, 'DINOv2'):
+        sd = load_state_dict_file(path, 'DINOv2')
+        arch = infer_dinov2_arch(sd, path)
+        if arch.variant == 'test' and not allow_test_width:
+            raise CheckpointError(f'DINOv2 file {path} has a non-standard width/depth ({arch.embed_dim}/{arch.depth}): '
+                                  'this is a random test model; pass allow_random_weights to use it')
+        if expected_variant and arch.variant not in (expected_variant, 'test'):
+            raise CheckpointError(f'DINOv2 file {path} is a {arch.variant} model '
+                                  f'({describe_shapes(sd, ["cls_token"])}) but variant {expected_variant} was selected')
+        try:
+            model = DinoBackbone(arch)
+        except (AssertionError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f'DINOv2 file {path}: cannot build a ViT of width {arch.embed_dim}, '
+                                  f'depth {arch.depth}: {exc}') from None
+        model.load_checkpoint_state(sd, path)
+        return model.eval().requires_grad_(False)
 
 
 def normalize_rgb255(x: torch.Tensor) -> torch.Tensor:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Iterable, Iterator, Mapping, Optional
 
 import torch
 
@@ -150,3 +151,19 @@ def load_into(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: os.
         detail = '; '.join(line.strip() for line in str(exc).splitlines()[1:4])
         raise CheckpointError(f'{what} file {path} does not fit the expected architecture: {detail}') from None
     return result
+
+
+@contextmanager
+def malformed_checkpoint(path: os.PathLike | str, what: str) -> Iterator[None]:
+    """Turn any low-level failure while interpreting a loaded state dict into one CheckpointError.
+
+    Loaders check the layouts they know; this catches the rest (a scalar where a matrix belongs, a
+    tensor of the wrong rank, ...) so a malformed file never surfaces as an IndexError deep in torch.
+    """
+    try:
+        yield
+    except CheckpointError:
+        raise
+    except (IndexError, KeyError, ValueError, TypeError, AssertionError, RuntimeError, AttributeError) as exc:
+        raise CheckpointError(f'{what} file {path} is malformed ({type(exc).__name__}: '
+                              f'{_first_line(exc)})') from None

@@ -13,7 +13,8 @@ import talk2dino_ros.model  # noqa: F401  (torchvision workaround before open_cl
 import open_clip
 from open_clip.model import _build_text_tower
 
-from talk2dino_ros.model.checkpoints import StateDict, load_into, load_state_dict_file, require_keys
+from talk2dino_ros.model.checkpoints import (StateDict, load_into, load_state_dict_file,
+                                          malformed_checkpoint, require_keys)
 from talk2dino_ros.errors import CheckpointError
 
 #: Talk2DINO's inference prompt set ("sub_imagenet_template"), in the authors' order.
@@ -91,23 +92,24 @@ def build_clip_text_encoder(path: os.PathLike | str, quick_gelu: bool = True) ->
     ``quick_gelu`` must be True for OpenAI weights (they were trained with QuickGELU) and False for
     LAION open_clip weights; getting it wrong silently shifts the embeddings.
     """
-    sd = _text_state(load_state_dict_file(path, 'CLIP', allow_torchscript=True))
-    require_keys(sd, TEXT_KEYS, path, 'CLIP')
-    width = int(sd['ln_final.weight'].shape[0])
-    layers = len({k.split('.')[2] for k in sd if k.startswith('transformer.resblocks.')})
-    embed_dim = int(sd['text_projection'].shape[1])
-    if tuple(sd['token_embedding.weight'].shape) != (VOCAB_SIZE, width) or layers == 0:
-        raise CheckpointError(f'CLIP file {path} is not a CLIP text tower: token_embedding '
-                              f'{list(sd["token_embedding.weight"].shape)}, {layers} layers')
-    try:
-        enc = ClipTextEncoder(width, layers, max(1, width // 64), embed_dim, quick_gelu=quick_gelu)
-    except (AssertionError, ValueError, RuntimeError) as exc:
-        raise CheckpointError(f'CLIP file {path}: cannot build a text tower of width {width}: {exc}') from None
-    tower_sd = {k: v.float() for k, v in sd.items() if k in enc.tower.state_dict()}
-    result = load_into(enc.tower, tower_sd, path, 'CLIP', strict=False)
-    if result.missing_keys:
-        raise CheckpointError(f'CLIP file {path} is missing text-tower keys: {result.missing_keys[:4]}')
-    return enc.eval().requires_grad_(False)
+    with malformed_checkpoint(path, 'CLIP'):
+        sd = _text_state(load_state_dict_file(path, 'CLIP', allow_torchscript=True))
+        require_keys(sd, TEXT_KEYS, path, 'CLIP')
+        width = int(sd['ln_final.weight'].shape[0])
+        layers = len({k.split('.')[2] for k in sd if k.startswith('transformer.resblocks.')})
+        embed_dim = int(sd['text_projection'].shape[1])
+        if tuple(sd['token_embedding.weight'].shape) != (VOCAB_SIZE, width) or layers == 0:
+            raise CheckpointError(f'CLIP file {path} is not a CLIP text tower: token_embedding '
+                                  f'{list(sd["token_embedding.weight"].shape)}, {layers} layers')
+        try:
+            enc = ClipTextEncoder(width, layers, max(1, width // 64), embed_dim, quick_gelu=quick_gelu)
+        except (AssertionError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f'CLIP file {path}: cannot build a text tower of width {width}: {exc}') from None
+        tower_sd = {k: v.float() for k, v in sd.items() if k in enc.tower.state_dict()}
+        result = load_into(enc.tower, tower_sd, path, 'CLIP', strict=False)
+        if result.missing_keys:
+            raise CheckpointError(f'CLIP file {path} is missing text-tower keys: {result.missing_keys[:4]}')
+        return enc.eval().requires_grad_(False)
 
 
 def template_prompts(names: Sequence[str], templates: Sequence[str]) -> List[str]:

@@ -36,7 +36,7 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from talk2dino_ros.model import random_weights
 from talk2dino_ros.model.backbone import resize_square
-from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file
+from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, malformed_checkpoint
 from talk2dino_ros.model.clip_visual import MaskClipFeatures, normalize_clip, pad_to_multiple, token_map
 from talk2dino_ros.errors import CheckpointError, InputError
 from talk2dino_ros.model.methods.base import SegmentationMethod
@@ -296,9 +296,11 @@ def build_clip_dinoiser(weights: Mapping[str, os.PathLike | str], variant: Optio
 
     ``variant`` is ignored: CLIP-DINOiser is published for ViT-B/16 only.
     """
-    clip, _ = _build_openclip(weights.get('openclip'), allow_test_width)
+    with malformed_checkpoint(weights.get('openclip'), 'OpenCLIP'):
+        clip, _ = _build_openclip(weights.get('openclip'), allow_test_width)
     width = int(clip.visual.conv1.out_channels)
-    obj_proj, bkg_decoder = _load_head(weights.get('clip_dinoiser'), width, allow_test_width)
+    with malformed_checkpoint(weights.get('clip_dinoiser'), 'CLIP-DINOiser'):
+        obj_proj, bkg_decoder = _load_head(weights.get('clip_dinoiser'), width, allow_test_width)
     return ClipDinoiser(clip, obj_proj, bkg_decoder).eval().requires_grad_(False)
 
 
