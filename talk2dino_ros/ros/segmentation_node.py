@@ -182,7 +182,11 @@ class SegmentationNode(Node):
         if vision_msgs_available():
             from vision_msgs.msg import LabelInfo
             self._label_info_pub = self.create_publisher(LabelInfo, '~/label_info', latched_qos())
-        self._mask_pubs: Dict[str, Any] = {}  # owned by the worker thread
+        # ~/mask/<class> publishers are created/destroyed on the executor thread only (a guard condition the
+        # worker triggers): destroying them while the executor builds its wait set invalidates handles
+        self._mask_pubs: Dict[str, Any] = {}
+        self._mask_pubs_lock = threading.Lock()
+        self._mask_guard = self.create_guard_condition(self._on_mask_topics_changed)
 
         qos = image_input_qos(s.image_reliability, int(s.image_depth))
         if s.compressed_input:
@@ -477,18 +481,30 @@ class SegmentationNode(Node):
         if self._label_info_pub is not None:
             self._label_info_pub.publish(make_label_info(header, state.names, state.background_threshold))
 
-    def _sync_mask_publishers(self, state: LegendState) -> None:
-        """Create/destroy ~/mask/<class> publishers to match the legend (worker thread only)."""
+    def _wanted_mask_topics(self, state: LegendState) -> set:
         limit = int(self._settings.mask_topics_limit) if self._settings.publish_masks else 0
-        wanted = set(list(state.mask_topics)[:limit])
-        if wanted == set(self._mask_pubs):
+        return set(list(state.mask_topics)[:limit])
+
+    def _sync_mask_publishers(self, state: LegendState) -> None:
+        """Ask the executor thread to create/destroy ~/mask/<class> publishers when the legend changed."""
+        with self._mask_pubs_lock:
+            current = set(self._mask_pubs)
+        if self._wanted_mask_topics(state) != current:
+            self._mask_guard.trigger()
+
+    def _on_mask_topics_changed(self) -> None:
+        """Executor thread: make the per-class mask publishers match the current legend."""
+        state = self._state
+        if state is None:
             return
-        for token in list(self._mask_pubs):
-            if token not in wanted:
-                self.destroy_publisher(self._mask_pubs.pop(token))
-        for token in wanted:
-            if token not in self._mask_pubs:
-                self._mask_pubs[token] = self.create_publisher(Image, f'~/mask/{token}', output_qos())
+        wanted = self._wanted_mask_topics(state)
+        with self._mask_pubs_lock:
+            for token in list(self._mask_pubs):
+                if token not in wanted:
+                    self.destroy_publisher(self._mask_pubs.pop(token))
+            for token in wanted:
+                if token not in self._mask_pubs:
+                    self._mask_pubs[token] = self.create_publisher(Image, f'~/mask/{token}', output_qos())
 
     def _process(self, frame: _Frame, state: LegendState) -> None:
         msg = frame.msg
@@ -528,11 +544,12 @@ class SegmentationNode(Node):
             if self._masks_pub.get_subscription_count() > 0:
                 self._masks_pub.publish(outputs.class_masks_msg(
                     header, state.version, state.names, labels, result.class_scores(), settings.mask_type))
-            for token, class_id in state.mask_topics.items():
-                pub = self._mask_pubs.get(token)
-                if pub is not None and pub.get_subscription_count() > 0:
-                    pub.publish(outputs.numpy_to_image(outputs.binary_mask(labels, class_id), 'mono8',
-                                                       header=header))
+            with self._mask_pubs_lock:
+                for token, class_id in state.mask_topics.items():
+                    pub = self._mask_pubs.get(token)
+                    if pub is not None and pub.get_subscription_count() > 0:
+                        pub.publish(outputs.numpy_to_image(outputs.binary_mask(labels, class_id), 'mono8',
+                                                           header=header))
         if settings.publish_overlay and self._overlay_pub.get_subscription_count() > 0:
             overlay = make_overlay(rgb, labels, state.colors, state.class_names,
                                    alpha=float(settings.overlay_alpha))

@@ -110,8 +110,12 @@ def main(argv):
             result.update(node_run(context, executor, argv[1:4]))
         print(json.dumps(result, ensure_ascii=False), flush=True)
     finally:
-        executor.shutdown(timeout_sec=1.0)
+        # stop spinning and join the executor thread before the interpreter exits: a still-running DDS
+        # thread at exit aborts the process ("terminate called without an active exception")
         rclpy.try_shutdown(context=context)
+        if thread.is_alive():
+            thread.join(timeout=5.0)
+        executor.shutdown(timeout_sec=1.0)
     return 0
 
 
