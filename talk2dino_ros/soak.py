@@ -172,13 +172,14 @@ class Soak:
         from talk2dino_ros_msgs.msg import ClassInfo, ClassMasks
         from talk2dino_ros_msgs.srv import SetVocabulary
 
-        from talk2dino_ros.ros.qos import latched_qos, output_qos
+        from talk2dino_ros.ros.qos import latched_qos, legend_qos, output_qos
 
         self.args = args
         self.pid = node_pid
         self.node = Node('t2d_soak', context=context)
         # legend first: see the module docstring on ordering
-        self.node.create_subscription(ClassInfo, NODE + '/class_info', self.on_legend, latched_qos())
+        # a deep reader queue: every legend of a burst must arrive to check each frame's version
+        self.node.create_subscription(ClassInfo, NODE + '/class_info', self.on_legend, legend_qos(200))
         self.node.create_subscription(Image, NODE + '/labels', self.on_labels, output_qos(depth=50))
         # ~/masks carries the vocabulary version of each frame (labels do not): the exact legend check
         self.node.create_subscription(ClassMasks, NODE + '/masks', self.on_masks, output_qos(depth=50))

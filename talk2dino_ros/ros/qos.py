@@ -45,6 +45,14 @@ def latched_qos() -> QoSProfile:
                       reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
+def legend_qos(depth: int = 10) -> QoSProfile:
+    """Publisher QoS of the legends (~/class_info, ~/label_info): reliable + transient-local with a short
+    history, so a legend published right before the next one is not overwritten before a live reader got it.
+    A reader with depth 1 (the usual latched subscriber, or a late joiner) still gets just the newest."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
 def diagnostics_qos() -> QoSProfile:
     """/diagnostics as diagnostic_updater publishes it (reliable, volatile, depth 10)."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,

@@ -41,7 +41,7 @@ from talk2dino_ros.ros.overlay import make_overlay
 from talk2dino_ros.ros.parameters import (
     SPECS, WEIGHT_PARAM_NAMES, NodeSettings, fetch_hint, current_values, declare_parameters, group_of, validate,
     validate_changes)
-from talk2dino_ros.ros.qos import diagnostics_qos, image_input_qos, latched_qos, output_qos
+from talk2dino_ros.ros.qos import diagnostics_qos, image_input_qos, latched_qos, legend_qos, output_qos
 from talk2dino_ros.ros.stats import FrameStats
 from talk2dino_ros.ros.vocabulary import ParsedVocabulary, parse_vocabulary
 
@@ -174,14 +174,14 @@ class SegmentationNode(Node):
         self._overlay_pub = self.create_publisher(Image, '~/overlay', output_qos())
         from talk2dino_ros_msgs.msg import ClassInfo, ClassMasks
         from talk2dino_ros_msgs.srv import SetVocabulary
-        self._info_pub = self.create_publisher(ClassInfo, '~/class_info', latched_qos())
+        self._info_pub = self.create_publisher(ClassInfo, '~/class_info', legend_qos())
         self._masks_pub = self.create_publisher(ClassMasks, '~/masks', output_qos())
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', diagnostics_qos())
         # Nav2 semantic-segmentation contract: vision_msgs/LabelInfo beside the legend, where installed
         self._label_info_pub = None
         if vision_msgs_available():
             from vision_msgs.msg import LabelInfo
-            self._label_info_pub = self.create_publisher(LabelInfo, '~/label_info', latched_qos())
+            self._label_info_pub = self.create_publisher(LabelInfo, '~/label_info', legend_qos())
         # ~/mask/<class> publishers are created/destroyed on the executor thread only (a guard condition the
         # worker triggers): destroying them while the executor builds its wait set invalidates handles
         self._mask_pubs: Dict[str, Any] = {}
