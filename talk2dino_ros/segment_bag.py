@@ -38,6 +38,7 @@ import numpy as np
 from talk2dino_ros import bag_io
 from talk2dino_ros.bag_resume import PartialOutput
 from talk2dino_ros.errors import Talk2DinoError
+from talk2dino_ros.model.types import confidence_mono8
 
 CONFIDENCE_CHOICES = ('both', 'float', 'mono8', 'none')
 #: record key -> (topic suffix, message type)
@@ -49,11 +50,6 @@ OUTPUTS = {
 }
 #: the node's model defaults (talk2dino_ros/ros/parameters.py)
 NODE_DEFAULTS = dict(mode='whole', background_threshold=0.55, bg_clean=True)
-
-
-def confidence_mono8(confidence: np.ndarray) -> np.ndarray:
-    """Scores clipped to 0..1 and scaled to 0..255 (rounded)."""
-    return np.rint(np.clip(confidence, 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
 def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:

@@ -10,6 +10,11 @@ import torch
 BACKGROUND = 'background'
 
 
+def confidence_mono8(confidence: np.ndarray) -> np.ndarray:
+    """Scores clipped to 0..1 and scaled to 0..255 (rounded): the mono8 confidence image Nav2 reads."""
+    return np.rint(np.clip(confidence, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
 @dataclass(frozen=True)
 class InferenceOptions:
     """Per-call post-processing switches shared by every method.

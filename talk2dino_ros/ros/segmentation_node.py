@@ -41,6 +41,7 @@ from talk2dino_ros.ros.overlay import make_overlay
 from talk2dino_ros.ros.parameters import (
     SPECS, WEIGHT_PARAM_NAMES, NodeSettings, fetch_hint, current_values, declare_parameters, group_of, validate,
     validate_changes)
+from talk2dino_ros.model.types import confidence_mono8
 from talk2dino_ros.ros.qos import diagnostics_qos, image_input_qos, latched_qos, legend_qos, output_qos
 from talk2dino_ros.ros.stats import FrameStats
 from talk2dino_ros.ros.vocabulary import ParsedVocabulary, parse_vocabulary
@@ -170,6 +171,7 @@ class SegmentationNode(Node):
         s = self._settings
         self._labels_pub = self.create_publisher(Image, '~/labels', output_qos())
         self._confidence_pub = self.create_publisher(Image, '~/confidence', output_qos())
+        self._confidence8_pub = self.create_publisher(Image, '~/confidence_mono8', output_qos())
         self._background_pub = self.create_publisher(Image, '~/background', output_qos())
         self._overlay_pub = self.create_publisher(Image, '~/overlay', output_qos())
         from talk2dino_ros_msgs.msg import ClassInfo, ClassMasks
@@ -537,6 +539,9 @@ class SegmentationNode(Node):
 
         if self._confidence_pub.get_subscription_count() > 0:
             self._confidence_pub.publish(outputs.float_image(result.confidence(), header))
+        if self._confidence8_pub.get_subscription_count() > 0:
+            self._confidence8_pub.publish(outputs.numpy_to_image(
+                confidence_mono8(result.confidence()), 'mono8', header=header))
         if self._background_pub.get_subscription_count() > 0:
             self._background_pub.publish(outputs.float_image(result.background_probability(), header))
         settings = self._settings

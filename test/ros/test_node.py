@@ -81,7 +81,8 @@ def test_compressed_input_parameter(make_node):
 
 def test_maps_masks_per_class_topics_overlay_and_legend(make_node):
     node, probe, _ = make_node(vocabulary=['red car', 'Tree', '猫'])
-    topics = {NODE + '/confidence': Image, NODE + '/background': Image, NODE + '/masks': ClassMasks,
+    topics = {NODE + '/confidence': Image, NODE + '/confidence_mono8': Image, NODE + '/background': Image,
+              NODE + '/masks': ClassMasks,
               NODE + '/mask/red_car': Image, NODE + '/mask/class_3': Image, NODE + '/overlay': Image}
     for topic, msg_type in topics.items():
         probe.listen(topic, msg_type)
@@ -99,6 +100,9 @@ def test_maps_masks_per_class_topics_overlay_and_legend(make_node):
     conf = image_to_numpy(outs[NODE + '/confidence'])
     assert outs[NODE + '/confidence'].encoding == '32FC1' and conf.shape == (24, 30)
     np.testing.assert_allclose(conf, np.where(labels > 0, 0.9, 0.1), rtol=1e-6)
+    conf8 = outs[NODE + '/confidence_mono8']
+    assert conf8.encoding == 'mono8'
+    np.testing.assert_array_equal(image_to_numpy(conf8), np.where(labels > 0, 230, 26))  # rint(0.9/0.1 * 255)
     np.testing.assert_allclose(image_to_numpy(outs[NODE + '/background']), 0.55, rtol=1e-6)
 
     masks = outs[NODE + '/masks']
