@@ -13,12 +13,13 @@ OUT="${T2D_DEMO_OUT:-$ROOT/demo_out}"
 export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 
-NODE_ARGS=(-p mode:=whole -p "weights_dir:=$WEIGHTS_DIR")
+# large frames over best-effort UDP lose fragments on a default loopback; the demo publisher is reliable
+NODE_ARGS=(-p mode:=whole -p image_reliability:=reliable -p "weights_dir:=$WEIGHTS_DIR")
 if [ ! -f "$WEIGHTS_DIR/dinov2_vitb14_reg4_pretrain.pth" ] || [ ! -f "$WEIGHTS_DIR/vitb_mlp_infonce.pth" ]; then
   RW="$(mktemp -d)/random_weights"
   echo "[demo] no published weights in $WEIGHTS_DIR (run fetch_weights); using RANDOM tiny weights: outputs are meaningless"
   "$PY" -m talk2dino_ros.make_random_weights "$RW" >/dev/null
-  NODE_ARGS=(-p mode:=whole -p "weights_dir:=$RW" -p allow_random_weights:=true)
+  NODE_ARGS=(-p mode:=whole -p image_reliability:=reliable -p "weights_dir:=$RW" -p allow_random_weights:=true)
 fi
 
 pids=()
