@@ -151,11 +151,7 @@ def build_dinov2_backbone(path: os.PathLike | str, expected_variant: str | None 
         if expected_variant and arch.variant not in (expected_variant, 'test'):
             raise CheckpointError(f'DINOv2 file {path} is a {arch.variant} model '
                                   f'({describe_shapes(sd, ["cls_token"])}) but variant {expected_variant} was selected')
-        try:
-            model = DinoBackbone(arch)
-        except (AssertionError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f'DINOv2 file {path}: cannot build a ViT of width {arch.embed_dim}, '
-                                  f'depth {arch.depth}: {exc}') from None
+        model = DinoBackbone(arch)
         model.load_checkpoint_state(sd, path)
         return model.eval().requires_grad_(False)
 

@@ -14,7 +14,7 @@ import os
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterable, Iterator, Mapping, Optional
+from typing import Dict, Iterable, Iterator, Mapping
 
 import torch
 
@@ -136,10 +136,6 @@ def git_blob_sha1(path: os.PathLike | str, chunk: int = 1 << 20) -> str:
 
 def describe_shapes(sd: Mapping[str, torch.Tensor], keys: Iterable[str]) -> str:
     return ', '.join(f'{k}{list(sd[k].shape)}' for k in keys if k in sd)
-
-
-def optional_int(sd: Mapping[str, torch.Tensor], key: str) -> Optional[int]:
-    return int(sd[key].shape[0]) if key in sd else None
 
 
 def load_into(module: torch.nn.Module, sd: Mapping[str, torch.Tensor], path: os.PathLike | str, what: str,

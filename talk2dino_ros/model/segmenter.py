@@ -204,36 +204,39 @@ class Segmenter:
         vocab = vocabulary or self._vocabulary
         if vocab is None:
             raise InputError('no vocabulary set: call set_vocabulary([...]) first')
-        cfg = self.config  # one consistent snapshot for this frame
-        opts = options or cfg.options
-        if opts.background != vocab.background:
-            opts = dataclasses.replace(opts, background=vocab.background)
         timings: Dict[str, float] = {}
         t0 = time.perf_counter()
-        resized = self._prepare(image, cfg)
-        h, w = resized.shape[:2]
-        if cfg.mode == 'slide':
-            wins = slide_windows(h, w, cfg.window, cfg.stride)
-        else:
-            wins = slide_windows(h, w, max(h, w), max(h, w))
-        tensor = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float()
-        crops = [tensor[:, win.y1:win.y2, win.x1:win.x2] for win in wins]
-        timings['preprocess'] = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        # half precision is opt-in and not bit-exact: fp16 autocast on CUDA, bf16 autocast on CPU
-        amp_dtype = torch.float16 if self.device.type == 'cuda' else torch.bfloat16
-        with self._infer_lock, torch.inference_mode(), \
-                torch.autocast(device_type=self.device.type, dtype=amp_dtype, enabled=cfg.fp16):
-            # windows of equal size (all but degenerate cases) go through the backbone as one batch
-            outs: List[torch.Tensor] = [None] * len(crops)  # type: ignore[list-item]
-            by_shape: Dict[Tuple[int, int], List[int]] = {}
-            for i, c in enumerate(crops):
-                by_shape.setdefault(tuple(c.shape[-2:]), []).append(i)
-            for idx in by_shape.values():
-                batch = torch.stack([crops[i] for i in idx])
-                scores = self.method.window_scores(batch, vocab.embeddings, opts).float()
-                for j, i in enumerate(idx):
-                    outs[i] = scores[j]
+        # the lock keeps this frame's config snapshot and the method's mode flags (set by with_options)
+        # consistent from the resize to the last window
+        with self._infer_lock:
+            cfg = self.config
+            opts = options or cfg.options
+            if opts.background != vocab.background:
+                opts = dataclasses.replace(opts, background=vocab.background)
+            resized = self._prepare(image, cfg)
+            h, w = resized.shape[:2]
+            if cfg.mode == 'slide':
+                wins = slide_windows(h, w, cfg.window, cfg.stride)
+            else:
+                wins = slide_windows(h, w, max(h, w), max(h, w))
+            tensor = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float()
+            crops = [tensor[:, win.y1:win.y2, win.x1:win.x2] for win in wins]
+            timings['preprocess'] = time.perf_counter() - t0
+            t1 = time.perf_counter()
+            # half precision is opt-in and not bit-exact: fp16 autocast on CUDA, bf16 autocast on CPU
+            amp_dtype = torch.float16 if self.device.type == 'cuda' else torch.bfloat16
+            with torch.inference_mode(), \
+                    torch.autocast(device_type=self.device.type, dtype=amp_dtype, enabled=cfg.fp16):
+                # windows of equal size (all but degenerate cases) go through the backbone as one batch
+                outs: List[torch.Tensor] = [None] * len(crops)  # type: ignore[list-item]
+                by_shape: Dict[Tuple[int, int], List[int]] = {}
+                for i, c in enumerate(crops):
+                    by_shape.setdefault(tuple(c.shape[-2:]), []).append(i)
+                for idx in by_shape.values():
+                    batch = torch.stack([crops[i] for i in idx])
+                    scores = self.method.window_scores(batch, vocab.embeddings, opts).float()
+                    for j, i in enumerate(idx):
+                        outs[i] = scores[j]
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
         timings['model'] = time.perf_counter() - t1
@@ -246,8 +249,4 @@ class Segmenter:
         labels_np = labels.to(torch.int32).cpu().numpy()
         timings['postprocess'] = time.perf_counter() - t2
         timings['total'] = time.perf_counter() - t0
-        has_bg = vocab.background
-        return SegmentationResult(scores_np, labels_np, vocab.class_names, has_bg, vocab.version, timings)
-
-    def segment_batch(self, images: Sequence[np.ndarray], **kwargs) -> List[SegmentationResult]:
-        return [self.segment(im, **kwargs) for im in images]
+        return SegmentationResult(scores_np, labels_np, vocab.class_names, vocab.background, vocab.version, timings)

@@ -69,10 +69,6 @@ class SegmentationResult:
     vocabulary_version: int
     timings: Dict[str, float] = field(default_factory=dict)
 
-    @property
-    def num_vocabulary_classes(self) -> int:
-        return len(self.class_names) - (1 if self.has_background else 0)
-
     def labels_with_background_zero(self) -> np.ndarray:
         """Label map where 0 = background and vocabulary class i is i + 1 (the ROS label convention)."""
         if self.has_background:

@@ -6,7 +6,7 @@ from typing import List, Sequence
 
 import torch
 
-from talk2dino_ros.model.types import BACKGROUND, InferenceOptions
+from talk2dino_ros.model.types import InferenceOptions
 
 
 class SegmentationMethod(ABC, torch.nn.Module):
@@ -43,6 +43,3 @@ class SegmentationMethod(ABC, torch.nn.Module):
     def adds_background_channel(self, options: InferenceOptions) -> bool:
         """True when :meth:`window_scores` prepends a background channel (not a text class)."""
         return False
-
-    def background_is_text_class(self, text_names: Sequence[str]) -> bool:
-        return len(text_names) > 0 and text_names[0] == BACKGROUND
