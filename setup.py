@@ -7,18 +7,18 @@ PACKAGE = 'talk2dino_ros'
 
 # name -> module:function; each also runs as `python -m talk2dino_ros.<module>`
 CONSOLE_SCRIPTS = {
-    'segment_node': 'talk2dino_ros.segment_node:main',
-    'segment_image': 'talk2dino_ros.segment_image:main',
-    'benchmark': 'talk2dino_ros.benchmark:main',
-    'evaluate': 'talk2dino_ros.evaluate:main',
-    'train': 'talk2dino_ros.train:main',
-    'fetch_weights': 'talk2dino_ros.fetch_weights:main',
-    'make_random_weights': 'talk2dino_ros.make_random_weights:main',
-    'image_folder_publisher': 'talk2dino_ros.image_folder_publisher:main',
-    'segment_bag': 'talk2dino_ros.segment_bag:main',
-    'make_demo_bag': 'talk2dino_ros.make_demo_bag:main',
-    'soak': 'talk2dino_ros.soak:main',
-    'convert_dataset': 'talk2dino_ros.convert_dataset:main',
+    'segment_node': 'talk2dino_ros.ros.segment_node:main',
+    'segment_image': 'talk2dino_ros.cli.segment_image:main',
+    'benchmark': 'talk2dino_ros.cli.speed_benchmark:main',
+    'evaluate': 'talk2dino_ros.cli.evaluate:main',
+    'train': 'talk2dino_ros.cli.train:main',
+    'fetch_weights': 'talk2dino_ros.cli.fetch_weights:main',
+    'make_random_weights': 'talk2dino_ros.cli.make_random_weights:main',
+    'image_folder_publisher': 'talk2dino_ros.ros.image_folder_publisher:main',
+    'segment_bag': 'talk2dino_ros.cli.segment_bag:main',
+    'make_demo_bag': 'talk2dino_ros.cli.make_demo_bag:main',
+    'soak': 'talk2dino_ros.ros.soak:main',
+    'convert_dataset': 'talk2dino_ros.cli.convert_dataset:main',
 }
 
 setup(

@@ -18,7 +18,7 @@ NODE_ARGS=(-p mode:=whole -p image_reliability:=reliable -p "weights_dir:=$WEIGH
 if [ ! -f "$WEIGHTS_DIR/dinov2_vitb14_reg4_pretrain.pth" ] || [ ! -f "$WEIGHTS_DIR/vitb_mlp_infonce.pth" ]; then
   RW="$(mktemp -d)/random_weights"
   echo "[demo] no published weights in $WEIGHTS_DIR (run fetch_weights); using RANDOM tiny weights: outputs are meaningless"
-  "$PY" -m talk2dino_ros.make_random_weights "$RW" >/dev/null
+  "$PY" -m talk2dino_ros.cli.make_random_weights "$RW" >/dev/null
   NODE_ARGS=(-p mode:=whole -p image_reliability:=reliable -p "weights_dir:=$RW" -p allow_random_weights:=true)
 fi
 
@@ -26,9 +26,9 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
-"$PY" -m talk2dino_ros.segment_node --ros-args --params-file "$ROOT/config/params.yaml" \
+"$PY" -m talk2dino_ros.ros.segment_node --ros-args --params-file "$ROOT/config/params.yaml" \
   -r image:=/camera/image_raw "${NODE_ARGS[@]}" & pids+=($!)
-"$PY" -m talk2dino_ros.image_folder_publisher --rate 2 \
+"$PY" -m talk2dino_ros.ros.image_folder_publisher --rate 2 \
   --vocab "red circle, green square, blue triangle, sky, grass" & pids+=($!)
 "$PY" -m talk2dino_ros.ros.output_saver --out "$OUT" --every 2 & pids+=($!)
 echo "[demo] running for ${SECONDS_TO_RUN}s; overlays go to $OUT (RViz: rviz2 -d config/talk2dino.rviz)"

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from talk2dino_ros import benchmark
+from talk2dino_ros.cli import speed_benchmark as benchmark
 
 
 def test_benchmark_tiny_random_weights_prints_table(tmp_path, capsys):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from talk2dino_ros import cli_common
+from talk2dino_ros.cli import common as cli_common
 from talk2dino_ros.errors import CheckpointError
 
 

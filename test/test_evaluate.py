@@ -16,10 +16,11 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent / 'data'))
 from synthetic_layouts import H, W, make_layout  # noqa: E402
 
-from talk2dino_ros import evaluate as ev  # noqa: E402
+from talk2dino_ros.cli import evaluate as ev  # noqa: E402
+from talk2dino_ros.evaluation import loop, report as eval_report  # noqa: E402
 from talk2dino_ros.data.benchmarks import BENCHMARK_ORDER, BENCHMARKS, protocol  # noqa: E402
 from talk2dino_ros.data.datasets import load_label  # noqa: E402
-from talk2dino_ros.metrics import reduce_zero_label  # noqa: E402
+from talk2dino_ros.evaluation.metrics import reduce_zero_label  # noqa: E402
 from talk2dino_ros.errors import Talk2DinoError  # noqa: E402
 from talk2dino_ros.model.types import InferenceOptions  # noqa: E402
 
@@ -79,19 +80,19 @@ def args_for(tmp_path, *extra, benchmark='voc21', method='talk2dino'):
 # -- protocol -> options ------------------------------------------------------------------------
 
 def test_make_options_follow_the_protocol():
-    o = ev.make_options(protocol('voc21', 'talk2dino', 'vitl'))
+    o = loop.make_options(protocol('voc21', 'talk2dino', 'vitl'))
     assert (o.background, o.background_threshold, o.bg_clean, o.pamr) == (True, 0.54, True, True)
-    o = ev.make_options(protocol('context59', 'talk2dino', 'vitb', pamr=False))
+    o = loop.make_options(protocol('context59', 'talk2dino', 'vitb', pamr=False))
     assert (o.background, o.bg_clean, o.pamr) == (False, False, False)
-    o = ev.make_options(protocol('voc21', 'clip_dinoiser'))
+    o = loop.make_options(protocol('voc21', 'clip_dinoiser'))
     assert o.background and not o.pamr and not o.bg_clean
     has_rule = 'background_rule' in {f.name for f in dataclasses.fields(InferenceOptions)}
     if has_rule:
         assert o.background_rule
-        assert not ev.make_options(protocol('context60', 'clip_dinoiser')).background_rule
+        assert not loop.make_options(protocol('context60', 'clip_dinoiser')).background_rule
     else:
         with pytest.raises(Talk2DinoError, match='background_rule'):
-            ev.make_options(protocol('context60', 'clip_dinoiser'))
+            loop.make_options(protocol('context60', 'clip_dinoiser'))
 
 
 # -- hand-computed run --------------------------------------------------------------------------
@@ -221,7 +222,7 @@ def test_ade_table_shows_bed_with_its_space(tmp_path):
     report = ev.run(args_for(tmp_path, benchmark='ade20k'),
                     make_segmenter=lambda: FakeSegmenter(constant(7)))
     r = report['benchmarks']['ade20k']
-    assert 'bed ' in r['IoU'] and "'bed '" in ev.format_result(r)
+    assert 'bed ' in r['IoU'] and "'bed '" in eval_report.format_result(r)
 
 
 @pytest.mark.parametrize('argv,message', [
@@ -327,7 +328,7 @@ def test_bag_and_benchmark_modes_are_checked(capsys, argv, message):
 
 def test_bag_demo_end_to_end_tiny_weights(tmp_path, capsys, tiny_weights):
     """make_demo_bag, then `evaluate --bag` through the real segmenter (tiny random weights, CPU)."""
-    from talk2dino_ros import make_demo_bag
+    from talk2dino_ros.cli import make_demo_bag
 
     bag = tmp_path / 'demo'
     assert make_demo_bag.main(['--out', str(bag), '--frames', '3', '--height', '32', '--width', '40']) == 0

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from talk2dino_ros.metrics import (IoUAccumulator, intersect_and_union, reduce_zero_label,
+from talk2dino_ros.evaluation.metrics import (IoUAccumulator, intersect_and_union, reduce_zero_label,
                                    total_area_to_metrics)
 
 

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from talk2dino_ros import segment_image
+from talk2dino_ros.cli import segment_image
 from talk2dino_ros.model.random_weights import tiny_segmenter_config
 from talk2dino_ros.model.segmenter import Segmenter
 from talk2dino_ros.model.types import InferenceOptions
@@ -102,7 +102,7 @@ def test_weights_dir_and_no_background(tmp_path, images, tiny_weights):
 
 def test_missing_image_subprocess_exit_2_one_line(tmp_path, tiny_weights):
     missing = tmp_path / 'nope.png'
-    cmd = [sys.executable, '-m', 'talk2dino_ros.segment_image', str(missing), '--vocab', 'a,b',
+    cmd = [sys.executable, '-m', 'talk2dino_ros.cli.segment_image', str(missing), '--vocab', 'a,b',
            '--out', str(tmp_path / 'o')] + _weight_args(tiny_weights)
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
                           env={**os.environ, 'PYTHONPATH': str(REPO)})

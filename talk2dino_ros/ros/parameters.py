@@ -21,7 +21,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
-from talk2dino_ros.ros.colors import ColorSpecError, parse_color_overrides
+from talk2dino_ros.outputs.colors import ColorSpecError, parse_color_overrides
 from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
 from talk2dino_ros.ros.vocabulary import parse_vocabulary
 
@@ -42,7 +42,7 @@ def fetch_hint(method: str = 'talk2dino', variant: str = 'vitb') -> str:
     """How to get the weight files of a method (one sentence for logs and parameter reasons)."""
     args = f' --method {method}' + (f' --variant {variant}' if method == 'talk2dino' else '')
     return (f'download them with `ros2 run talk2dino_ros fetch_weights{args}` (or `python -m '
-            f'talk2dino_ros.fetch_weights{args}`) into weights_dir, or set the *_weights parameters to the files')
+            f'talk2dino_ros.cli.fetch_weights{args}`) into weights_dir, or set the *_weights parameters to the files')
 
 
 FETCH_HINT = fetch_hint()

@@ -33,11 +33,11 @@ from std_msgs.msg import Header, String
 
 from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.ros import outputs
-from talk2dino_ros.ros.colors import class_colors
+from talk2dino_ros.outputs.colors import class_colors
 from talk2dino_ros.ros.image_conversion import ImageConversionError, decode_compressed, to_rgb8
 from talk2dino_ros.ros.label_info import make_label_info, vision_msgs_available
 from talk2dino_ros.ros.mailbox import LatestMailbox
-from talk2dino_ros.ros.overlay import make_overlay
+from talk2dino_ros.outputs.overlay import make_overlay
 from talk2dino_ros.ros.parameters import (
     SPECS, WEIGHT_PARAM_NAMES, NodeSettings, fetch_hint, current_values, declare_parameters, group_of, validate,
     validate_changes)

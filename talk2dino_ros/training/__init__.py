@@ -2,5 +2,5 @@
 
 ``coco_captions`` reads the dataset, ``features`` defines the sharded on-disk feature format,
 ``extract`` fills it with the frozen DINOv2 / CLIP outputs, ``fit`` trains ψ on it. The CLI is
-``talk2dino_ros.train``. Never imports rclpy.
+``talk2dino_ros.cli.train``. Never imports rclpy.
 """

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from talk2dino_ros.convert_dataset import main as convert_main
+from talk2dino_ros.cli.convert_dataset import main as convert_main
 from talk2dino_ros.data.benchmarks import COCO_OBJECT_81_CLASSES, COCO_STUFF_171_CLASSES
 from talk2dino_ros.data.convert_coco_object import coco_object_lut, convert_coco_object
 from talk2dino_ros.data.convert_coco_stuff import (COCO_STUFF_RAW_FOR_TRAIN_ID, coco_stuff_lut,

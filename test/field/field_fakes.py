@@ -33,7 +33,7 @@ class OracleSegmenter:
 
 def read_bag(path) -> Dict[str, List[Tuple[int, object, bytes, str]]]:
     """topic -> [(bag timestamp, deserialized message or None, raw bytes, msgtype)] in bag order."""
-    from talk2dino_ros import bag_io
+    from talk2dino_ros.bags import bag_io
 
     store = bag_io.make_typestore()
     out: Dict[str, list] = {}

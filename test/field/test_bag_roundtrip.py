@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 
 from field_fakes import OracleSegmenter, read_bag
-from talk2dino_ros import bag_io, make_demo_bag, segment_bag
-from talk2dino_ros.bag_evaluation import evaluate_bag
-from talk2dino_ros.bag_resume import ResumeError
+from talk2dino_ros.bags import bag_io
+from talk2dino_ros.cli import make_demo_bag, segment_bag
+from talk2dino_ros.evaluation.bag import evaluate_bag
+from talk2dino_ros.bags.resume import ResumeError
 from talk2dino_ros.ros.image_conversion import image_to_numpy
 
 CLASSES = list(make_demo_bag.CLASSES)
@@ -168,8 +169,8 @@ def test_demo_bag_cli_both_storages(tmp_path, capsys):
 
 
 def test_evaluate_bag_cli_flags_fit_evaluates_parser(tmp_path, capsys):
-    from talk2dino_ros import evaluate
-    from talk2dino_ros.bag_evaluation import run_bag_cli
+    from talk2dino_ros.cli import evaluate
+    from talk2dino_ros.cli.evaluate_bag import run_bag_cli
 
     bag = demo(tmp_path, frames=3)
     parser = evaluate.build_parser()

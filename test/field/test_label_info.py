@@ -66,7 +66,7 @@ def test_threshold_is_clamped_to_label_info_range():
 
 
 def test_test_only_package_is_upstream_field_for_field_and_never_installed(test_msgs_prefix):
-    from talk2dino_ros import bag_io
+    from talk2dino_ros.bags import bag_io
 
     described = json.loads((test_msgs_prefix / 'share/vision_msgs/msg/LabelInfo.json').read_text())
     hashes = {h['type_name']: h['hash_string'] for h in described['type_hashes']}

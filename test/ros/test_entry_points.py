@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from ros_fakes import wait_for
-from talk2dino_ros import image_folder_publisher as pub
+from talk2dino_ros.ros import image_folder_publisher as pub
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -49,7 +49,7 @@ class Process:
 
 @pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
 def test_segment_node_process_survives_missing_weights_and_stops_cleanly(sig):
-    proc = Process(['talk2dino_ros.segment_node', '--ros-args', '-r', '__node:=t2d_proc',
+    proc = Process(['talk2dino_ros.ros.segment_node', '--ros-args', '-r', '__node:=t2d_proc',
                     '-p', 'dinov2_weights:=/nonexistent/dinov2_vitb14_reg4_pretrain.pth'])
     try:
         wait_for(lambda: 'weight file not found' in proc.err, timeout=30.0, period=0.05, what='the error log')
@@ -74,7 +74,7 @@ def test_image_folder_publisher_process_publishes_synthetic_frames(ros_context, 
     node = Node('listener', context=ros_context)
     node.create_subscription(Image, '/demo_image', received.append, output_qos(depth=50))
     spin(node)
-    proc = Process(['talk2dino_ros.image_folder_publisher', '--topic', '/demo_image', '--rate', '20',
+    proc = Process(['talk2dino_ros.ros.image_folder_publisher', '--topic', '/demo_image', '--rate', '20',
                     '--count', '60', '--width', '64', '--height', '48', '--frame-id', 'demo_cam'])
     try:
         wait_for(lambda: received, timeout=20.0, what='a demo frame')
@@ -148,7 +148,7 @@ def test_segment_node_process_with_tiny_weights_labels_images(ros_context, spin,
     node.create_subscription(Image, '/t2d_proc/labels', labels.append, output_qos())
     image_pub = node.create_publisher(Image, '/proc_image', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
     spin(node)
-    proc = Process(['talk2dino_ros.segment_node', '--ros-args', '-r', '__node:=t2d_proc', '-r', 'image:=/proc_image',
+    proc = Process(['talk2dino_ros.ros.segment_node', '--ros-args', '-r', '__node:=t2d_proc', '-r', 'image:=/proc_image',
                     '-p', f'weights_dir:={weights_dir}', '-p', 'allow_random_weights:=true', '-p', 'device:=cpu',
                     '-p', 'resolution:=56', '-p', "vocabulary:=['sky', 'road']"])
     try:
@@ -176,7 +176,7 @@ def test_latency_probe_runs_and_reports(capsys):
 
 
 def test_segment_node_bad_ros_arguments_are_one_error_line(capsys):
-    from talk2dino_ros import segment_node
+    from talk2dino_ros.ros import segment_node
     assert segment_node.main(['--ros-args', '-p']) == 2
     err = capsys.readouterr().err
     assert 'error: cannot start ROS' in err and 'Traceback' not in err

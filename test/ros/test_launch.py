@@ -79,8 +79,8 @@ def test_params_file_default_exists_and_parses(launch_module):
 
 def test_executable_is_a_console_script():
     setup_source = (ROOT / 'setup.py').read_text()
-    assert "'segment_node': 'talk2dino_ros.segment_node:main'" in setup_source
-    from talk2dino_ros import segment_node
+    assert "'segment_node': 'talk2dino_ros.ros.segment_node:main'" in setup_source
+    from talk2dino_ros.ros import segment_node
     assert callable(segment_node.main)
 
 

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from talk2dino_ros.ros.colors import (
+from talk2dino_ros.outputs.colors import (
     BACKGROUND_COLOR, ColorSpecError, class_colors, palette_color, parse_color_overrides, parse_hex_color)
-from talk2dino_ros.ros.overlay import ascii_label, draw_legend, legend_entries, make_overlay
+from talk2dino_ros.outputs.overlay import ascii_label, draw_legend, legend_entries, make_overlay
 
 
 def test_palette_is_distinct_and_never_the_background():

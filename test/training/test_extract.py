@@ -11,7 +11,7 @@ from PIL import Image
 import talk2dino_ros.model  # noqa: F401
 from talk2dino_ros.model.backbone import build_dinov2_backbone
 from talk2dino_ros.model.text import build_clip_text_encoder
-from talk2dino_ros.train import main as train_main
+from talk2dino_ros.cli.train import main as train_main
 from talk2dino_ros.training import extract as ex
 from talk2dino_ros.training import features as fmt
 from talk2dino_ros.training.coco_captions import DatasetError, check_images_present, load_coco_captions

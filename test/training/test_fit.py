@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 import talk2dino_ros.model  # noqa: F401
 from talk2dino_ros.model.projection import ProjectionHead, build_projection
-from talk2dino_ros.train import main as train_main
+from talk2dino_ros.cli.train import main as train_main
 from talk2dino_ros.training import features as fmt
 from talk2dino_ros.training.fit import (FitConfig, FitError, ValidationSet, fit, max_head_infonce,
                                         retrieval_recall, select_heads)

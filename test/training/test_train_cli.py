@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from talk2dino_ros.train import ConfigError, build_parser, load_yaml_section, main, resolve_config
+from talk2dino_ros.cli.train import ConfigError, build_parser, load_yaml_section, main, resolve_config
 from talk2dino_ros.training.extract import ExtractConfig
 from talk2dino_ros.training.fit import FitConfig
 

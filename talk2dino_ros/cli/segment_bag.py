@@ -20,7 +20,7 @@ are the node's (mode ``whole``, background threshold 0.55, background cleaning o
 
 Resumable: the bag is built in ``OUT.partial/`` and renamed to ``OUT`` only when complete; finished
 frames are kept there, so ``--resume`` after a crash or Ctrl-C segments only the frames not yet done
-(details in ``talk2dino_ros/bag_resume.py``). ``OUT`` is never overwritten.
+(details in ``talk2dino_ros/bags/resume.py``). ``OUT`` is never overwritten.
 """
 from __future__ import annotations
 
@@ -35,8 +35,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from talk2dino_ros import bag_io
-from talk2dino_ros.bag_resume import PartialOutput
+from talk2dino_ros.bags import bag_io
+from talk2dino_ros.bags.resume import PartialOutput
 from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.model.types import confidence_mono8
 
@@ -74,7 +74,7 @@ def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
 def _frame_outputs(raw: bytes, msgtype: str, segmenter: Any, vocab: Any, names: Sequence[str],
                    colors: np.ndarray, confidence: str, overlay: bool) -> Dict[str, bytes]:
     """Segment one serialized camera image; returns record key -> serialized output message."""
-    from talk2dino_ros.ros.overlay import make_overlay
+    from talk2dino_ros.outputs.overlay import make_overlay
 
     header, rgb = bag_io.decode_image(raw, msgtype)
     result = segmenter.segment(rgb, vocabulary=vocab)
@@ -103,10 +103,10 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
     """Segment every image of ``image_topic`` in ``bag`` and write ``out`` (see the module docstring).
 
     Returns a summary: output path, storage, frames, segmented / resumed / skipped counts, topics, timings.
-    Raises :class:`~talk2dino_ros.bag_io.BagError` for a missing topic (listing the bag's topics), an
+    Raises :class:`~talk2dino_ros.bags.bag_io.BagError` for a missing topic (listing the bag's topics), an
     unreadable bag or an image that cannot be converted (unless ``skip_bad``).
     """
-    from talk2dino_ros.ros.colors import class_colors
+    from talk2dino_ros.outputs.colors import class_colors
 
     if confidence not in CONFIDENCE_CHOICES:
         raise bag_io.BagError(f'confidence must be one of {", ".join(CONFIDENCE_CHOICES)}, got {confidence!r}')
@@ -234,7 +234,7 @@ def _progress(total: int, enabled: bool, already: int):
 
 # ------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
-    from talk2dino_ros.cli_common import add_inference_arguments, add_model_arguments
+    from talk2dino_ros.cli.common import add_inference_arguments, add_model_arguments
 
     p = argparse.ArgumentParser(prog='segment_bag', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run(argv: Optional[Sequence[str]]) -> int:
-    from talk2dino_ros.cli_common import build_segmenter, parse_vocab_arg
+    from talk2dino_ros.cli.common import build_segmenter, parse_vocab_arg
 
     args = build_parser().parse_args(argv)
     names = parse_vocab_arg(args.vocab)
@@ -288,7 +288,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from talk2dino_ros.cli_common import run_cli
+    from talk2dino_ros.cli.common import run_cli
     return run_cli(_run, argv)
 
 

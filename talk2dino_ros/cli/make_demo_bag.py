@@ -66,7 +66,7 @@ def render_frame(index: int, height: int = 120, width: int = 160,
 def write_demo_bag(out: Path, frames: int = 20, height: int = 120, width: int = 160, storage: str = 'sqlite3',
                    compressed: bool = False, rate: float = 10.0, seed: int = 0) -> Dict[str, object]:
     """Write the demo bag; returns a summary (path, topics, classes, frames)."""
-    from talk2dino_ros import bag_io
+    from talk2dino_ros.bags import bag_io
     from talk2dino_ros.ros.image_conversion import encode_compressed
 
     if frames < 1 or height < 1 or width < 1:
@@ -138,7 +138,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from talk2dino_ros.cli_common import run_cli
+    from talk2dino_ros.cli.common import run_cli
     return run_cli(_run, argv)
 
 

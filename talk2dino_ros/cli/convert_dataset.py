@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from talk2dino_ros.cli_common import run_cli
+from talk2dino_ros.cli.common import run_cli
 from talk2dino_ros.data.benchmarks import get_benchmark
 from talk2dino_ros.errors import Talk2DinoError
 

@@ -38,7 +38,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from talk2dino_ros.cli_common import (CliError, add_inference_arguments, add_model_arguments, config_from_args,
+from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_model_arguments, config_from_args,
                                       one_line, parse_vocab_arg, run_cli)
 
 DEFAULT_VOCAB = 'person,car,tree,road,sky'
@@ -182,7 +182,7 @@ def synthetic_scene(height: int, width: int, seed: int = 0) -> np.ndarray:
 def load_image(path: Optional[Path], height: int, width: int) -> np.ndarray:
     if path is None:
         return synthetic_scene(height, width)
-    from talk2dino_ros.segment_image import read_image_rgb
+    from talk2dino_ros.cli.segment_image import read_image_rgb
     from talk2dino_ros.model.windows import resize_uint8
 
     return resize_uint8(read_image_rgb(path), height, width)

@@ -3,7 +3,7 @@
 Ground truth: ``sensor_msgs/Image`` mono8 (or mono16) with the node's label convention, 0 = background,
 class ``i`` of ``classes`` = ``i + 1``; ``ignore_index`` (default 255) marks unlabelled pixels. Scored
 classes are ``['background'] + classes`` with the same metric code as the benchmarks
-(:class:`talk2dino_ros.metrics.IoUAccumulator`: dataset-accumulated IoU, nanmean over classes).
+(:class:`talk2dino_ros.evaluation.metrics.IoUAccumulator`: dataset-accumulated IoU, nanmean over classes).
 
 Predictions come either from running ``segmenter`` on ``image_topic`` (its vocabulary is set to
 ``classes``; labels as ``result.labels_with_background_zero()``), or, with ``prediction_topic``, from
@@ -16,13 +16,12 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from talk2dino_ros import bag_io
-from talk2dino_ros.metrics import IoUAccumulator
+from talk2dino_ros.bags import bag_io
+from talk2dino_ros.evaluation.metrics import IoUAccumulator
 from talk2dino_ros.model.types import BACKGROUND
 
 LABEL_ENCODINGS = ('mono8', 'mono16', '8UC1', '16UC1')
@@ -39,7 +38,7 @@ def _label_array(raw: bytes, topic: str) -> tuple:
     return bag_io.stamp_ns(msg.header), np.array(image_to_numpy(msg))
 
 
-def _label_connections(reader, topic: str) -> List[Any]:
+def label_connections(reader, topic: str) -> List[Any]:
     conns = [c for c in reader.connections if c.topic == topic]
     if not conns:
         raise bag_io.BagError(f'topic {topic!r} is not in bag {reader.path}; topics present: '
@@ -67,9 +66,9 @@ def evaluate_bag(segmenter: Any, bag: os.PathLike | str, image_topic: Optional[s
     started = time.perf_counter()
     reader = bag_io.open_bag(bag)
     try:
-        gt_ids = {c.id for c in _label_connections(reader, label_topic)}
+        gt_ids = {c.id for c in label_connections(reader, label_topic)}
         if prediction_topic is not None:
-            source_ids = {c.id for c in _label_connections(reader, prediction_topic)}
+            source_ids = {c.id for c in label_connections(reader, prediction_topic)}
             source_topic = prediction_topic
         else:
             source_ids = {c.id for c in bag_io.image_connections(reader, image_topic)}
@@ -173,61 +172,3 @@ def format_bag_result(result: Dict[str, Any]) -> str:
 
 def _fmt(value: Optional[float]) -> str:
     return '   -  ' if value is None or (isinstance(value, float) and math.isnan(value)) else f'{value:6.2f}'
-
-
-def add_bag_arguments(parser) -> None:
-    """The ``evaluate --bag`` flags (added to evaluate's parser)."""
-    g = parser.add_argument_group('rosbag scoring (instead of --benchmark / --data-root)')
-    g.add_argument('--bag', type=Path, default=None,
-                   help='rosbag2 (folder, .db3 or .mcap) with camera images and ground-truth label images')
-    g.add_argument('--image-topic', default=None, help='sensor_msgs/Image or CompressedImage topic to segment')
-    g.add_argument('--label-topic', default=None,
-                   help='ground truth, mono8/mono16: 0 = background, class i of --classes = i + 1, 255 = ignore')
-    g.add_argument('--classes', default=None,
-                   help='comma-separated names of label ids 1, 2, ... (also the vocabulary), e.g. "sky,grass,car,sun"')
-    g.add_argument('--prediction-topic', default=None,
-                   help='score label images already in the bag (e.g. /talk2dino/labels of a segment_bag output) '
-                        'instead of running the model')
-
-
-def run_bag_cli(args, make_segmenter=None) -> Dict[str, Any]:
-    """``evaluate --bag``: check the flags and topics, build the model (``make_segmenter``, else
-    ``evaluate.bag_segmenter_config``: the node's defaults), score, print, write ``--out``."""
-    import json
-
-    from talk2dino_ros.cli_common import parse_vocab_arg
-
-    prediction_topic = getattr(args, 'prediction_topic', None)
-    missing = [flag for flag, value in (('--label-topic', args.label_topic), ('--classes', args.classes))
-               if not value]
-    if not (args.image_topic or prediction_topic):
-        missing.append('--image-topic (or --prediction-topic)')
-    if missing:
-        raise bag_io.BagError(f'--bag needs {", ".join(missing)}')
-    classes = parse_vocab_arg(args.classes)
-    reader = bag_io.open_bag(args.bag)  # wrong paths and topics fail before any weights load
-    try:
-        _label_connections(reader, args.label_topic)
-        if prediction_topic:
-            _label_connections(reader, prediction_topic)
-        else:
-            bag_io.image_connections(reader, args.image_topic)
-    finally:
-        reader.close()
-    segmenter = None
-    if not prediction_topic:
-        if make_segmenter is not None:
-            segmenter = make_segmenter()
-        else:
-            from talk2dino_ros.evaluate import bag_segmenter_config  # the node's defaults, evaluate's flags
-            from talk2dino_ros.model.segmenter import Segmenter
-
-            segmenter = Segmenter.from_config(bag_segmenter_config(args))
-    result = evaluate_bag(segmenter, args.bag, args.image_topic, args.label_topic, classes,
-                          prediction_topic=prediction_topic, limit=getattr(args, 'limit', None),
-                          progress=not getattr(args, 'quiet', False))
-    print(format_bag_result(result), flush=True)
-    out = getattr(args, 'out', None)
-    if out is not None:
-        Path(out).write_text(json.dumps(result, indent=1))
-    return result

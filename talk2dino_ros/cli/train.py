@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Type
 
 import yaml
 
-from talk2dino_ros.cli_common import run_cli
+from talk2dino_ros.cli.common import run_cli
 from talk2dino_ros.errors import Talk2DinoError
 
 SECTIONS = ('extract', 'fit')

@@ -26,7 +26,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
-from talk2dino_ros.cli_common import (CliError, add_inference_arguments, add_model_arguments, build_segmenter,
+from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_model_arguments, build_segmenter,
                                       one_line, parse_vocab_arg, run_cli)
 
 
@@ -88,8 +88,8 @@ def label_dtype(num_channels: int) -> type:
 
 def save_result(out_dir: Path, stem: str, result, rgb: Optional[np.ndarray], alpha: float = 0.5) -> List[Path]:
     """Write ``<stem>.npz`` (and ``<stem>_overlay.png`` when ``rgb`` is given); returns the paths written."""
-    from talk2dino_ros.ros.colors import class_colors
-    from talk2dino_ros.ros.overlay import make_overlay
+    from talk2dino_ros.outputs.colors import class_colors
+    from talk2dino_ros.outputs.overlay import make_overlay
     from talk2dino_ros.model.types import BACKGROUND
 
     npz = out_dir / f'{stem}.npz'

@@ -1,9 +1,9 @@
 """``soak``: run the real segmentation node for a while under load and vocabulary churn; count every fault.
 
-  python -m talk2dino_ros.soak --duration 600            # 10 minutes, tiny random weights, CPU
-  python -m talk2dino_ros.soak --duration 5 --json -     # smoke run, JSON summary on stdout
+  python -m talk2dino_ros.ros.soak --duration 600            # 10 minutes, tiny random weights, CPU
+  python -m talk2dino_ros.ros.soak --duration 5 --json -     # smoke run, JSON summary on stdout
 
-The node runs in its own process (``python -m talk2dino_ros.segment_node`` with tiny random weights
+The node runs in its own process (``python -m talk2dino_ros.ros.segment_node`` with tiny random weights
 written to a temporary folder, ``allow_random_weights:=true``) on a random ROS domain with
 localhost-only discovery. This process publishes camera frames at ``--rate`` Hz and changes the
 vocabulary every ``--change-period`` seconds, in turn through ``/t2d/vocab``, the ``vocabulary``
@@ -148,7 +148,7 @@ def make_frames(width: int, height: int, count: int = 8, seed: int = 0) -> List[
 def node_command(weights: Dict[str, Path], resolution: int, image_topic: str,
                  extra_params: Sequence[str] = ()) -> List[str]:
     """The node's command line; ``extra_params``: more ``name:=value`` parameters (last one wins)."""
-    cmd = [sys.executable, '-m', 'talk2dino_ros.segment_node', '--ros-args',
+    cmd = [sys.executable, '-m', 'talk2dino_ros.ros.segment_node', '--ros-args',
            '-r', f'image:={image_topic}',
            '-p', 'allow_random_weights:=true', '-p', 'device:=cpu', '-p', f'resolution:={resolution}',
            '-p', f'dinov2_weights:={weights["dinov2"]}', '-p', f'clip_weights:={weights["clip"]}',
@@ -679,7 +679,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    from talk2dino_ros.cli_common import run_cli
+    from talk2dino_ros.cli.common import run_cli
     return run_cli(_run, argv)
 
 

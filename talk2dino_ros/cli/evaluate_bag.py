@@ -1,0 +1,62 @@
+"""``evaluate --bag``'s flags and run: check the bag and its topics, then score it (see evaluation.bag)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional
+
+from talk2dino_ros.bags import bag_io
+from talk2dino_ros.evaluation.bag import label_connections, evaluate_bag, format_bag_result
+
+
+def add_bag_arguments(parser) -> None:
+    """The ``evaluate --bag`` flags (added to evaluate's parser)."""
+    g = parser.add_argument_group('rosbag scoring (instead of --benchmark / --data-root)')
+    g.add_argument('--bag', type=Path, default=None,
+                   help='rosbag2 (folder, .db3 or .mcap) with camera images and ground-truth label images')
+    g.add_argument('--image-topic', default=None, help='sensor_msgs/Image or CompressedImage topic to segment')
+    g.add_argument('--label-topic', default=None,
+                   help='ground truth, mono8/mono16: 0 = background, class i of --classes = i + 1, 255 = ignore')
+    g.add_argument('--classes', default=None,
+                   help='comma-separated names of label ids 1, 2, ... (also the vocabulary), e.g. "sky,grass,car,sun"')
+    g.add_argument('--prediction-topic', default=None,
+                   help='score label images already in the bag (e.g. /talk2dino/labels of a segment_bag output) '
+                        'instead of running the model')
+
+
+def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
+    """``evaluate --bag``: check the flags and topics, build the model with ``make_segmenter``
+    (called only after the bag and its topics checked out), score, print, write ``--out``."""
+    import json
+
+    from talk2dino_ros.cli.common import parse_vocab_arg
+
+    prediction_topic = getattr(args, 'prediction_topic', None)
+    missing = [flag for flag, value in (('--label-topic', args.label_topic), ('--classes', args.classes))
+               if not value]
+    if not (args.image_topic or prediction_topic):
+        missing.append('--image-topic (or --prediction-topic)')
+    if missing:
+        raise bag_io.BagError(f'--bag needs {", ".join(missing)}')
+    classes = parse_vocab_arg(args.classes)
+    reader = bag_io.open_bag(args.bag)  # wrong paths and topics fail before any weights load
+    try:
+        label_connections(reader, args.label_topic)
+        if prediction_topic:
+            label_connections(reader, prediction_topic)
+        else:
+            bag_io.image_connections(reader, args.image_topic)
+    finally:
+        reader.close()
+    segmenter = None
+    if not prediction_topic:
+        if make_segmenter is None:
+            raise bag_io.BagError('scoring images needs a model; pass --prediction-topic to score labels in the bag')
+        segmenter = make_segmenter()
+    result = evaluate_bag(segmenter, args.bag, args.image_topic, args.label_topic, classes,
+                          prediction_topic=prediction_topic, limit=getattr(args, 'limit', None),
+                          progress=not getattr(args, 'quiet', False))
+    print(format_bag_result(result), flush=True)
+    out = getattr(args, 'out', None)
+    if out is not None:
+        Path(out).write_text(json.dumps(result, indent=1))
+    return result

@@ -1,0 +1,230 @@
+"""The benchmark evaluation loop: a segmenter over a dataset, predictions saved and resumed, mmseg's metric.
+
+``evaluate_dataset`` is what the ``evaluate`` CLI runs per benchmark; it takes any object with
+``set_vocabulary`` and ``segment`` (the real :class:`Segmenter` or a test double).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Protocol as TypingProtocol, Sequence
+
+import numpy as np
+
+from talk2dino_ros.data.benchmarks import Protocol, paper_miou
+from talk2dino_ros.data.datasets import DatasetError, Sample, SegmentationDataset, load_label
+from talk2dino_ros.errors import Talk2DinoError
+from talk2dino_ros.evaluation.metrics import IoUAccumulator
+from talk2dino_ros.evaluation.report import finite_or_none, to_jsonable
+
+
+class SegmenterLike(TypingProtocol):
+    """What the evaluation loop needs from a segmenter (the real one or a test double)."""
+
+    def set_vocabulary(self, names: Sequence[str]) -> Any: ...
+
+    def segment(self, image: np.ndarray, *, options: Any = None) -> Any: ...
+
+
+def make_options(proto: Protocol):
+    """The engine's ``InferenceOptions`` for a benchmark protocol."""
+    from talk2dino_ros.model.types import InferenceOptions
+
+    kwargs = dict(background=proto.background, background_threshold=proto.background_threshold,
+                  bg_clean=proto.bg_clean, pamr=proto.pamr)
+    fields = {f.name for f in dataclasses.fields(InferenceOptions)}
+    if 'background_rule' in fields:
+        kwargs['background_rule'] = proto.background_rule
+    elif proto.method == 'clip_dinoiser' and proto.background and not proto.background_rule:
+        raise Talk2DinoError(
+            f'{proto.benchmark}: CLIP-DINOiser keeps "background" as an ordinary text class here '
+            'without its saliency rule, which this engine version cannot express '
+            '(InferenceOptions has no background_rule)')
+    return InferenceOptions(**kwargs)
+
+
+def apply_protocol(segmenter: SegmenterLike, options: Any, vocabulary: Sequence[str]) -> None:
+    """Give the segmenter a benchmark's options (first: a method may encode 'background' as a
+    text class depending on them) and then its vocabulary."""
+    with_options = getattr(segmenter, 'with_options', None)
+    if callable(with_options):
+        with_options(**{f.name: getattr(options, f.name) for f in dataclasses.fields(options)})
+    segmenter.set_vocabulary(list(vocabulary))
+
+
+def prediction_path(pred_dir: Path, sample: Sample) -> Path:
+    return pred_dir / (sample.id + '.png')
+
+
+def save_prediction(path: Path, labels: np.ndarray) -> None:
+    """Write a uint8 PNG atomically (a crash never leaves a truncated file to resume from)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    try:
+        Image.fromarray(np.asarray(labels, dtype=np.uint8)).save(tmp, format='PNG')
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise Talk2DinoError(f'cannot write prediction {path}: {exc.strerror or exc}') from None
+
+
+def load_prediction(path: Path, shape: Sequence[int], num_classes: int) -> Optional[np.ndarray]:
+    """A saved prediction if it is usable for this sample, else None (it is then recomputed)."""
+    if not path.is_file():
+        return None
+    try:
+        pred = load_label(path)
+    except DatasetError:
+        return None
+    if pred.shape != tuple(shape) or (pred.size and int(pred.max()) >= num_classes):
+        return None
+    return pred
+
+
+def _check_manifest(pred_dir: Path, fingerprint: Dict[str, Any], resume: bool) -> None:
+    manifest = pred_dir / 'run.json'
+    if resume and manifest.is_file():
+        try:
+            old = json.loads(manifest.read_text())
+        except (OSError, ValueError):
+            raise Talk2DinoError(f'cannot read {manifest}; remove it or run without --resume') from None
+        if old != fingerprint:
+            diff = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+            raise Talk2DinoError(f'predictions in {pred_dir} were made with other settings '
+                                 f'({", ".join(diff)} differ); use another --save-predictions '
+                                 'folder or run without --resume')
+    pred_dir.mkdir(parents=True, exist_ok=True)
+    manifest.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
+
+
+def evaluate_dataset(dataset: SegmentationDataset, get_segmenter: Callable[[], SegmenterLike],
+                     proto: Protocol, *, limit: Optional[int] = None,
+                     predictions_dir: Optional[Path] = None, resume: bool = False,
+                     skip_bad: bool = False, fingerprint: Optional[Dict[str, Any]] = None,
+                     progress: bool = True) -> Dict[str, Any]:
+    """Run one benchmark and return its result record (metrics, counts, timings).
+
+    ``get_segmenter`` is called only when an image actually needs the model (a fully resumed run
+    never loads weights). Labels of the segmentation result are benchmark class ids.
+    """
+    bench = dataset.benchmark
+    names = proto.class_names
+    num_classes = len(names)
+    acc = IoUAccumulator(num_classes, bench.ignore_index, bench.reduce_zero_label)
+    options = make_options(proto)
+    if predictions_dir is not None:
+        _check_manifest(predictions_dir, dict(fingerprint or {}, benchmark=bench.name), resume)
+
+    skipped: List[Dict[str, str]] = []
+    state = {'segmenter': None}
+    counts = {'segmented': 0, 'resumed': 0}
+    times = {'load_s': 0.0, 'segment_s': 0.0, 'score_s': 0.0}
+    engine_timings: Dict[str, float] = {}
+
+    def segmenter() -> SegmenterLike:
+        if state['segmenter'] is None:
+            seg = get_segmenter()
+            apply_protocol(seg, options, proto.vocabulary)
+            state['segmenter'] = seg
+        return state['segmenter']
+
+    total = len(dataset) if limit is None else min(len(dataset), max(limit, 0))
+    bar = _progress_bar(total, bench.name, progress)
+    start = time.perf_counter()
+    loaded = dataset.iter_loaded(skip_bad=skip_bad, limit=limit,
+                                 on_skip=lambda s, e: (skipped.append({'id': s.id, 'error': str(e)}),
+                                                       bar.update(1) if bar else None))
+    while True:
+        t0 = time.perf_counter()
+        try:
+            sample, image, label = next(loaded)
+        except StopIteration:
+            break
+        times['load_s'] += time.perf_counter() - t0
+        pred = None
+        path = prediction_path(predictions_dir, sample) if predictions_dir is not None else None
+        if resume and path is not None:
+            pred = load_prediction(path, label.shape, num_classes)
+            counts['resumed'] += pred is not None
+        if pred is None:
+            seg = segmenter()
+            t1 = time.perf_counter()
+            result = seg.segment(image, options=options)
+            times['segment_s'] += time.perf_counter() - t1
+            pred = _result_labels(result, label.shape, num_classes, sample)
+            for key, value in (getattr(result, 'timings', None) or {}).items():
+                engine_timings[key] = engine_timings.get(key, 0.0) + float(value)
+            counts['segmented'] += 1
+            if path is not None:
+                save_prediction(path, pred)
+        t2 = time.perf_counter()
+        acc.update(pred, label)
+        times['score_s'] += time.perf_counter() - t2
+        if bar:
+            bar.update(1)
+            bar.set_postfix(mIoU=f'{acc.running_miou():.2f}', refresh=False)
+    if bar:
+        bar.close()
+    wall = time.perf_counter() - start
+    if acc.num_images == 0:
+        raise DatasetError(f'{bench.name}: no usable samples in {dataset.root}'
+                           + (f' ({len(skipped)} skipped)' if skipped else ''))
+    metrics = acc.metrics(class_names=names)
+    scored = acc.num_images
+    return {
+        'benchmark': bench.name,
+        'title': bench.title,
+        'data_root': str(dataset.root),
+        'protocol': to_jsonable(dataclasses.asdict(proto)),
+        'reduce_zero_label': bench.reduce_zero_label,
+        'num_classes': num_classes,
+        'num_samples': len(dataset),
+        'num_images': scored,
+        'num_segmented': counts['segmented'],
+        'num_resumed': counts['resumed'],
+        'skipped': skipped,
+        'mIoU': metrics['mIoU'],
+        'mAcc': metrics['mAcc'],
+        'aAcc': metrics['aAcc_percent'],
+        'mIoU_exact': acc.metrics(exact=True)['mIoU'],
+        'paper_mIoU': paper_miou(bench.name, proto.method, proto.variant, proto.pamr),
+        'IoU': {n: finite_or_none(v) for n, v in zip(names, metrics['IoU_percent'])},
+        'Acc': {n: finite_or_none(v) for n, v in zip(names, metrics['Acc_percent'])},
+        'accumulator': acc.state_dict(),
+        'timings': {
+            'wall_s': wall, **times,
+            'images_per_s': scored / wall if wall > 0 else None,
+            'model_images_per_s': (counts['segmented'] / times['segment_s']
+                                   if times['segment_s'] > 0 else None),
+            'engine_mean_s': {k: v / counts['segmented'] for k, v in engine_timings.items()}
+            if counts['segmented'] else {},
+        },
+    }
+
+
+def _result_labels(result: Any, shape: Sequence[int], num_classes: int, sample: Sample) -> np.ndarray:
+    labels = np.asarray(result.labels)
+    if labels.shape != tuple(shape):
+        raise Talk2DinoError(f'segmenter returned labels of shape {labels.shape} for {sample.image_path}, '
+                             f'expected {tuple(shape)}')
+    class_names = getattr(result, 'class_names', None)
+    if class_names is not None and len(class_names) != num_classes:
+        raise Talk2DinoError(f'segmenter produced {len(class_names)} classes, the benchmark has '
+                             f'{num_classes}')
+    if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+        raise Talk2DinoError(f'segmenter returned label ids outside 0..{num_classes - 1} '
+                             f'for {sample.image_path}')
+    return labels.astype(np.uint8)
+
+
+def _progress_bar(total: int, name: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=name, unit='img', file=sys.stderr, dynamic_ncols=True)
