@@ -34,17 +34,8 @@ def make_options(proto: Protocol):
     """The engine's ``InferenceOptions`` for a benchmark protocol."""
     from talk2dino_ros.model.types import InferenceOptions
 
-    kwargs = dict(background=proto.background, background_threshold=proto.background_threshold,
-                  bg_clean=proto.bg_clean, pamr=proto.pamr)
-    fields = {f.name for f in dataclasses.fields(InferenceOptions)}
-    if 'background_rule' in fields:
-        kwargs['background_rule'] = proto.background_rule
-    elif proto.method == 'clip_dinoiser' and proto.background and not proto.background_rule:
-        raise Talk2DinoError(
-            f'{proto.benchmark}: CLIP-DINOiser keeps "background" as an ordinary text class here '
-            'without its saliency rule, which this engine version cannot express '
-            '(InferenceOptions has no background_rule)')
-    return InferenceOptions(**kwargs)
+    return InferenceOptions(background=proto.background, background_threshold=proto.background_threshold,
+                            background_rule=proto.background_rule, bg_clean=proto.bg_clean, pamr=proto.pamr)
 
 
 def apply_protocol(segmenter: SegmenterLike, options: Any, vocabulary: Sequence[str]) -> None:
