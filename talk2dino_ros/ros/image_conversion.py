@@ -13,12 +13,19 @@ Conventions:
 * Messages longer than ``step * height`` are accepted (the tail is ignored); anything shorter,
   a ``step`` below ``width * pixel size``, a zero-size image or an unknown encoding raises
   :class:`ImageConversionError`, whose message names the encoding and what is wrong.
+* Size limits: :func:`to_rgb8` and :func:`decode_compressed` take ``max_pixels`` / ``max_side``. A raw
+  frame is measured from ``width x height``, a compressed one from its file header (PNG IHDR, JPEG SOF,
+  other formats through Pillow's header reader) **before** anything is decoded, so a 200 kB PNG that
+  claims 16000x16000 costs microseconds, not gigabytes. Too large raises :class:`ImageTooLargeError`.
 """
 from __future__ import annotations
 
 import array
+import io
 import re
+import struct
 import sys
+import warnings
 from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
@@ -27,7 +34,45 @@ from talk2dino_ros.errors import Talk2DinoError
 
 
 class ImageConversionError(Talk2DinoError, ValueError):
-    """An image message that cannot be converted (bad encoding, size, step or data length)."""
+    """An image message that cannot be converted (bad encoding, size, step or data length).
+
+    ``reason`` is a short machine-readable word for counters (``unsupported_encoding``, ``malformed``,
+    ``undecodable``, ``too_large``).
+    """
+
+    def __init__(self, message: str, reason: str = 'malformed') -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ImageTooLargeError(ImageConversionError):
+    """A frame larger than the configured limits (refused before it is decoded)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason='too_large')
+
+
+#: widest/tallest frame the engine accepts: OpenCV's resize/remap index rows and columns with 16-bit
+#: fixed-point maps, and beyond this the engine's own upsampling fails instead of refusing cleanly
+MAX_INPUT_SIDE = 16384
+#: default pixel budget of a frame (4096 x 4096 = 16.7 MP): above every common camera (4K UHD is
+#: 8.3 MP, a 12 MP sensor 4000 x 3000) while capping the decoded RGB copy at 50 MB
+DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
+
+
+def check_input_size(width: int, height: int, max_pixels: Optional[int] = None,
+                     max_side: Optional[int] = MAX_INPUT_SIDE, what: str = 'image') -> None:
+    """Raise :class:`ImageTooLargeError` when ``width x height`` exceeds ``max_side`` or ``max_pixels``.
+
+    ``None`` (or a value <= 0) disables that limit.
+    """
+    if max_side and max_side > 0 and max(width, height) > max_side:
+        raise ImageTooLargeError(
+            f'{what} of {width}x{height} refused: a side above {max_side} px is more than the engine takes')
+    if max_pixels and max_pixels > 0 and width * height > max_pixels:
+        raise ImageTooLargeError(
+            f'{what} of {width}x{height} ({width * height / 1e6:.1f} MP) refused: above max_input_pixels '
+            f'({max_pixels}, {max_pixels / 1e6:.1f} MP)')
 
 
 # name -> (numpy dtype, channels) for the named encodings of sensor_msgs/image_encodings.hpp
@@ -62,7 +107,7 @@ def encoding_info(encoding: str) -> Tuple[np.dtype, int]:
     if match is None:
         raise ImageConversionError(
             f'unsupported image encoding {encoding!r}: expected one of '
-            f'{", ".join(_NAMED)} or 8U/8S/16U/16S/32S/32F/64F C1..C4 (e.g. 32FC1)')
+            f'{", ".join(_NAMED)} or 8U/8S/16U/16S/32S/32F/64F C1..C4 (e.g. 32FC1)', 'unsupported_encoding')
     return np.dtype(_GENERIC_DTYPES[match.group(1)]), int(match.group(2))
 
 
@@ -110,13 +155,17 @@ def image_to_numpy(msg: Any) -> np.ndarray:
     return pixels[:, :, 0] if channels == 1 else pixels
 
 
-def to_rgb8(msg: Any) -> np.ndarray:
-    """A fresh C-contiguous ``uint8 [H, W, 3]`` RGB copy of an image in :data:`RGB8_INPUT_ENCODINGS`."""
+def to_rgb8(msg: Any, max_pixels: Optional[int] = None, max_side: Optional[int] = None) -> np.ndarray:
+    """A fresh C-contiguous ``uint8 [H, W, 3]`` RGB copy of an image in :data:`RGB8_INPUT_ENCODINGS`.
+
+    ``max_pixels`` / ``max_side``: refuse (:class:`ImageTooLargeError`) larger frames before copying.
+    """
     encoding = str(msg.encoding)
     if encoding not in RGB8_INPUT_ENCODINGS:
         raise ImageConversionError(
             f'cannot use a {encoding!r} image as a colour input: expected one of '
-            f'{", ".join(RGB8_INPUT_ENCODINGS)}')
+            f'{", ".join(RGB8_INPUT_ENCODINGS)}', 'unsupported_encoding')
+    check_input_size(int(msg.width), int(msg.height), max_pixels, max_side, f'{encoding} image')
     pixels = image_to_numpy(msg)
     if pixels.dtype == np.uint16:
         pixels = (pixels >> 8).astype(np.uint8)
@@ -162,20 +211,106 @@ def numpy_to_image(pixels: np.ndarray, encoding: str, header: Any = None,
     return msg
 
 
-def decode_compressed(msg: Any) -> np.ndarray:
-    """Decode a ``sensor_msgs/CompressedImage`` (JPEG/PNG/...) to ``uint8 [H, W, 3]`` RGB."""
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); C4/C8/CC are DHT/JPG/DAC
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# markers without a length field: TEM, RST0-7, SOI
+_JPEG_STANDALONE = frozenset([0x01, 0xD8]) | frozenset(range(0xD0, 0xD8))
+
+
+def _png_size(data: memoryview) -> Optional[Tuple[int, int]]:
+    """(width, height) from a PNG's IHDR chunk, which the format requires to come first."""
+    if len(data) < 24 or bytes(data[12:16]) != b'IHDR':
+        return None
+    width, height = struct.unpack('>II', data[16:24])
+    return (width, height) if width > 0 and height > 0 else None
+
+
+def _jpeg_size(data: memoryview) -> Optional[Tuple[int, int]]:
+    """(width, height) from the first start-of-frame segment of a JPEG (walks the marker segments)."""
+    pos, end = 2, len(data)
+    while pos < end:
+        if data[pos] != 0xFF:
+            return None  # not at a marker: corrupt stream
+        while pos < end and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= end:
+            return None
+        marker = data[pos]
+        pos += 1
+        if marker in _JPEG_STANDALONE:
+            continue
+        if marker in (0xD9, 0xDA) or pos + 2 > end:  # end of image / start of scan before any frame header
+            return None
+        length = (data[pos] << 8) | data[pos + 1]
+        if marker in _JPEG_SOF:
+            if length < 7 or pos + 7 > end:
+                return None
+            height, width = struct.unpack('>HH', data[pos + 3:pos + 7])
+            # height 0 means "given later in a DNL segment": the size is unknown before decoding
+            return (width, height) if width > 0 and height > 0 else None
+        if length < 2:
+            return None
+        pos += length
+    return None
+
+
+def _other_size(data: memoryview) -> Optional[Tuple[int, int]]:
+    """(width, height) of any other format Pillow recognises, from its header alone (no pixel decoding)."""
+    try:
+        from PIL import Image as PILImage
+    except ImportError:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')  # Pillow's own bomb warning: our limits decide
+            with PILImage.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except PILImage.DecompressionBombError as exc:  # Pillow measured it above 179 MP (twice its limit)
+        raise ImageTooLargeError(f'compressed image refused: {exc}') from None
+    except Exception:  # not an image Pillow knows (its open raises several types): size unknown
+        return None
+    return (int(width), int(height)) if width > 0 and height > 0 else None
+
+
+def compressed_size(data: Any) -> Optional[Tuple[int, int]]:
+    """(width, height) of a compressed image read from its header only; None when it cannot be read."""
+    view = memoryview(np.ascontiguousarray(_byte_view(data)))  # zero copy for message buffers
+    head = bytes(view[:8])
+    if head.startswith(_PNG_SIGNATURE):
+        return _png_size(view)
+    if head.startswith(b'\xff\xd8'):
+        return _jpeg_size(view)
+    return _other_size(view)
+
+
+def decode_compressed(msg: Any, max_pixels: Optional[int] = None,
+                      max_side: Optional[int] = None) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (JPEG/PNG/...) to ``uint8 [H, W, 3]`` RGB.
+
+    The size is read from the header first: a header that cannot be read is refused as undecodable, and
+    one above ``max_pixels`` / ``max_side`` raises :class:`ImageTooLargeError` without decoding.
+    """
     import cv2
 
     fmt = str(getattr(msg, 'format', ''))
     if 'compresseddepth' in fmt.lower():
-        raise ImageConversionError(f'CompressedImage format {fmt!r} is a depth image, not a colour image')
+        raise ImageConversionError(f'CompressedImage format {fmt!r} is a depth image, not a colour image',
+                                   'unsupported_encoding')
     raw = _byte_view(msg.data)
     if raw.size == 0:
-        raise ImageConversionError(f'CompressedImage (format {fmt!r}) has no data')
+        raise ImageConversionError(f'CompressedImage (format {fmt!r}) has no data', 'malformed')
+    size = compressed_size(raw)
+    if size is None:
+        # refusing what cannot be measured keeps the size limit unconditional
+        raise ImageConversionError(
+            f'could not decode CompressedImage (format {fmt!r}, {raw.size} bytes): no readable image header',
+            'undecodable')
+    check_input_size(size[0], size[1], max_pixels, max_side, f'CompressedImage (format {fmt!r})')
     bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)  # always 3-channel BGR 8 bit
     if bgr is None or bgr.size == 0:
         raise ImageConversionError(
-            f'could not decode CompressedImage (format {fmt!r}, {raw.size} bytes)')
+            f'could not decode CompressedImage (format {fmt!r}, {raw.size} bytes)', 'undecodable')
     return np.ascontiguousarray(bgr[:, :, ::-1])
 
 

@@ -261,3 +261,114 @@ def test_property_decode_compressed_garbage(data, fmt):
     except ImageConversionError:
         return
     assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+
+
+# ---------------------------------------------------------------- size limits (measured before decoding)
+import resource  # noqa: E402
+import struct  # noqa: E402
+import time  # noqa: E402
+import zlib  # noqa: E402
+
+from talk2dino_ros.ros.image_conversion import (  # noqa: E402
+    DEFAULT_MAX_INPUT_PIXELS, MAX_INPUT_SIDE, ImageTooLargeError, compressed_size)
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack('>I', len(payload)) + kind + payload + struct.pack('>I', zlib.crc32(kind + payload))
+
+
+@pytest.fixture(scope='module')
+def png_bomb() -> bytes:
+    """A valid 16000x16000 grey PNG of ~250 kB: 256 MB of pixels once decoded (768 MB as BGR)."""
+    side = 16000
+    row = bytes(side + 1)  # filter byte + zeros
+    compressor = zlib.compressobj(9)
+    block = row * 1000
+    idat = b''.join(compressor.compress(block) for _ in range(side // 1000)) + compressor.flush()
+    ihdr = struct.pack('>IIBBBBB', side, side, 8, 0, 0, 0, 0)
+    return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', ihdr) + _png_chunk(b'IDAT', idat)
+            + _png_chunk(b'IEND', b''))
+
+
+def _jpeg_header(width: int, height: int, app_bytes: int = 0) -> bytes:
+    """SOI, an optional APP1 of filler, a baseline SOF0 claiming width x height, EOI (no pixel data)."""
+    app = b'\xff\xe1' + struct.pack('>H', app_bytes + 2) + bytes(app_bytes) if app_bytes else b''
+    sof = b'\xff\xc0' + struct.pack('>HBHHB', 17, 8, height, width, 3) + bytes(9)
+    return b'\xff\xd8' + app + sof + b'\xff\xd9'
+
+
+def test_png_bomb_is_refused_from_its_header_without_decoding(png_bomb):
+    assert len(png_bomb) < 300_000
+    msg = CompressedImage(format='png')
+    msg.data = array.array('B', png_bomb)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(ImageTooLargeError, match='16000x16000') as info:
+        decode_compressed(msg, max_pixels=DEFAULT_MAX_INPUT_PIXELS, max_side=MAX_INPUT_SIDE)
+    elapsed = time.perf_counter() - started
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert info.value.reason == 'too_large'
+    assert elapsed < 0.2, f'took {elapsed:.2f} s: the image was decoded'
+    assert grown_mb < 100, f'peak memory grew by {grown_mb:.0f} MB: the image was decoded'
+
+
+def test_jpeg_header_claiming_65000_square_is_too_large_not_an_engine_failure():
+    msg = CompressedImage(format='jpeg')
+    msg.data = _jpeg_header(65000, 65000, app_bytes=5000)
+    assert compressed_size(msg.data) == (65000, 65000)
+    with pytest.raises(ImageTooLargeError, match=f'above {MAX_INPUT_SIDE} px'):
+        decode_compressed(msg, max_side=MAX_INPUT_SIDE)
+    with pytest.raises(ImageTooLargeError, match='max_input_pixels'):
+        decode_compressed(msg, max_pixels=1000)
+
+
+@pytest.mark.parametrize('ext', ['.png', '.jpg', '.bmp', '.webp', '.tiff'])
+@pytest.mark.parametrize('shape', [(7, 13), (480, 640), (1, 300)])
+def test_header_size_matches_the_decoded_size(ext, shape):
+    import cv2
+    rgb = np.random.default_rng(3).integers(0, 255, size=shape + (3,), dtype=np.uint8)
+    ok, encoded = cv2.imencode(ext, rgb)
+    assert ok
+    msg = CompressedImage(format=ext[1:])
+    msg.data = array.array('B', encoded.tobytes())
+    assert compressed_size(msg.data) == (shape[1], shape[0])
+    assert decode_compressed(msg, max_pixels=shape[0] * shape[1], max_side=max(shape)).shape == shape + (3,)
+    with pytest.raises(ImageTooLargeError):
+        decode_compressed(msg, max_pixels=shape[0] * shape[1] - 1)
+
+
+@pytest.mark.parametrize('data', [
+    b'\xff\xd8\xff\xd9',                                   # no frame header at all
+    _jpeg_header(640, 0),                                  # height deferred to a DNL segment
+    b'\xff\xd8\xff\xe0\x00',                               # truncated segment length
+    b'\xff\xd8\x00\x00',                                   # not a marker
+    b'\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR\x00\x00',       # truncated IHDR
+])
+def test_unmeasurable_headers_are_refused_as_undecodable(data):
+    msg = CompressedImage(format='jpeg')
+    msg.data = data
+    with pytest.raises(ImageConversionError, match='could not decode') as info:
+        decode_compressed(msg, max_pixels=DEFAULT_MAX_INPUT_PIXELS)
+    assert info.value.reason == 'undecodable'
+
+
+def test_raw_frames_are_measured_from_width_and_height_before_the_data():
+    huge = Image(height=100_000, width=100_000, encoding='rgb8', step=300_000)  # no data at all
+    with pytest.raises(ImageTooLargeError, match='100000x100000'):
+        to_rgb8(huge, max_pixels=DEFAULT_MAX_INPUT_PIXELS)
+    wide = make_msg(np.zeros((1, MAX_INPUT_SIDE + 1, 3), np.uint8), 'rgb8')
+    with pytest.raises(ImageTooLargeError, match=f'above {MAX_INPUT_SIDE} px'):
+        to_rgb8(wide, max_side=MAX_INPUT_SIDE)
+    at_limit = make_msg(np.zeros((1, MAX_INPUT_SIDE, 3), np.uint8), 'rgb8')
+    assert to_rgb8(at_limit, max_pixels=DEFAULT_MAX_INPUT_PIXELS, max_side=MAX_INPUT_SIDE).shape == (
+        1, MAX_INPUT_SIDE, 3)
+    assert to_rgb8(wide).shape == (1, MAX_INPUT_SIDE + 1, 3)  # no limits asked: none applied
+
+
+def test_rejection_reasons_are_machine_readable():
+    with pytest.raises(ImageConversionError) as info:
+        to_rgb8(Image(height=1, width=1, encoding='32FC1', step=4, data=bytes(4)))
+    assert info.value.reason == 'unsupported_encoding'
+    with pytest.raises(ImageConversionError) as info:
+        to_rgb8(Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(3)))
+    assert info.value.reason == 'malformed'
