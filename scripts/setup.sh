@@ -57,5 +57,9 @@ else
   say "package and messages up to date"
 fi
 printf '%s\n%s\n' "$req_hash" "$src_hash" > "$STAMP"
+# Step: torchvision start-up hook (talk2dino_ros/_compat.py). A one-line .pth in the venv's site-packages
+# makes `import timm / open_clip / torchvision` work in any script of this venv on the CPU torch build,
+# without importing talk2dino_ros first; torch is not imported at interpreter start. Idempotent.
+(cd / && "$VENV/bin/python" -c "from talk2dino_ros._compat import install_pth; install_pth()")
 "$VENV/bin/python" -c "import talk2dino_ros, talk2dino_ros_msgs.msg" 
 say "ready: source $VENV/bin/activate  (AMENT_PREFIX_PATH=$VENV for launch/ament lookups)"
