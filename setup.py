@@ -34,6 +34,8 @@ setup(
         ('share/' + PACKAGE + '/srv', glob('srv/*.srv')),
     ],
     install_requires=['setuptools'],
+    # optional pictures: `evaluate --plot DIR` charts and `train fit` curves (pip install '.[plots]')
+    extras_require={'plots': ['matplotlib>=3.7']},
     zip_safe=True,
     maintainer='talk2dino_ros maintainers',
     maintainer_email='maintainers@talk2dino-ros.invalid',
