@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import sysconfig
 from typing import Optional
 
 _LIBRARY = None  # keep the fragment alive for the life of the process
@@ -46,59 +47,33 @@ def ensure_torchvision_importable() -> None:
     _LIBRARY = lib
 
 
-# ------------------------------------------------------------------------------------------ import hook
-#: file name of the start-up hook in the venv's site-packages (see :func:`install_pth`)
+# ------------------------------------------------------------------------------------------ start-up hook
+#: the hook module (a copy of ``_startup_hook.py``, top-level so that start-up never imports this package)
+#: and the .pth line that site.py runs at every interpreter start (lines starting with ``import`` run)
+HOOK_MODULE = '_talk2dino_ros_startup_hook'
 PTH_NAME = 'talk2dino_ros_torchvision.pth'
-#: its one line: site.py executes lines that start with ``import``. ``find_spec`` of the top-level package
-#: imports nothing, and ``getattr`` tolerates an older installed copy, so an uninstalled or outdated
-#: package leaves the line silent instead of printing a traceback at every start.
-PTH_LINE = ("import importlib.util as _u; _u.find_spec('talk2dino_ros') and getattr("
-            "__import__('talk2dino_ros._compat').__dict__['_compat'], 'install_import_hook', lambda: None)()")
-
-
-class _TorchvisionHook:
-    """A ``sys.meta_path`` entry that runs :func:`ensure_torchvision_importable` just before the first
-    ``import torchvision``, then steps aside (it never loads anything itself). Installing it imports
-    nothing, so interpreter start-up stays as fast as without it."""
-
-    def find_spec(self, fullname, path=None, target=None):  # noqa: D401 - importlib protocol
-        if fullname != 'torchvision':
-            return None
-        remove_import_hook()  # first: the fix below looks torchvision up through sys.meta_path again
-        try:
-            ensure_torchvision_importable()
-        except Exception:  # never break an import because of the fix; the normal error then shows
-            pass
-        return None  # let the regular finders import torchvision
-
-
-def install_import_hook() -> bool:
-    """Put the torchvision hook first in ``sys.meta_path`` (once); False when torchvision is already in."""
-    if 'torchvision' in sys.modules or _LIBRARY is not None:
-        return False
-    if not any(isinstance(f, _TorchvisionHook) for f in sys.meta_path):
-        sys.meta_path.insert(0, _TorchvisionHook())
-    return True
-
-
-def remove_import_hook() -> None:
-    """Take the hook out of ``sys.meta_path`` (no-op when it is not there)."""
-    sys.meta_path[:] = [f for f in sys.meta_path if not isinstance(f, _TorchvisionHook)]
+PTH_LINE = f'import {HOOK_MODULE}; {HOOK_MODULE}.install()'
 
 
 def install_pth(site_dir: Optional[str] = None) -> str:
-    """Write :data:`PTH_NAME` into ``site_dir`` (default: this interpreter's site-packages); returns its path.
+    """Install the start-up hook into ``site_dir`` (default: this interpreter's site-packages).
 
-    Every interpreter of that environment then installs the hook at start, so ``import timm`` in a
-    user's own script works without importing this package first.
+    Writes ``_talk2dino_ros_startup_hook.py`` (a copy of ``talk2dino_ros/_startup_hook.py``) and
+    :data:`PTH_NAME`; every interpreter of that environment then runs :func:`ensure_torchvision_importable`
+    just before its first ``import torchvision``, so ``import timm`` in a user's own script works without
+    importing this package first. Returns the .pth path.
     """
-    import sysconfig
-
     folder = site_dir or sysconfig.get_paths()['purelib']
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '_startup_hook.py'), encoding='utf-8') as f:
+        _write_atomic(os.path.join(folder, HOOK_MODULE + '.py'), f.read())
     target = os.path.join(folder, PTH_NAME)
-    tmp = target + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as fh:
-        fh.write(PTH_LINE + '\n')
-    os.replace(tmp, target)
+    _write_atomic(target, PTH_LINE + '\n')  # after the module: the line must never name a missing module
     return target
 
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write then rename: an interpreter starting meanwhile never reads half a file."""
+    tmp = path + '.tmp'
+    with open(tmp, 'w', encoding='utf-8') as f:
+        f.write(text)
+    os.replace(tmp, path)

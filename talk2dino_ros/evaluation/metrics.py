@@ -1,8 +1,7 @@
 """Semantic-segmentation metrics with exactly the semantics of mmsegmentation 0.30.
 
 The reference path (``CustomDataset.pre_eval`` -> ``intersect_and_union`` -> ``pre_eval_to_metrics``
--> ``total_area_to_metrics`` -> ``evaluate``; ``shared/docs/benchmarks.md`` section 6) is split into
-one function per step:
+-> ``total_area_to_metrics`` -> ``evaluate``) is split into one function per step:
 
 1. :func:`reduce_zero_label` - 0 -> 255, minus 1, 254 -> 255 (only for the benchmarks that set it);
 2. :func:`intersect_and_union` - per image, the four per-class pixel areas over non-ignored pixels;
@@ -12,6 +11,9 @@ one function per step:
    the reference) and an exact int64 sum beside it;
 4. :func:`total_area_to_metrics` - per-class IoU = I/U and Acc = I/L (NaN where the denominator is 0),
    aAcc = sum(I)/sum(L), and the summary ``round(nanmean(x) * 100, 2)`` (percent).
+
+Beside mmseg's areas the accumulator keeps a confusion matrix (:func:`confusion_matrix`; rows = ground
+truth, columns = prediction) for the report's pictures; it never enters the reported numbers.
 """
 from __future__ import annotations
 
@@ -61,6 +63,37 @@ def intersect_and_union(pred: np.ndarray, label: np.ndarray, num_classes: int,
     area_label = _histogram(label, num_classes)
     area_union = area_pred + area_label - area_intersect
     return area_intersect, area_union, area_pred, area_label
+
+
+def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int, ignore_index: int = 255,
+                     reduce_zero_label: bool = False) -> np.ndarray:
+    """int64 [K, K] pixel counts of one image: ``[g, p]`` = pixels of ground-truth class g predicted as p.
+
+    Same pixels as :func:`intersect_and_union` (ignored labels dropped, ``reduce_zero_label`` applied
+    once); a pixel whose label or prediction lies outside ``0..K-1`` is not counted. Its diagonal is the
+    intersection, its row sums the label areas of in-range predictions.
+    """
+    pred = np.asarray(pred)
+    label = np.asarray(label)
+    if pred.shape != label.shape:
+        raise ValueError(f'prediction shape {pred.shape} != label shape {label.shape}')
+    if num_classes < 1:
+        raise ValueError(f'num_classes must be >= 1, got {num_classes}')
+    if reduce_zero_label:
+        label = _reduce_zero_label(label)
+    pred = pred.astype(np.int64, copy=False).ravel()
+    label = label.astype(np.int64, copy=False).ravel()
+    keep = (label != ignore_index) & (label >= 0) & (label < num_classes) & (pred >= 0) & (pred < num_classes)
+    flat = label[keep] * num_classes + pred[keep]
+    return np.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def normalize_confusion(confusion: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (the share of a ground-truth class given to each prediction);
+    rows of classes absent from the ground truth are NaN."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    with np.errstate(divide='ignore', invalid='ignore'):
+        return confusion / confusion.sum(axis=1, keepdims=True)
 
 
 def _reduce_zero_label(label: np.ndarray) -> np.ndarray:
@@ -131,8 +164,9 @@ class IoUAccumulator:
     """Sums per-image areas over a dataset (mmseg ``pre_eval`` path) and turns them into metrics.
 
     ``total_area_*`` are float32 sums in update order (bit-identical to mmseg's Python ``sum`` of
-    float32 tensors); ``exact_area_*`` are the same sums in int64. ``state_dict()`` /
-    ``load_state_dict()`` round-trip both exactly (JSON-safe), for resuming.
+    float32 tensors); ``exact_area_*`` are the same sums in int64; ``confusion`` is the summed
+    :func:`confusion_matrix` (int64 [K, K], rows ground truth). ``state_dict()`` / ``load_state_dict()``
+    round-trip all of them exactly (JSON-safe), for resuming.
     """
 
     FIELDS = ('area_intersect', 'area_union', 'area_pred_label', 'area_label')
@@ -149,6 +183,7 @@ class IoUAccumulator:
         for name in self.FIELDS:
             setattr(self, 'total_' + name, np.zeros(self.num_classes, np.float32))
             setattr(self, 'exact_' + name, np.zeros(self.num_classes, np.int64))
+        self.confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
 
     def update(self, pred: np.ndarray, label: np.ndarray) -> Areas:
         """Score one image (``label`` raw, as loaded) and add its areas; returns the areas."""
@@ -159,6 +194,8 @@ class IoUAccumulator:
             # float32 + float32 elementwise, one image at a time: mmseg's accumulation order
             setattr(self, 'total_' + name, (total + area.astype(np.float32)).astype(np.float32))
             getattr(self, 'exact_' + name).__iadd__(area)
+        self.confusion += confusion_matrix(pred, label, self.num_classes, self.ignore_index,
+                                           self.reduce_zero_label)
         self.num_images += 1
         return areas
 
@@ -184,6 +221,7 @@ class IoUAccumulator:
         for name in self.FIELDS:
             state['total_' + name] = [float(v) for v in getattr(self, 'total_' + name)]
             state['exact_' + name] = [int(v) for v in getattr(self, 'exact_' + name)]
+        state['confusion_matrix'] = self.confusion.tolist()  # rows: ground truth, columns: prediction
         return state
 
     def load_state_dict(self, state: Mapping[str, object]) -> None:
@@ -199,4 +237,9 @@ class IoUAccumulator:
                 raise ValueError(f'accumulator state field {name} has the wrong length')
             setattr(self, 'total_' + name, total)
             setattr(self, 'exact_' + name, exact)
+        # snapshots written before the matrix existed restore the areas and leave the matrix empty
+        confusion = np.asarray(state.get('confusion_matrix', np.zeros((self.num_classes,) * 2)), dtype=np.int64)
+        if confusion.shape != (self.num_classes, self.num_classes):
+            raise ValueError('accumulator state field confusion_matrix has the wrong shape')
+        self.confusion = confusion
         self.num_images = int(state['num_images'])
