@@ -4,26 +4,31 @@ Rules (the node documents them in its README table):
 * A string is split on commas and line breaks; a list is taken item by item (items are not split, so a
   service caller may use a comma inside a name).
 * Each name is stripped and runs of whitespace inside it become one space.
-* Rejected, with a reason: empty/whitespace-only names, names with control characters, names longer than
-  ``max_chars`` characters, the reserved name 'background' (label 0 is always the background), and
-  duplicates. Duplicates are compared case-insensitively (``str.casefold``) because the CLIP tokenizer
-  lower-cases its input: 'Cat' and 'cat' would get the same embedding. The first spelling wins.
+* Rejected, with a reason: empty/whitespace-only names, names with control, format or bidi-control
+  characters or without a letter or digit (:func:`talk2dino_ros.class_names.name_problem`), names longer
+  than ``max_chars`` characters, the reserved name 'background' in any spelling (label 0 is always the
+  background), and duplicates. Duplicates are compared after NFKC normalisation and case folding
+  (:func:`talk2dino_ros.class_names.name_key`) because the CLIP tokenizer lower-cases its input: 'Cat',
+  'cat' and full-width 'ｃａｔ' would get the same embedding. The first spelling wins.
 * At most ``max_names`` names are accepted; the rest are rejected as "too many names".
 """
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from typing import Iterable, List, Sequence, Tuple, Union
 
-BACKGROUND = "background"  # same reserved name as talk2dino_ros.model.types.BACKGROUND (kept torch-free here)
+from talk2dino_ros.class_names import BACKGROUND, is_background, name_key, name_problem
 
 #: longest accepted class name; CLIP's context is 77 tokens, ~200 characters is well inside it for text
 MAX_NAME_CHARS = 200
-#: most names in one vocabulary (labels are mono16 above 255 classes, so this is not a format limit)
+#: most names the parser ever accepts, and the largest value of the node's ``max_classes`` parameter
+#: (labels are mono16 above 255 classes, so this is not a format limit)
 MAX_NAMES = 2048
-# Unicode categories that are never part of a class name: control, surrogate, line/paragraph separator
-_FORBIDDEN_CATEGORIES = {'Cc', 'Cs', 'Zl', 'Zp'}
+#: default of the node's ``max_classes`` parameter. Per-frame memory and text-encoding time grow with the
+#: number of classes; at 2048 a single frame could take several GB. 1024 is half of that, still far more
+#: classes than open-vocabulary prompts use in practice, and a deployment with measured headroom can
+#: raise the parameter up to :data:`MAX_NAMES`.
+DEFAULT_MAX_CLASSES = 1024
 
 
 @dataclass(frozen=True)
@@ -66,13 +71,6 @@ def normalise_name(raw: str) -> str:
     return ' '.join(raw.split())
 
 
-def _bad_character(name: str) -> str:
-    for ch in name:
-        if unicodedata.category(ch) in _FORBIDDEN_CATEGORIES:
-            return f'U+{ord(ch):04X}'
-    return ''
-
-
 def parse_vocabulary(source: Union[str, Iterable[str]], max_chars: int = MAX_NAME_CHARS,
                      max_names: int = MAX_NAMES) -> ParsedVocabulary:
     """Validate a vocabulary given as one string (comma/newline separated) or a sequence of names."""
@@ -88,17 +86,17 @@ def parse_vocabulary(source: Union[str, Iterable[str]], max_chars: int = MAX_NAM
         if not name:
             rejected.append(Rejection(raw, 'empty'))
             continue
-        bad = _bad_character(name)
-        if bad:
-            rejected.append(Rejection(name, f'control character {bad}'))
-            continue
         if len(name) > max_chars:
             rejected.append(Rejection(name, f'longer than {max_chars} characters ({len(name)})'))
             continue
-        key = name.casefold()
-        if key == BACKGROUND:
-            rejected.append(Rejection(name, "reserved: 'background' is always class 0"))
+        problem = name_problem(name)
+        if problem:
+            rejected.append(Rejection(name, problem))
             continue
+        if is_background(name):
+            rejected.append(Rejection(name, f"reserved: '{BACKGROUND}' is always class 0"))
+            continue
+        key = name_key(name)
         if key in seen:
             rejected.append(Rejection(name, 'duplicate'))
             continue

@@ -101,3 +101,50 @@ def test_property_very_long_lists_and_names(count, extra):
 def test_nothing_usable(text):
     parsed = parse_vocabulary(text)
     assert parsed.accepted == () and all(r.reason == 'empty' for r in parsed.rejected)
+
+
+# ---------------------------------------------------------------- Unicode look-alikes and invisible names
+def test_duplicates_are_compared_after_nfkc_and_case_folding():
+    nfc = unicodedata.normalize('NFC', 'café')
+    nfd = unicodedata.normalize('NFD', 'café')
+    assert nfc != nfd
+    parsed = parse_vocabulary([nfc, nfd, 'cat', '\uff43\uff41\uff54', 'ＣＡＴ', 'ﬁsh', 'fish'])
+    assert parsed.accepted == (nfc, 'cat', 'ﬁsh')
+    assert [r.reason for r in parsed.rejected] == ['duplicate'] * 4
+
+
+def test_full_width_background_is_reserved():
+    parsed = parse_vocabulary(['\uff42\uff41\uff43\uff4b\uff47\uff52\uff4f\uff55\uff4e\uff44', 'BACKGROUND', 'door'])
+    assert parsed.accepted == ('door',)
+    assert all('reserved' in r.reason for r in parsed.rejected)
+
+
+@pytest.mark.parametrize('name, reason', [
+    ('\u200b', 'invisible format character U+200B'),          # zero-width space alone
+    ('cat\u200b', 'invisible format character U+200B'),       # ... or hidden inside a name
+    ('\u0301', 'no letter or digit'),                         # a lone combining accent
+    ('...', 'no letter or digit'),
+    ('\u202egod', 'bidi control character U+202E'),           # right-to-left override
+    ('door\u2066x\u2069', 'bidi control character U+2066'),   # isolates
+    ('a\u200fb', 'bidi control character U+200F'),            # right-to-left mark
+    ('\ufeffcat', 'invisible format character U+FEFF'),       # byte order mark
+])
+def test_invisible_and_bidi_names_are_refused_with_a_reason(name, reason):
+    parsed = parse_vocabulary([name, 'ok'])
+    assert parsed.accepted == ('ok',)
+    assert [r.reason for r in parsed.rejected] == [reason]
+
+
+def test_visible_names_with_joiners_digits_and_emoji_are_kept():
+    names = ['\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645', 'R2D2', '42', '👨\u200d🔧', '🚲']
+    assert parse_vocabulary(names).accepted == tuple(names)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=12), max_size=30))
+def test_property_accepted_names_are_unique_by_key_and_visible(source):
+    from talk2dino_ros.class_names import name_key, name_problem
+    parsed = parse_vocabulary(source)
+    keys = [name_key(n) for n in parsed.accepted]
+    assert len(keys) == len(set(keys))
+    assert all(name_problem(n) is None and name_key(n) != 'background' for n in parsed.accepted)
