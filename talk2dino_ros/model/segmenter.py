@@ -14,6 +14,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from talk2dino_ros.class_names import name_key, name_problem
 from talk2dino_ros.errors import InputError, Talk2DinoError
 from talk2dino_ros.model.methods import get_builder, weight_roles
 from talk2dino_ros.model.methods.base import SegmentationMethod
@@ -84,17 +85,28 @@ def validate_image(image: np.ndarray) -> np.ndarray:
 
 
 def validate_names(names: Sequence[str]) -> Tuple[str, ...]:
+    """The names as a tuple; InputError for an empty list, an unusable name or duplicates (NFKC + case fold)."""
     if isinstance(names, str):
         raise InputError('vocabulary must be a sequence of class names, not one string')
     out = tuple(names)
     if not out:
         raise InputError('vocabulary is empty: give at least one class name')
+    first: Dict[str, str] = {}  # comparison key -> first spelling
+    dup: List[str] = []
     for n in out:
         if not isinstance(n, str) or not n.strip():
             raise InputError(f'invalid class name {n!r}: names must be non-empty strings')
-    if len(set(out)) != len(out):
-        dup = sorted({n for n in out if out.count(n) > 1})
-        raise InputError(f'duplicate class names: {dup}')
+        problem = name_problem(n)
+        if problem:
+            raise InputError(f'invalid class name {ascii(n)}: {problem}')
+        # CLIP lower-cases its input, so NFKC/case variants ('Cat', full-width 'ｃａｔ') are one class
+        key = name_key(n)
+        if key in first:
+            dup.append(n if n == first[key] else f'{n} (same as {first[key]})')
+        else:
+            first[key] = n
+    if dup:
+        raise InputError(f'duplicate class names: {ascii(sorted(set(dup)))}')
     return out
 
 
