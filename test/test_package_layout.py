@@ -1,4 +1,4 @@
-"""The ROS 2 package layout: package.xml (format 3), entry points, data files, message package."""
+"""The ROS 2 package layout: package.xml (format 3), entry points, data files, the package's own interfaces."""
 import ast
 import importlib
 import re
@@ -14,7 +14,7 @@ DEPS = {'build_depend', 'build_export_depend', 'buildtool_depend', 'buildtool_ex
         'depend', 'doc_depend', 'test_depend', 'conflict', 'replace'}
 
 
-@pytest.mark.parametrize('pkg_dir', ['.', 'talk2dino_ros_msgs'])
+@pytest.mark.parametrize('pkg_dir', ['.'])
 def test_package_xml_is_valid_format3(pkg_dir):
     from catkin_pkg.package import parse_package
     import xml.etree.ElementTree as ET
@@ -28,12 +28,32 @@ def test_package_xml_is_valid_format3(pkg_dir):
     assert ranks == sorted(ranks), 'package.xml children out of the REP 149 order'
 
 
-def test_python_package_depends_on_its_interfaces():
+def test_one_package_builds_its_own_interfaces():
     from catkin_pkg.package import parse_package
     pkg = parse_package(str(ROOT))
+    assert pkg.get_build_type() == 'ament_cmake'
+    assert 'rosidl_interface_packages' in {g.name for g in pkg.member_of_groups}
+    assert {'ament_cmake', 'ament_cmake_python', 'rosidl_default_generators'} <= {d.name for d in pkg.buildtool_depends}
     names = {d.name for d in pkg.exec_depends}
-    assert {'rclpy', 'sensor_msgs', 'std_msgs', 'talk2dino_ros_msgs', 'python3-torch'} <= names
-    assert pkg.get_build_type() == 'ament_python'
+    assert {'rclpy', 'sensor_msgs', 'std_msgs', 'vision_msgs', 'std_srvs', 'lifecycle_msgs',
+            'rosidl_default_runtime'} <= names
+    # torch comes from pip in a venv (the distribution's python3-torch is an old CPU build); RViz is optional
+    all_keys = {d.name for d in pkg.build_depends + pkg.buildtool_depends + pkg.exec_depends + pkg.test_depends}
+    assert not {'python3-torch', 'python3-torchvision', 'rviz2'} & all_keys
+    assert 'talk2dino_ros_msgs' not in all_keys
+    cmake = (ROOT / 'CMakeLists.txt').read_text()
+    assert 'rosidl_generate_interfaces(${PROJECT_NAME}' in cmake
+    for rel in ['msg/ClassInfo.msg', 'msg/ClassMasks.msg', 'srv/SetVocabulary.srv']:
+        assert f'"{rel}"' in cmake, rel
+    # no package reads files outside its own folder
+    assert '..' not in cmake.replace('...', '')
+
+
+def test_no_nested_ros_package():
+    nested = [p for p in ROOT.rglob('package.xml') if p.parent != ROOT
+              and '.venv' not in p.parts and not (p.parent / 'COLCON_IGNORE').exists()
+              and not any(part.startswith('.') for part in p.relative_to(ROOT).parts)]
+    assert not nested, f'colcon/rosdep/bloom would not see nested packages: {nested}'
 
 
 def _console_scripts():
@@ -54,14 +74,14 @@ def test_every_entry_point_resolves(name, target):
 def test_layout_files_exist():
     for rel in ['resource/talk2dino_ros', 'setup.cfg', 'launch/segment.launch.py', 'config/params.yaml',
                 'msg/ClassInfo.msg', 'msg/ClassMasks.msg', 'srv/SetVocabulary.srv',
-                'talk2dino_ros_msgs/CMakeLists.txt', '.ci/run', 'scripts/setup.sh', 'scripts/test.sh']:
+                'CMakeLists.txt', '.ci/run', 'scripts/setup.sh', 'scripts/test.sh']:
         assert (ROOT / rel).exists(), rel
     assert 'install_scripts=$base/lib/talk2dino_ros' in (ROOT / 'setup.cfg').read_text()
 
 
 def test_generated_messages_import():
-    from talk2dino_ros_msgs.msg import ClassInfo, ClassMasks
-    from talk2dino_ros_msgs.srv import SetVocabulary
+    from talk2dino_ros.msg import ClassInfo, ClassMasks
+    from talk2dino_ros.srv import SetVocabulary
     info = ClassInfo(class_ids=[0, 1], class_names=['background', 'door'])
     assert list(info.class_ids) == [0, 1]
     assert ClassMasks().mask_type == ''

@@ -1,6 +1,6 @@
 """rosbag2 reading and writing with the pure-Python ``rosbags`` library (no ROS install needed).
 
-* :func:`make_typestore`: the ROS 2 standard types plus ``talk2dino_ros_msgs`` (from the package's
+* :func:`make_typestore`: the ROS 2 standard types plus ``talk2dino_ros`` (from the package's
   ``msg/*.msg``) and ``vision_msgs/LabelInfo`` + ``VisionClass``, so that bags written here carry the
   same type names, definitions and RIHS01 hashes as the live node's topics.
 * :func:`open_bag`, :func:`image_connections`: open a bag (a rosbag2 folder, or a single ``.db3`` /
@@ -24,7 +24,7 @@ from talk2dino_ros.model.types import BACKGROUND
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
-CLASS_INFO_TYPE = 'talk2dino_ros_msgs/msg/ClassInfo'
+CLASS_INFO_TYPE = 'talk2dino_ros/msg/ClassInfo'
 LABEL_INFO_TYPE = 'vision_msgs/msg/LabelInfo'
 STORAGES = ('sqlite3', 'mcap')
 
@@ -43,7 +43,7 @@ class BagError(Talk2DinoError):
 
 # ------------------------------------------------------------------------------------------ types
 def msg_dir() -> Path:
-    """The folder with talk2dino_ros_msgs' ``.msg`` files (source tree, pip install or colcon install)."""
+    """The folder with talk2dino_ros' ``.msg`` files (source tree, pip install or colcon install)."""
     here = Path(__file__).resolve().parent
     candidates = [here.parent / 'msg', Path(sys.prefix) / 'share' / 'talk2dino_ros' / 'msg']
     for prefix in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
@@ -60,7 +60,7 @@ _TYPESTORE = None
 
 
 def make_typestore():
-    """ROS 2 Kilted standard types + talk2dino_ros_msgs + vision_msgs/LabelInfo (built once, cached)."""
+    """ROS 2 Kilted standard types + talk2dino_ros + vision_msgs/LabelInfo (built once, cached)."""
     global _TYPESTORE
     if _TYPESTORE is None:
         from rosbags.typesys import Stores, get_types_from_msg, get_typestore
@@ -69,7 +69,7 @@ def make_typestore():
         types: Dict[str, Any] = {}
         for path in sorted(msg_dir().glob('*.msg')):
             types.update(get_types_from_msg(path.read_text(encoding='utf-8'),
-                                            f'talk2dino_ros_msgs/msg/{path.stem}'))
+                                            f'talk2dino_ros/msg/{path.stem}'))
         for name, text in _VISION_MSGS.items():
             types.update(get_types_from_msg(text, name))
         store.register(types)
@@ -172,7 +172,7 @@ def image_msg(header: Any, pixels: np.ndarray, encoding: str):
 
 def class_info_msg(header: Any, version: int, method: str, names: Sequence[str], colors: np.ndarray,
                    background_threshold: float):
-    """talk2dino_ros_msgs/ClassInfo exactly as the node fills it (id 0 = background, then 1..N)."""
+    """talk2dino_ros/ClassInfo exactly as the node fills it (id 0 = background, then 1..N)."""
     types = make_typestore().types
     Color = types['std_msgs/msg/ColorRGBA']
     all_names = [BACKGROUND] + list(names)

@@ -9,7 +9,7 @@ encoding the node accepts, or ``sensor_msgs/CompressedImage``) is segmented; the
 input topic unchanged plus, under ``--namespace`` (default ``/talk2dino``, the live node's topics):
 
 * ``<ns>/labels``            mono8 (mono16 above 255 classes): 0 = background, class i = i + 1
-* ``<ns>/class_info``        talk2dino_ros_msgs/ClassInfo legend (once, transient-local QoS)
+* ``<ns>/class_info``        talk2dino_ros/ClassInfo legend (once, transient-local QoS)
 * ``<ns>/label_info``        vision_msgs/LabelInfo with the same ids (once, transient-local QoS)
 * ``<ns>/confidence``        32FC1 max class score, and ``<ns>/confidence_mono8``: the same clipped to
   0..1 and scaled to 0..255 (what Nav2's semantic segmentation layer reads); ``--confidence`` picks

@@ -16,7 +16,7 @@ import rclpy
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
-from talk2dino_ros_msgs.msg import ClassInfo
+from talk2dino_ros.msg import ClassInfo
 
 from talk2dino_ros.ros.image_conversion import image_to_numpy
 from talk2dino_ros.ros.spin import spin_until_shutdown

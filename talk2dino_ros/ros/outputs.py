@@ -44,7 +44,7 @@ def rgba(color: Sequence[int]) -> ColorRGBA:
 def class_info_msg(header, version: int, method: str, names: Sequence[str], colors: np.ndarray,
                    background_threshold: float):
     """ClassInfo legend: id 0 'background' first, then the vocabulary as ids 1..N."""
-    from talk2dino_ros_msgs.msg import ClassInfo
+    from talk2dino_ros.msg import ClassInfo
 
     msg = ClassInfo()
     msg.header = header
@@ -65,7 +65,7 @@ def binary_mask(labels_bg0: np.ndarray, class_id: int) -> np.ndarray:
 def class_masks_msg(header, version: int, names: Sequence[str], labels_bg0: np.ndarray,
                     class_scores: np.ndarray, mask_type: str):
     """ClassMasks with one mask per vocabulary class (ids 1..N)."""
-    from talk2dino_ros_msgs.msg import ClassMasks
+    from talk2dino_ros.msg import ClassMasks
 
     msg = ClassMasks()
     msg.header = header

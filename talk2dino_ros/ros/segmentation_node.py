@@ -174,8 +174,8 @@ class SegmentationNode(Node):
         self._confidence8_pub = self.create_publisher(Image, '~/confidence_mono8', output_qos())
         self._background_pub = self.create_publisher(Image, '~/background', output_qos())
         self._overlay_pub = self.create_publisher(Image, '~/overlay', output_qos())
-        from talk2dino_ros_msgs.msg import ClassInfo, ClassMasks
-        from talk2dino_ros_msgs.srv import SetVocabulary
+        from talk2dino_ros.msg import ClassInfo, ClassMasks
+        from talk2dino_ros.srv import SetVocabulary
         self._info_pub = self.create_publisher(ClassInfo, '~/class_info', legend_qos())
         self._masks_pub = self.create_publisher(ClassMasks, '~/masks', output_qos())
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', diagnostics_qos())

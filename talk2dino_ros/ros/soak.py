@@ -169,8 +169,8 @@ class Soak:
         from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
         from std_msgs.msg import String
-        from talk2dino_ros_msgs.msg import ClassInfo, ClassMasks
-        from talk2dino_ros_msgs.srv import SetVocabulary
+        from talk2dino_ros.msg import ClassInfo, ClassMasks
+        from talk2dino_ros.srv import SetVocabulary
 
         from talk2dino_ros.ros.qos import latched_qos, legend_qos, output_qos
 

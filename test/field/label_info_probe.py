@@ -61,7 +61,7 @@ def pubsub(context, executor):
 
 
 def node_run(context, executor, weights):
-    from talk2dino_ros_msgs.msg import ClassInfo
+    from talk2dino_ros.msg import ClassInfo
     from vision_msgs.msg import LabelInfo
     from rclpy.parameter import Parameter
 

@@ -33,7 +33,7 @@ def test_soak_checks_count_each_kind_of_fault():
     from rclpy.context import Context
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
-    from talk2dino_ros_msgs.msg import ClassInfo, ClassMasks
+    from talk2dino_ros.msg import ClassInfo, ClassMasks
 
     from talk2dino_ros.ros.soak import Soak, build_parser
 

@@ -17,8 +17,8 @@ from std_msgs.msg import String
 from ros_fakes import NODE, FakeFactory, Probe, expected_labels, wait_for
 from talk2dino_ros.ros.image_conversion import encode_compressed, image_to_numpy, numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos
-from talk2dino_ros_msgs.msg import ClassInfo, ClassMasks
-from talk2dino_ros_msgs.srv import SetVocabulary
+from talk2dino_ros.msg import ClassInfo, ClassMasks
+from talk2dino_ros.srv import SetVocabulary
 
 
 def scene(h, w, seed=0):

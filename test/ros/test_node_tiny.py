@@ -33,7 +33,7 @@ def tiny_factory(request):
 @pytest.mark.parametrize('mode', ['whole', 'slide'])
 def test_tiny_engine_end_to_end(make_node, tiny_factory, mode):
     from sensor_msgs.msg import Image
-    from talk2dino_ros_msgs.msg import ClassInfo
+    from talk2dino_ros.msg import ClassInfo
 
     node, probe, _ = make_node(params={'resolution': 56, 'mode': mode, 'allow_random_weights': True},
                                factory=tiny_factory, vocabulary=['cat', 'dog', 'tree'])
