@@ -22,8 +22,8 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
 from talk2dino_ros.outputs.colors import ColorSpecError, parse_color_overrides
-from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
 from talk2dino_ros.ros.image_conversion import DEFAULT_MAX_INPUT_PIXELS
+from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
 from talk2dino_ros.ros.vocabulary import DEFAULT_MAX_CLASSES, MAX_NAMES, parse_vocabulary
 
 METHODS = ('talk2dino', 'clip_dinoiser')
@@ -35,10 +35,10 @@ WEIGHT_PARAMS: Dict[str, Dict[str, str]] = {
     'talk2dino': {'dinov2': 'dinov2_weights', 'clip': 'clip_weights', 'proj': 'proj_weights'},
     'clip_dinoiser': {'openclip': 'openclip_weights', 'clip_dinoiser': 'clip_dinoiser_weights'},
 }
+WEIGHT_PARAM_NAMES = frozenset(p for roles in WEIGHT_PARAMS.values() for p in roles.values())
 #: parameters naming files the node reads: fixed after start unless allow_runtime_weight_changes is true,
 #: because any participant of the DDS domain can set parameters
 PATH_PARAM_NAMES = WEIGHT_PARAM_NAMES | {'weights_dir'}
-WEIGHT_PARAM_NAMES = frozenset(p for roles in WEIGHT_PARAMS.values() for p in roles.values())
 _DEVICE = re.compile(r'^(auto|cpu|cuda|cuda:\d+)$')
 
 
@@ -94,13 +94,13 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('proj_weights', '', 'talk2dino: projection weights, e.g. vitb_mlp_infonce.pth.', 'model'),
     ParamSpec('openclip_weights', '', 'clip_dinoiser: LAION OpenCLIP ViT-B/16 checkpoint '
               '(open_clip_pytorch_model.bin).', 'model'),
-    ParamSpec('allow_runtime_weight_changes', False, 'Allow weights_dir and the *_weights paths to be changed '
-              'while the node runs (off: they are fixed at start, since any participant of the ROS domain can '
-              'set parameters).', 'input', read_only=True),
     ParamSpec('clip_dinoiser_weights', '', 'clip_dinoiser: CLIP-DINOiser head checkpoint (last.pt).', 'model'),
     ParamSpec('device', 'auto', 'auto (CUDA when available), cpu, cuda or cuda:N.', 'model',
               choices=('auto', 'cpu', 'cuda', 'cuda:N')),
     ParamSpec('fp16', False, 'fp16 autocast on CUDA (ignored on CPU).', 'model'),
+    ParamSpec('allow_runtime_weight_changes', False, 'Allow weights_dir and the *_weights paths to be changed '
+              'while the node runs (off: they are fixed at start, since any participant of the ROS domain can '
+              'set parameters).', 'input', read_only=True),
     ParamSpec('allow_random_weights', False, 'Accept checkpoints of test widths (the random weights of '
               'make_random_weights): for tests and smoke runs only, the output is meaningless.', 'model'),
     # engine
@@ -108,13 +108,13 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'over the frame (fastest); squash = resize to a square (the authors\' demo).', 'engine',
               choices=MODES),
     ParamSpec('resolution', 448, 'Inference size of the short side, in pixels.', 'engine',
-    ParamSpec('max_classes', DEFAULT_MAX_CLASSES, 'Most class names in one vocabulary (per-frame memory and '
-              'text encoding time grow with it); later names are rejected.', 'legend',
-              int_range=(1, MAX_NAMES)),
               int_range=(28, 2048)),
     # legend: a new ClassInfo version
     ParamSpec('vocabulary', None, 'Class names to segment (also settable on the vocab topic and '
               '~/set_vocabulary).', 'legend'),
+    ParamSpec('max_classes', DEFAULT_MAX_CLASSES, 'Most class names in one vocabulary (per-frame memory and '
+              'text encoding time grow with it); later names are rejected.', 'legend',
+              int_range=(1, MAX_NAMES)),
     ParamSpec('background_threshold', 0.55, 'Score below which a pixel is background (label 0); '
               '<= 0 disables the background class (argmax only).', 'legend', float_range=(-1.0, 1.0)),
     ParamSpec('bg_clean', True, 'Background cleaning with the DINOv2 attention heads.', 'legend'),
@@ -130,13 +130,13 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'classes (each is a DDS publisher); ~/masks always carries every class.', 'output',
               int_range=(0, 1024)),
     ParamSpec('mask_type', 'binary', 'binary = mono8 0/255 masks; score = 32FC1 class scores.', 'output',
-    ParamSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS, 'Largest frame accepted, in pixels (width x '
-              'height, read from the header of compressed frames before decoding); larger frames are counted '
-              'as rejected. Default 4096 x 4096.', 'output', int_range=(1, 16384 * 16384)),
               choices=MASK_TYPES),
     ParamSpec('publish_overlay', True, 'Publish ~/overlay (only computed while subscribed).', 'output'),
     ParamSpec('overlay_alpha', 0.5, 'Opacity of the class colours in ~/overlay.', 'output',
               float_range=(0.0, 1.0)),
+    ParamSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS, 'Largest frame accepted, in pixels (width x '
+              'height, read from the header of compressed frames before decoding); larger frames are counted '
+              'as rejected. Default 4096 x 4096.', 'output', int_range=(1, 16384 * 16384)),
     # input: fixed at start
     ParamSpec('image_reliability', 'best_effort', 'QoS reliability of the image subscription.', 'input',
               choices=RELIABILITY_CHOICES, read_only=True),
@@ -207,14 +207,14 @@ def validate_changes(changes: Iterable[Parameter], values: Mapping[str, Any]) ->
     """Reasons to reject a batch of parameter changes (empty list: accept)."""
     after = dict(values)
     changes = list(changes)
-        if param.name in PATH_PARAM_NAMES and not values.get('allow_runtime_weight_changes'):
-            reasons.append(f'{param.name} is fixed while the node runs: set it at start (params file or '
-                           '--ros-args -p), or start the node with allow_runtime_weight_changes:=true')
-            continue
     for param in changes:
         after[param.name] = param.value
     reasons = []
     for param in changes:
+        if param.name in PATH_PARAM_NAMES and not values.get('allow_runtime_weight_changes'):
+            reasons.append(f'{param.name} is fixed while the node runs: set it at start (params file or '
+                           '--ros-args -p), or start the node with allow_runtime_weight_changes:=true')
+            continue
         reason = validate(param.name, param.value, after)
         if reason:
             reasons.append(reason)
