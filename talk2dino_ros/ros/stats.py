@@ -60,10 +60,18 @@ class FrameStats:
         self.processed = RollingWindow(window)
         self.latency_ms = RollingWindow(window)    # frame received -> outputs published
         self.inference_ms = RollingWindow(window)  # the engine call alone
-        self.bad_frames = 0
+        self.bad_frames = 0     # rejected inputs (any reason); never engine failures
+        self.rejected_by_reason: Dict[str, int] = {}
         self.failed_frames = 0
         self.skipped_not_ready = 0  # frames that came before a model and a vocabulary
         self.last_error = ''
+        self.last_rejection = ''
+
+    def reject(self, reason: str, message: str) -> None:
+        """Count one rejected input frame under ``reason`` (e.g. 'too_large') and remember why."""
+        self.bad_frames += 1
+        self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
+        self.last_rejection = message
 
     def summary(self, dropped: int) -> Dict[str, str]:
         """Key/value pairs for a DiagnosticStatus."""
@@ -84,4 +92,7 @@ class FrameStats:
             'latency_ms_p50': fmt(percentile(lat, 50)),
             'latency_ms_p95': fmt(percentile(lat, 95)),
             'inference_ms_p50': fmt(percentile(inf, 50)),
+            **{f'frames_rejected_{reason}': str(count)
+               for reason, count in sorted(dict(self.rejected_by_reason).items())},
+            'last_rejection': self.last_rejection,
         }
