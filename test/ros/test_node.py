@@ -330,7 +330,8 @@ def test_missing_weights_reported_then_fixed_and_failed_reload_keeps_model(make_
         path.write_bytes(b'x')
     factory = FakeFactory(fail_paths=[str(good['broken'])])
     node, probe, _ = make_node(
-        params={'dinov2_weights': '/nonexistent/dinov2_vitb14_reg4_pretrain.pth', 'clip_weights': str(good['clip']),
+        params={'allow_runtime_weight_changes': True,
+                'dinov2_weights': '/nonexistent/dinov2_vitb14_reg4_pretrain.pth', 'clip_weights': str(good['clip']),
                 'proj_weights': str(good['proj']), 'vocabulary': ['a', 'b'], 'diagnostics_period': 0.1},
         factory=factory)
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus

@@ -78,6 +78,7 @@ def test_default_factory_loads_from_weights_dir_and_survives_a_corrupt_file(make
 
     weights_dir = str(next(iter(tiny_dir.values())).parent)
     node, probe, _ = make_node(params={'weights_dir': weights_dir, 'allow_random_weights': True,
+                                       'allow_runtime_weight_changes': True,
                                        'resolution': 56, 'device': 'cpu'},
                                factory=default_segmenter_factory, vocabulary=['sky', 'road'])
     header = probe.next_header()
