@@ -2,15 +2,15 @@
 
 Public API (small on purpose; segment_image, benchmark, evaluate, train and segment_bag reuse it):
 
-* ``add_model_arguments(parser)``: ``--method``, ``--variant``, the per-role weight flags
-  (``--dinov2-weights --clip-weights --proj-weights`` for talk2dino, ``--openclip-weights
-  --clip-dinoiser-weights`` for clip_dinoiser), ``--weights-dir``, ``--device``, ``--fp16``,
+* ``add_model_arguments(parser)``: ``--method``, ``--variant``, the per-role weight flags of the
+  catalog (``--dinov2-weights --dinov3-weights --clip-weights --proj-weights`` for talk2dino,
+  ``--openclip-weights --clip-dinoiser-weights`` for clip_dinoiser), ``--weights-dir``, ``--device``, ``--fp16``,
   ``--allow-random-weights``.
 * ``add_inference_arguments(parser)``: ``--bg-clean/--no-bg-clean``, ``--pamr/--no-pamr``,
   ``--background-threshold T``, ``--mode slide|whole|squash``, ``--resolution``. Every one defaults to
   ``None`` = "not given", so a caller's own default (``config_from_args(..., pamr=True)``) applies.
 * ``resolve_weights(args) -> {role: path}``: explicit flags first; every role not given is filled with
-  its published file name inside ``--weights-dir`` (default ``$T2D_WEIGHTS_DIR`` or
+  its published file name (from the catalog) inside ``--weights-dir`` (default ``$T2D_WEIGHTS_DIR`` or
   ``~/.cache/talk2dino_ros``), so a missing file is reported by name when the segmenter loads it.
 * ``config_from_args(args, **defaults) -> SegmenterConfig``: the config the flags describe; ``defaults``
   (SegmenterConfig or InferenceOptions field names) fill whatever the user did not give.
@@ -23,24 +23,22 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from talk2dino_ros.errors import Talk2DinoError
 
-METHODS = ('talk2dino', 'clip_dinoiser')
-VARIANTS = ('vits', 'vitb', 'vitl')
-MODES = ('slide', 'whole', 'squash')
-WEIGHTS_DIR_ENV = 'T2D_WEIGHTS_DIR'
-DEFAULT_WEIGHTS_DIR = Path('~/.cache/talk2dino_ros')
+from talk2dino_ros import catalog
+from talk2dino_ros.catalog import DEFAULT_WEIGHTS_DIR, WEIGHTS_DIR_ENV, default_weights_dir  # noqa: F401 (re-export)
 
-#: method -> role -> command-line flag of its weight file
+METHODS = catalog.method_names()
+VARIANTS = catalog.variant_names()
+MODES = ('slide', 'whole', 'squash')
+
+#: method -> role -> command-line flag of its weight file (derived from the catalog)
 WEIGHT_FLAGS: Dict[str, Dict[str, str]] = {
-    'talk2dino': {'dinov2': '--dinov2-weights', 'clip': '--clip-weights', 'proj': '--proj-weights'},
-    'clip_dinoiser': {'openclip': '--openclip-weights', 'clip_dinoiser': '--clip-dinoiser-weights'},
-}
+    m.name: {role: catalog.ROLES[role].flag for role in m.roles} for m in catalog.METHODS.values()}
 
 #: InferenceOptions fields the inference flags set (background is derived from --background-threshold)
 _OPTION_FLAGS = ('bg_clean', 'pamr', 'background_threshold')
@@ -81,21 +79,19 @@ def _resolution_arg(text: str) -> int:
     return value
 
 
-def default_weights_dir() -> Path:
-    """``$T2D_WEIGHTS_DIR`` if set, else ``~/.cache/talk2dino_ros`` (where ``fetch_weights`` puts files)."""
-    env = os.environ.get(WEIGHTS_DIR_ENV, '').strip()
-    return Path(env).expanduser() if env else DEFAULT_WEIGHTS_DIR.expanduser()
-
-
 def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
     """Add the flags that choose and load the model; returns the argument group."""
     g = parser.add_argument_group('model')
-    g.add_argument('--method', default='talk2dino', choices=METHODS, help='segmentation method (default talk2dino)')
-    g.add_argument('--variant', default='vitb', choices=VARIANTS, help='Talk2DINO DINOv2 size (default vitb)')
-    for method, flags in WEIGHT_FLAGS.items():
-        for role, flag in flags.items():
-            g.add_argument(flag, type=Path, default=None, metavar='FILE',
-                           help=f'{method} {role} weight file (default: its published name in --weights-dir)')
+    g.add_argument('--method', default=catalog.DEFAULT_METHOD, choices=METHODS,
+                   help=f'segmentation method (default {catalog.DEFAULT_METHOD})')
+    default_variant = catalog.get_method(catalog.DEFAULT_METHOD).default_variant
+    g.add_argument('--variant', default=default_variant, choices=VARIANTS,
+                   help=f'Talk2DINO backbone: DINOv2 vits/vitb/vitl or DINOv3 dinov3_vitb/dinov3_vitl '
+                        f'(default {default_variant})')
+    for role in catalog.all_roles():
+        owners = '/'.join(catalog.role_methods(role.name))
+        g.add_argument(role.flag, type=Path, default=None, metavar='FILE',
+                       help=f'{owners} {role.name} weight file (default: its published name in --weights-dir)')
     g.add_argument('--weights-dir', type=Path, default=None, metavar='DIR',
                    help=f'folder with the published weight files (default ${WEIGHTS_DIR_ENV} or '
                         f'{DEFAULT_WEIGHTS_DIR})')
@@ -125,28 +121,40 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
 
 # ------------------------------------------------------------------------------------------ config
 def resolve_weights(args: argparse.Namespace) -> Dict[str, str]:
-    """role -> path for ``args.method``; refuses another method's weight flags."""
-    from talk2dino_ros.model.random_weights import FILE_NAMES  # lazy: imports open_clip
+    """role -> path for ``args.method``/``args.variant``; refuses weight flags the selection does not load.
 
+    A role with no flag given gets its published file name in ``--weights-dir`` (the catalog's default
+    path; ``''`` when nothing is published for it, which the loader reports as "no file given").
+    """
     method = args.method
-    if method not in WEIGHT_FLAGS:
-        raise CliError(f'unknown method {method!r}; choose one of {", ".join(WEIGHT_FLAGS)}')
+    try:
+        variant = catalog.get_variant(method, getattr(args, 'variant', None))
+    except catalog.CatalogError as exc:
+        raise CliError(str(exc)) from None
     weights: Dict[str, str] = {}
-    for other, flags in WEIGHT_FLAGS.items():
-        for role, flag in flags.items():
-            value = getattr(args, flag.lstrip('-').replace('-', '_'), None)
-            if value is None:
-                continue
-            if other != method:
-                raise CliError(f'{flag} is a {other} weight file but --method is {method}')
-            weights[role] = str(Path(value).expanduser())
+    unused = []
+    for role in catalog.all_roles():
+        value = getattr(args, role.dest, None)
+        if value is None:
+            continue
+        if method not in catalog.role_methods(role.name):
+            owners = ', '.join(catalog.role_methods(role.name))
+            raise CliError(f'{role.flag} is a {owners} weight file but --method is {method}')
+        if role.name in variant.roles:
+            weights[role.name] = str(Path(value).expanduser())
+        else:
+            unused.append(role.flag)
+    # a file for another backbone of this method is only a mistake when it could stand in for a missing one
+    # (e.g. --dinov3-weights with the default --variant vitb); with every file of the variant given it is unused
+    if unused and set(weights) != set(variant.roles):
+        raise CliError(f'{", ".join(unused)} is not used by {method} variant {variant.name} (it loads '
+                       f'{", ".join(catalog.ROLES[r].flag for r in variant.roles)}); choose the --variant '
+                       'that file belongs to')
     folder = getattr(args, 'weights_dir', None)
-    folder = Path(folder).expanduser() if folder is not None else default_weights_dir()
-    variant = getattr(args, 'variant', 'vitb')
-    for role in WEIGHT_FLAGS[method]:
-        if role not in weights:
-            weights[role] = str(folder / FILE_NAMES[role].format(variant=variant))
-    return weights
+    defaults = catalog.default_weight_paths(method, variant.name, folder)
+    for role in variant.roles:
+        weights.setdefault(role, defaults[role])
+    return {role: weights[role] for role in variant.roles}
 
 
 def config_from_args(args: argparse.Namespace, **defaults):

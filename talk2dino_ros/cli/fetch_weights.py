@@ -3,6 +3,8 @@
 Examples::
 
     fetch_weights                         # Talk2DINO ViT-B: DINOv2-B reg4, OpenAI CLIP B/16, ψ
+    fetch_weights --variant dinov3_vitb   # Talk2DINO DINOv3 ViT-B (gated: accept the DINOv3 License
+                                          # on Hugging Face and export HF_TOKEN first)
     fetch_weights --method clip_dinoiser  # LAION OpenCLIP B/16 + last.pt
     fetch_weights --all --dir /data/weights
     fetch_weights --list
@@ -18,8 +20,9 @@ import urllib.request
 from pathlib import Path
 from typing import Iterable, List, Optional
 
+from talk2dino_ros import catalog
 from talk2dino_ros.model.checkpoints import git_blob_sha1, sha256_file
-from talk2dino_ros.model.pretrained import BUNDLES, DEFAULT_WEIGHTS_DIR, PRETRAINED, PretrainedFile, bundle
+from talk2dino_ros.model.pretrained import DEFAULT_WEIGHTS_DIR, PRETRAINED, PretrainedFile, bundle
 
 CHUNK = 1 << 20
 
@@ -95,6 +98,14 @@ def download(spec: PretrainedFile, dest_dir: Path, timeout: float = 30.0, force:
     return dest
 
 
+def fetchable_variants() -> List[str]:
+    """Variant names whose every file is published (the ``--variant`` choices)."""
+    out: List[str] = []
+    for m in catalog.METHODS.values():
+        out += [v.name for v in m.variants if v.fully_published and v.name not in out]
+    return out
+
+
 def _selected(args) -> List[PretrainedFile]:
     if args.all:
         return list(PRETRAINED.values())
@@ -105,26 +116,36 @@ def _selected(args) -> List[PretrainedFile]:
         return [PRETRAINED[n] for n in args.names]
     try:
         return list(bundle(args.method, args.variant).values())
-    except KeyError as exc:
-        raise FetchError(str(exc.args[0])) from None
+    except catalog.CatalogError as exc:
+        raise FetchError(str(exc)) from None
 
 
-def main(argv: Optional[Iterable[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``fetch_weights`` (method and variant choices come from the catalog)."""
     p = argparse.ArgumentParser(prog='fetch_weights', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('names', nargs='*', help='registry names (default: the bundle of --method/--variant)')
-    p.add_argument('--method', default='talk2dino', choices=sorted({m for m, _ in BUNDLES}))
-    p.add_argument('--variant', default='vitb', choices=['vitb', 'vitl'])
+    p.add_argument('--method', default=catalog.DEFAULT_METHOD, choices=catalog.method_names())
+    p.add_argument('--variant', default=catalog.get_method(catalog.DEFAULT_METHOD).default_variant,
+                   choices=fetchable_variants(), help='backbone (Talk2DINO; ignored for single-backbone methods)')
     p.add_argument('--all', action='store_true', help='every published file')
     p.add_argument('--dir', type=Path, default=DEFAULT_WEIGHTS_DIR, help=f'cache directory (default {DEFAULT_WEIGHTS_DIR})')
     p.add_argument('--timeout', type=float, default=15.0, help='network timeout in seconds')
     p.add_argument('--force', action='store_true', help='download even if a verified file exists')
     p.add_argument('--list', action='store_true', help='print the registry and exit')
-    args = p.parse_args(list(argv) if argv is not None else None)
+    return p
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
     if args.list:
         for f in PRETRAINED.values():
-            check = f'sha256 {f.sha256[:12]}…' if f.sha256 else (f'git blob {f.git_blob[:12]}…' if f.git_blob else 'size only')
+            check = f'sha256 {f.sha256[:12]}…' if f.sha256 else (
+                f'git blob {f.git_blob[:12]}…' if f.git_blob else ('size only' if f.size or f.approx_size
+                                                                    else 'loader check only'))
             print(f'{f.name:26s} {f.role:14s} {f.filename:34s} {check}\n{"":26s} {f.url}')
+            if f.licence:
+                print(f'{"":26s} licence: {f.licence}')
         return 0
     try:
         paths = [download(spec, args.dir.expanduser(), args.timeout, args.force) for spec in _selected(args)]

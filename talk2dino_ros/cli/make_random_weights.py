@@ -11,19 +11,29 @@ import sys
 from pathlib import Path
 from typing import Iterable, Optional
 
+from talk2dino_ros import catalog
 from talk2dino_ros.model.random_weights import WIDTHS, write_random_weights
 
 
-def main(argv: Optional[Iterable[str]] = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``make_random_weights`` (methods, variants and widths from the catalog)."""
     p = argparse.ArgumentParser(prog='make_random_weights', description=__doc__.split('\n\n')[0])
     p.add_argument('out', type=Path, help='output directory')
-    p.add_argument('--method', default='talk2dino', choices=['talk2dino', 'clip_dinoiser'])
+    p.add_argument('--method', default=catalog.DEFAULT_METHOD, choices=catalog.method_names())
+    p.add_argument('--variant', default=None, choices=catalog.variant_names(),
+                   help='Talk2DINO backbone whose file layout and names are written (default: --width when it '
+                        'names a variant, else vitb)')
     p.add_argument('--width', default='tiny', choices=sorted(WIDTHS),
                    help='tiny (tests, seconds) or a published size (hundreds of MB, for speed benchmarks)')
     p.add_argument('--seed', type=int, default=0)
-    args = p.parse_args(list(argv) if argv is not None else None)
+    return p
+
+
+def main(argv: Optional[Iterable[str]] = None) -> int:
+    args = build_parser().parse_args(list(argv) if argv is not None else None)
     try:
-        paths = write_random_weights(args.out, method=args.method, width=args.width, seed=args.seed)
+        paths = write_random_weights(args.out, method=args.method, width=args.width, seed=args.seed,
+                                     variant=args.variant)
     except (OSError, ValueError) as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2

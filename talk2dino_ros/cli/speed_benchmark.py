@@ -38,11 +38,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from talk2dino_ros import catalog
 from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_model_arguments, config_from_args,
                                       one_line, parse_vocab_arg, run_cli)
 
 DEFAULT_VOCAB = 'person,car,tree,road,sky'
-RANDOM_WIDTHS = ('tiny', 'vits', 'vitb', 'vitl')
+#: --random-weights: test widths, or the published size of a catalog backbone
+RANDOM_WIDTHS = ('tiny',) + tuple(catalog.backbones())
 PIPELINES = ('slide-plain', 'slide-full', 'whole-plain', 'whole-full')
 #: the authors' code on this project's 2-core CPU, fp32, 375x500 image, 5 classes (method.md §10), seconds
 AUTHORS_CPU = {
@@ -466,8 +468,10 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
             from talk2dino_ros.model.random_weights import write_random_weights
 
             log(f'writing {args.random_weights} random weights for {args.method} to {tmp} ...')
-            random_paths = write_random_weights(tmp, method=args.method, width=args.random_weights)
-            args.variant = 'vitb' if args.random_weights == 'tiny' else args.random_weights
+            if args.random_weights != 'tiny':
+                args.variant = args.random_weights
+            random_paths = write_random_weights(tmp, method=args.method, width=args.random_weights,
+                                                variant=args.variant)
         # the flags give the geometry; the pipelines below set the post-processing themselves
         geometry = {k: v for k, v in (('window', args.window), ('stride', args.stride)) if v is not None}
         base = config_from_args(args, **geometry)
@@ -491,7 +495,7 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
                 window=base.window, stride=base.stride, classes=len(names), repeats=args.repeats,
                 warmup=args.warmup, random_weights=args.random_weights, load_average_start=load_start,
                 load_average_end=load_end, **env)
-    variant = f' {base.variant}' if base.method == 'talk2dino' else ''
+    variant = f' {base.variant}' if catalog.get_method(base.method).has_variants else ''
     print(f'# talk2dino_ros benchmark: {base.method}{variant}, {len(names)} classes, resolution '
           f'{base.resolution}, fp16 {"on (CUDA)" if base.fp16 else "off"}')
     print(f'# {weights_note}')

@@ -16,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Tuple
 
+from talk2dino_ros import catalog
+
 BACKGROUND = 'background'
-METHODS = ('talk2dino', 'clip_dinoiser')
-VARIANTS = ('vits', 'vitb', 'vitl')
+METHODS = catalog.method_names()
+VARIANTS = catalog.variant_names()
 
 # ---------------------------------------------------------------------------------------------
 # Talk2DINO class lists (mmseg 0.30.0 + Talk2DINO's own VOC-20 / COCO-Object), verbatim.
@@ -142,16 +144,17 @@ TALK2DINO_PAPER_MIOU: Dict[Tuple[str, bool], Dict[str, float]] = {
                      'ade20k': 22.9, 'voc21': 66.1, 'context60': 37.3, 'coco_object': 42.3},
 }
 
-#: CLIP-DINOiser: the reference docs (clip_dinoiser.md) do not transcribe the paper's table, so no
-#: number is claimed here; ``paper_miou`` returns None for this method.
+#: CLIP-DINOiser: the paper's table is not transcribed here, so no number is claimed;
+#: ``paper_miou`` returns None for this method.
 CLIP_DINOISER_PAPER_MIOU: Dict[str, float] = {}
 
 
 def paper_miou(benchmark: str, method: str = 'talk2dino', variant: str = 'vitb',
                pamr: bool = True) -> Optional[float]:
-    """The published mIoU for this setting, or None when none is known (e.g. ViT-S)."""
-    if method == 'clip_dinoiser':
-        return CLIP_DINOISER_PAPER_MIOU.get(benchmark)
+    """The published mIoU for this setting, or None when none is known (e.g. ViT-S, DINOv3)."""
+    spec = catalog.get_method(method)
+    if not spec.has_variants:  # single-backbone methods: one table, no refinement switch
+        return {'clip_dinoiser': CLIP_DINOISER_PAPER_MIOU}.get(spec.name, {}).get(benchmark)
     return TALK2DINO_PAPER_MIOU.get((variant, bool(pamr)), {}).get(benchmark)
 
 
@@ -239,12 +242,9 @@ class Benchmark:
         return self.classes[0] == BACKGROUND
 
     def class_names(self, method: str = 'talk2dino') -> Tuple[str, ...]:
-        """The evaluated class list (table keys, label ids) for a method."""
-        if method == 'clip_dinoiser':
-            return self.clip_dinoiser_classes
-        if method == 'talk2dino':
-            return self.classes
-        raise KeyError(f'unknown method {method!r} (expected one of {", ".join(METHODS)})')
+        """The evaluated class list (table keys, label ids) for a method (its catalog ``class_list``)."""
+        lists = {'talk2dino': self.classes, 'clip_dinoiser': self.clip_dinoiser_classes}
+        return lists[catalog.get_method(method).class_list]
 
     def max_raw_label(self) -> int:
         """Largest valid raw label value other than ``ignore_index`` (before reduce_zero_label)."""
@@ -308,9 +308,9 @@ def get_benchmark(name: str) -> Benchmark:
 # Per-method protocol.
 # ---------------------------------------------------------------------------------------------
 
-#: Talk2DINO's background threshold per DINOv2 size (eval ymls); ViT-S has no published value,
-#: it uses the ViT-B one.
-TALK2DINO_BG_THRESHOLD = {'vits': 0.55, 'vitb': 0.55, 'vitl': 0.54}
+#: Talk2DINO's background threshold per backbone (eval ymls, kept in the catalog); ViT-S and DINOv3
+#: have no published value of their own and use 0.55.
+TALK2DINO_BG_THRESHOLD = {v.name: v.background_threshold for v in catalog.get_method('talk2dino').variants}
 
 
 @dataclass(frozen=True)
@@ -348,23 +348,26 @@ def protocol(benchmark: Benchmark | str, method: str = 'talk2dino', variant: str
         raise KeyError(f'unknown method {method!r} (expected one of {", ".join(METHODS)})')
     if variant not in VARIANTS:
         raise KeyError(f'unknown variant {variant!r} (expected one of {", ".join(VARIANTS)})')
+    spec = catalog.get_method(method)
     names = bench.class_names(method)
     background = names[0] == BACKGROUND
     vocabulary = names[1:] if background else names
     notes = []
-    if method == 'talk2dino':
-        use_pamr = True if pamr is None else bool(pamr)
-        bg_clean = bench.talk2dino_bg_clean
-        rule = background
-        if variant == 'vits' and background:
+    use_pamr = spec.protocol_pamr if pamr is None else bool(pamr)
+    if pamr and not spec.protocol_pamr:
+        notes.append(f'PAMR is not part of the {spec.name} protocol')
+    bg_clean = bench.talk2dino_bg_clean if spec.protocol_bg_clean else False
+    rule = bench.clip_dinoiser_background_rule if spec.background_rule_from_benchmark else background
+    # the constant background score of the variant's own eval files; a single-backbone method scores
+    # its background as text and keeps the value of the Talk2DINO variant of the same name
+    threshold = TALK2DINO_BG_THRESHOLD[variant]
+    if spec.has_variants and background:
+        backbone = spec.variant(variant).backbone
+        if variant == 'vits':
             notes.append('no published background threshold for ViT-S; using the ViT-B value 0.55')
-    else:
-        use_pamr = False if pamr is None else bool(pamr)
-        bg_clean = False
-        rule = bench.clip_dinoiser_background_rule
-        if use_pamr:
-            notes.append('PAMR is not part of the CLIP-DINOiser protocol')
+        elif backbone is not None and backbone.family == 'dinov3':
+            notes.append('no published background threshold for DINOv3; using the authors\' default 0.55')
     return Protocol(benchmark=bench.name, method=method, variant=variant, class_names=names,
                     vocabulary=vocabulary, background=background,
-                    background_threshold=TALK2DINO_BG_THRESHOLD[variant], bg_clean=bg_clean,
+                    background_threshold=threshold, bg_clean=bg_clean,
                     pamr=use_pamr, background_rule=rule, notes=tuple(notes))

@@ -15,23 +15,17 @@ import torch
 import talk2dino_ros.model  # noqa: F401
 import open_clip
 
+from talk2dino_ros import catalog
+from talk2dino_ros.atomic_files import atomic_path, atomic_torch_save
 from talk2dino_ros.model.segmenter import SegmenterConfig
 from talk2dino_ros.model.types import InferenceOptions
 
-#: width preset -> (dinov2 dim, depth) ; (clip text width, layers, embed dim) ; (vision width, layers)
+#: width preset -> (backbone dim, depth) ; (clip text width, layers, embed dim) ; (vision width, layers, patch).
+#: 'tiny' keeps every layout at test widths; every catalog variant name writes its published size.
+_TEXT, _VISION = (512, 12, 512), (768, 12, 16)
 WIDTHS = {
     'tiny': dict(dino=(64, 2), text=(64, 2, 32), vision=(64, 2, 16)),
-    'vits': dict(dino=(384, 12), text=(512, 12, 512), vision=(768, 12, 16)),
-    'vitb': dict(dino=(768, 12), text=(512, 12, 512), vision=(768, 12, 16)),
-    'vitl': dict(dino=(1024, 24), text=(512, 12, 512), vision=(768, 12, 16)),
-}
-#: published file names per role
-FILE_NAMES = {
-    'dinov2': 'dinov2_{variant}14_reg4_pretrain.pth',
-    'clip': 'ViT-B-16.pt',
-    'proj': '{variant}_mlp_infonce.pth',
-    'openclip': 'open_clip_pytorch_model.bin',
-    'clip_dinoiser': 'last.pt',
+    **{name: dict(dino=(b.embed_dim, b.depth), text=_TEXT, vision=_VISION) for name, b in catalog.backbones().items()},
 }
 
 
@@ -106,7 +100,8 @@ def save_torchscript_state_dict(sd: Dict[str, torch.Tensor], path: Path) -> None
                 mod.add_module(part, _Container())
             mod = getattr(mod, part)
         mod.register_parameter(parts[-1], torch.nn.Parameter(t.clone(), requires_grad=False))
-    torch.jit.script(root).save(str(path))
+    with atomic_path(path) as tmp:
+        torch.jit.script(root).save(str(tmp))
 
 
 def openai_dtypes(sd: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
@@ -133,26 +128,37 @@ def projection_state_dict(text_dim: int, dino_dim: int, seed: int = 0) -> Dict[s
 
 
 def write_talk2dino_weights(out_dir: Path, width: str = 'tiny', seed: int = 0,
-                            clip_format: str = 'torchscript') -> Dict[str, Path]:
-    """Write the three Talk2DINO files; ``clip_format``: 'torchscript' (OpenAI release) or 'state_dict'."""
+                            clip_format: str = 'torchscript', variant: Optional[str] = None) -> Dict[str, Path]:
+    """Write the Talk2DINO files of ``variant`` under their catalog names.
+
+    ``variant`` defaults to ``width`` when that names a variant, else to the default variant; ``clip_format``:
+    'torchscript' (OpenAI release) or 'state_dict'.
+    """
+    spec = catalog.get_method('talk2dino')
+    variant = variant or (width if width in spec.variant_names else spec.default_variant)
+    entry = spec.variant(variant)
     w = WIDTHS[width]
-    variant = 'vitb' if width == 'tiny' else width
     dim, depth = w['dino']
     tw, tl, te = w['text']
     vw, vl, vp = w['vision']
-    paths = {
-        'dinov2': out_dir / FILE_NAMES['dinov2'].format(variant=variant),
-        'clip': out_dir / FILE_NAMES['clip'],
-        'proj': out_dir / FILE_NAMES['proj'].format(variant=variant),
-    }
-    torch.save(dinov2_official_state_dict(dim, depth, seed), paths['dinov2'])
+    paths = {role: out_dir / name for role, name in entry.files.items()}
+    backbone_role = entry.backbone.family
+    BACKBONE_WRITERS[backbone_role](dim, depth, seed, paths[backbone_role])
     clip_sd = openai_dtypes(clip_state_dict(tw, tl, te, vw, vl, vp, quick_gelu=True, seed=seed))
     if clip_format == 'torchscript':
         save_torchscript_state_dict(clip_sd, paths['clip'])
     else:
-        torch.save(clip_sd, paths['clip'])
-    torch.save(projection_state_dict(te, dim, seed), paths['proj'])
+        atomic_torch_save(clip_sd, paths['clip'])
+    atomic_torch_save(projection_state_dict(te, dim, seed), paths['proj'])
     return paths
+
+
+def _write_dinov2(dim: int, depth: int, seed: int, path: Path) -> None:
+    atomic_torch_save(dinov2_official_state_dict(dim, depth, seed), path)
+
+
+#: backbone family -> writer(dim, depth, seed, path) in that family's published format
+BACKBONE_WRITERS: Dict[str, Callable[[int, int, int, Path], None]] = {'dinov2': _write_dinov2}
 
 
 #: method -> writer(out_dir, width, seed) ; CLIP-DINOiser registers its writer in its own module
@@ -161,9 +167,14 @@ WRITERS: Dict[str, Callable[..., Dict[str, Path]]] = {'talk2dino': write_talk2di
 
 def write_random_weights(out_dir, method: str = 'talk2dino', width: str = 'tiny', seed: int = 0,
                          **kwargs) -> Dict[str, Path]:
-    """Write random checkpoints for ``method`` into ``out_dir``; returns role -> path."""
+    """Write random checkpoints for ``method`` into ``out_dir``; returns role -> path.
+
+    ``variant=`` (Talk2DINO) picks the backbone whose layout is written; the files get the catalog's names.
+    """
     if width not in WIDTHS:
         raise ValueError(f'width must be one of {sorted(WIDTHS)}')
+    if method not in catalog.METHODS:
+        raise ValueError(f'unknown method {method!r}; choose one of {", ".join(catalog.METHODS)}')
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if method not in WRITERS:
@@ -172,6 +183,8 @@ def write_random_weights(out_dir, method: str = 'talk2dino', width: str = 'tiny'
         get_builder(method)
     if method not in WRITERS:
         raise ValueError(f'no random-weights writer for method {method!r}')
+    if kwargs.get('variant') is not None and not catalog.get_method(method).has_variants:
+        kwargs.pop('variant')  # single-backbone methods have nothing to choose
     return WRITERS[method](out, width=width, seed=seed, **kwargs)
 
 

@@ -130,7 +130,7 @@ class Segmenter:
     def from_config(cls, config: SegmenterConfig) -> 'Segmenter':
         """Load the method's published weight files (``config.weights``: role -> path) and build a segmenter."""
         config.validate()
-        for role in weight_roles(config.method):
+        for role in weight_roles(config.method, config.variant):
             if not config.weights.get(role):
                 raise Talk2DinoError(f'{config.method} needs a {role} weight file (run `fetch_weights` '
                                      'and pass its path)')

@@ -21,20 +21,19 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
+from talk2dino_ros import catalog
 from talk2dino_ros.outputs.colors import ColorSpecError, parse_color_overrides
 from talk2dino_ros.ros.image_conversion import DEFAULT_MAX_INPUT_PIXELS
 from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
 from talk2dino_ros.ros.vocabulary import DEFAULT_MAX_CLASSES, MAX_NAMES, parse_vocabulary
 
-METHODS = ('talk2dino', 'clip_dinoiser')
-VARIANTS = ('vits', 'vitb', 'vitl')
+METHODS = catalog.method_names()
+VARIANTS = catalog.variant_names()
 MODES = ('slide', 'whole', 'squash')
 MASK_TYPES = ('binary', 'score')
 # method -> {weight role of SegmenterConfig.weights: parameter name}
 WEIGHT_PARAMS: Dict[str, Dict[str, str]] = {
-    'talk2dino': {'dinov2': 'dinov2_weights', 'clip': 'clip_weights', 'proj': 'proj_weights'},
-    'clip_dinoiser': {'openclip': 'openclip_weights', 'clip_dinoiser': 'clip_dinoiser_weights'},
-}
+    m.name: {role: catalog.ROLES[role].parameter for role in m.roles} for m in catalog.METHODS.values()}
 WEIGHT_PARAM_NAMES = frozenset(p for roles in WEIGHT_PARAMS.values() for p in roles.values())
 #: parameters naming files the node reads: fixed after start unless allow_runtime_weight_changes is true,
 #: because any participant of the DDS domain can set parameters
@@ -44,7 +43,8 @@ _DEVICE = re.compile(r'^(auto|cpu|cuda|cuda:\d+)$')
 
 def fetch_hint(method: str = 'talk2dino', variant: str = 'vitb') -> str:
     """How to get the weight files of a method (one sentence for logs and parameter reasons)."""
-    args = f' --method {method}' + (f' --variant {variant}' if method == 'talk2dino' else '')
+    spec = catalog.METHODS.get(method)
+    args = f' --method {method}' + (f' --variant {variant}' if spec is None or spec.has_variants else '')
     return (f'download them with `ros2 run talk2dino_ros fetch_weights{args}` (or `python -m '
             f'talk2dino_ros.cli.fetch_weights{args}`) into weights_dir, or set the *_weights parameters to the files')
 
@@ -82,19 +82,15 @@ class ParamSpec:
 
 PARAMETERS: Tuple[ParamSpec, ...] = (
     # model: loaded in the background, swapped atomically
-    ParamSpec('method', 'talk2dino', 'Segmentation method.', 'model', choices=METHODS),
-    ParamSpec('variant', 'vitb', 'DINOv2 size for talk2dino (the projection weights must match).',
-              'model', choices=VARIANTS),
+    ParamSpec('method', catalog.DEFAULT_METHOD, 'Segmentation method.', 'model', choices=METHODS),
+    ParamSpec('variant', catalog.get_method(catalog.DEFAULT_METHOD).default_variant,
+              'Backbone for talk2dino: DINOv2 vits/vitb/vitl or DINOv3 dinov3_vitb/dinov3_vitl (the '
+              'projection weights must match).', 'model', choices=VARIANTS),
     ParamSpec('weights_dir', '', 'Directory where fetch_weights put the files; a *_weights parameter left '
               'empty means "the published file of this method/variant in weights_dir". Empty: '
               '$T2D_WEIGHTS_DIR or ~/.cache/talk2dino_ros.', 'model'),
-    ParamSpec('dinov2_weights', '', 'talk2dino: DINOv2 ViT-*/14 reg4 checkpoint, e.g. '
-              'dinov2_vitb14_reg4_pretrain.pth.', 'model'),
-    ParamSpec('clip_weights', '', 'talk2dino: OpenAI CLIP ViT-B/16 checkpoint (ViT-B-16.pt).', 'model'),
-    ParamSpec('proj_weights', '', 'talk2dino: projection weights, e.g. vitb_mlp_infonce.pth.', 'model'),
-    ParamSpec('openclip_weights', '', 'clip_dinoiser: LAION OpenCLIP ViT-B/16 checkpoint '
-              '(open_clip_pytorch_model.bin).', 'model'),
-    ParamSpec('clip_dinoiser_weights', '', 'clip_dinoiser: CLIP-DINOiser head checkpoint (last.pt).', 'model'),
+    # one file parameter per weight role of the catalog
+    *(ParamSpec(role.parameter, '', role.description, 'model') for role in catalog.all_roles()),
     ParamSpec('device', 'auto', 'auto (CUDA when available), cpu, cuda or cuda:N.', 'model',
               choices=('auto', 'cpu', 'cuda', 'cuda:N')),
     ParamSpec('fp16', False, 'fp16 autocast on CUDA (ignored on CPU).', 'model'),
@@ -244,22 +240,20 @@ class NodeSettings:
         """The directory searched for files whose *_weights parameter is empty."""
         if self.values.get('weights_dir'):
             return os.path.expanduser(self.values['weights_dir'])
-        from talk2dino_ros.model.pretrained import DEFAULT_WEIGHTS_DIR
-        return str(DEFAULT_WEIGHTS_DIR)
+        return str(catalog.default_weights_dir())
 
     def weight_sources(self) -> List[Tuple[str, str, str]]:
-        """(role, parameter, path) for the selected method; path '' when neither set nor published."""
-        defaults: Dict[str, str] = {}
+        """(role, parameter, path) for the selected method/variant; path '' when neither set nor published."""
         try:
-            from talk2dino_ros.model.pretrained import default_paths
-            defaults = {role: str(path) for role, path in
-                        default_paths(self.method, self.variant, self.weights_dir()).items()}
-        except KeyError:
-            pass  # no published bundle (e.g. talk2dino vits): the paths must be given explicitly
+            defaults = catalog.default_weight_paths(self.method, self.variant, self.weights_dir())
+            roles = catalog.get_variant(self.method, self.variant).roles
+        except catalog.CatalogError:
+            return []  # validation refuses unknown methods/variants before they get here
         out = []
-        for role, param in WEIGHT_PARAMS.get(self.method, {}).items():
+        for role in roles:
+            param = catalog.ROLES[role].parameter
             explicit = self.values.get(param) or ''
-            out.append((role, param, os.path.expanduser(explicit) if explicit else defaults.get(role, '')))
+            out.append((role, param, os.path.expanduser(explicit) if explicit else defaults[role]))
         return out
 
     def weights(self) -> Dict[str, str]:

@@ -34,6 +34,7 @@ import talk2dino_ros.model  # noqa: F401  (torchvision workaround before open_cl
 import open_clip
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
+from talk2dino_ros import catalog
 from talk2dino_ros.model import random_weights
 from talk2dino_ros.model.backbone import resize_square
 from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, malformed_checkpoint
@@ -317,8 +318,7 @@ def write_clip_dinoiser_weights(out_dir, width: str = 'tiny', seed: int = 0) -> 
         s = STANDARD
         tw, tl, te, vw, vl, proj_dim = (s['text_width'], s['text_layers'], s['embed_dim'], s['vision_width'],
                                         s['vision_layers'], s['proj_dim'])
-    paths = {'openclip': out / random_weights.FILE_NAMES['openclip'],
-             'clip_dinoiser': out / random_weights.FILE_NAMES['clip_dinoiser']}
+    paths = {role: out / name for role, name in catalog.get_variant('clip_dinoiser').files.items()}
     torch.save(random_weights.clip_state_dict(tw, tl, te, vw, vl, PATCH_SIZE, quick_gelu=False, seed=seed),
                paths['openclip'])
     g = torch.Generator().manual_seed(seed + 7)

@@ -18,9 +18,6 @@ from talk2dino_ros.model.text import TALK2DINO_TEMPLATES, ClipTextEncoder, build
     template_prompts
 from talk2dino_ros.model.types import InferenceOptions
 
-#: the authors' background thresholds per DINOv2 size (ViT-S has no published ψ; use ViT-B's)
-DEFAULT_BACKGROUND_THRESHOLD = {'vits': 0.55, 'vitb': 0.55, 'vitl': 0.54, 'test': 0.55}
-WEIGHT_ROLES = ('dinov2', 'clip', 'proj')
 TEXT_CHUNK = 32  # prompts per CLIP forward, as the reference
 
 
