@@ -38,7 +38,6 @@ import numpy as np
 from talk2dino_ros.bags import bag_io
 from talk2dino_ros.bags.resume import PartialOutput
 from talk2dino_ros.errors import Talk2DinoError
-from talk2dino_ros.model.types import confidence_mono8
 
 CONFIDENCE_CHOICES = ('both', 'float', 'mono8', 'none')
 #: record key -> (topic suffix, message type)
@@ -74,25 +73,25 @@ def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
 def _frame_outputs(raw: bytes, msgtype: str, segmenter: Any, vocab: Any, names: Sequence[str],
                    colors: np.ndarray, confidence: str, overlay: bool) -> Dict[str, bytes]:
     """Segment one serialized camera image; returns record key -> serialized output message."""
-    from talk2dino_ros.outputs.overlay import make_overlay
+    from talk2dino_ros.outputs import frame
 
     header, rgb = bag_io.decode_image(raw, msgtype)
     result = segmenter.segment(rgb, vocabulary=vocab)
-    labels = result.labels_with_background_zero()
-    if labels.shape != rgb.shape[:2]:
-        raise Talk2DinoError(f'engine returned labels {labels.shape} for an image {rgb.shape[:2]}')
-    mono8 = len(names) <= 255
-    items = {'labels': bag_io.serialize(bag_io.image_msg(
-        header, labels.astype(np.uint8 if mono8 else np.uint16), 'mono8' if mono8 else 'mono16'))}
-    if confidence != 'none':
-        conf = result.confidence()
-        if confidence in ('both', 'float'):
-            items['confidence'] = bag_io.serialize(bag_io.image_msg(header, conf.astype(np.float32), '32FC1'))
-        if confidence in ('both', 'mono8'):
-            items['confidence_mono8'] = bag_io.serialize(bag_io.image_msg(header, confidence_mono8(conf), 'mono8'))
+    wanted = {frame.LABELS} | {'both': {frame.CONFIDENCE, frame.CONFIDENCE_MONO8}, 'float': {frame.CONFIDENCE},
+                               'mono8': {frame.CONFIDENCE_MONO8}, 'none': set()}[confidence]
     if overlay:
-        picture = make_overlay(rgb, labels, colors, ('background',) + tuple(names))
-        items['overlay'] = bag_io.serialize(bag_io.image_msg(header, picture, 'rgb8'))
+        wanted.add(frame.OVERLAY)
+    try:
+        images = frame.build_frame_outputs(result, wanted, rgb=rgb, colors=colors, names=names)
+    except ValueError as exc:  # the engine's label map does not fit the frame
+        raise Talk2DinoError(str(exc)) from None
+    items = {'labels': bag_io.serialize(bag_io.image_msg(header, images.labels, images.label_encoding))}
+    if images.confidence is not None:
+        items['confidence'] = bag_io.serialize(bag_io.image_msg(header, images.confidence, '32FC1'))
+    if images.confidence_mono8 is not None:
+        items['confidence_mono8'] = bag_io.serialize(bag_io.image_msg(header, images.confidence_mono8, 'mono8'))
+    if images.overlay is not None:
+        items['overlay'] = bag_io.serialize(bag_io.image_msg(header, images.overlay, 'rgb8'))
     return items
 
 
@@ -283,7 +282,9 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         print('warning: not copied (no message definition in the bag): ' + ', '.join(summary['not_copied']),
               file=sys.stderr)
     if args.json is not None:
-        args.json.write_text(json.dumps(summary, indent=1))
+        from talk2dino_ros.atomic_files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(summary, indent=1))
     return 0
 
 

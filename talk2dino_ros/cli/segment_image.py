@@ -26,6 +26,7 @@ from typing import List, Optional, Sequence
 
 import numpy as np
 
+from talk2dino_ros.atomic_files import atomic_open, atomic_path
 from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_model_arguments, build_segmenter,
                                       one_line, parse_vocab_arg, run_cli)
 
@@ -75,35 +76,33 @@ def read_image_rgb(path: Path) -> np.ndarray:
 
 
 def write_png_rgb(path: Path, rgb: np.ndarray) -> None:
+    """Write an RGB PNG atomically (a temporary file, then a rename); ``CliError`` naming it on failure."""
     import cv2
 
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
-        raise CliError(f'cannot write {path}')
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise CliError(f'cannot write {path}')
 
 
 # ------------------------------------------------------------------------------------------ outputs
-def label_dtype(num_channels: int) -> type:
-    return np.uint8 if num_channels <= 256 else np.uint16
-
-
 def save_result(out_dir: Path, stem: str, result, rgb: Optional[np.ndarray], alpha: float = 0.5) -> List[Path]:
     """Write ``<stem>.npz`` (and ``<stem>_overlay.png`` when ``rgb`` is given); returns the paths written."""
+    from talk2dino_ros.outputs import frame
     from talk2dino_ros.outputs.colors import class_colors
-    from talk2dino_ros.outputs.overlay import make_overlay
-    from talk2dino_ros.model.types import BACKGROUND
 
     npz = out_dir / f'{stem}.npz'
     classes = np.array(result.class_names, dtype=str)
-    labels = result.labels.astype(label_dtype(len(classes)))
-    with open(npz, 'wb') as fh:  # a file object: np.savez would otherwise append '.npz' to odd names
+    # the file keeps channel indices as labels; their dtype follows the one label rule (ids 0..C-1)
+    labels = result.labels.astype(frame.label_dtype(len(classes) - 1))
+    with atomic_open(npz, 'wb') as fh:  # a file object: np.savez would otherwise append '.npz' to odd names
         np.savez(fh, scores=result.scores.astype(np.float32, copy=False), labels=labels, classes=classes)
     written = [npz]
     if rgb is not None:
         vocab = result.class_names[1:] if result.has_background else result.class_names
-        overlay = make_overlay(rgb, result.labels_with_background_zero(), class_colors(vocab),
-                               (BACKGROUND,) + tuple(vocab), alpha=alpha)
+        images = frame.build_frame_outputs(result, {frame.OVERLAY}, rgb=rgb, colors=class_colors(vocab),
+                                           names=vocab, overlay_alpha=alpha)
         png = out_dir / f'{stem}_overlay.png'
-        write_png_rgb(png, overlay)
+        write_png_rgb(png, images.overlay)
         written.append(png)
     return written
 
@@ -129,13 +128,16 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     names = parse_vocab_arg(args.vocab)
     images: List[Path] = []
     for path in args.images:
-        reason = check_image_file(path)
-        if reason is None:
-            images.append(path)
-        elif args.skip_bad:
-            _warn(f'skipping {path}: {reason}')
-        else:
-            raise CliError(f'cannot read image {path}: {reason} (use --skip-bad to skip it)')
+        # decoded once here, before the model loads or any output is written: a corrupt file among the
+        # inputs stops the run with nothing written (or, with --skip-bad, is left out up front)
+        try:
+            read_image_rgb(path)
+        except CliError as exc:
+            if not args.skip_bad:
+                raise CliError(f'{exc} (use --skip-bad to skip it)') from None
+            _warn(f'skipping {path}: {exc}')
+            continue
+        images.append(path)
     if not images:
         raise CliError('no readable image among the inputs')
     _unique_stems(images)

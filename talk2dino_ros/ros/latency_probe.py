@@ -133,7 +133,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         deadline = time.monotonic() + 120
         while node.legend_state is None and time.monotonic() < deadline:
-            if node._segmenter is not None:
+            if node.segmenter is not None:
                 node.apply_vocabulary([f'class {i}' for i in range(args.classes)])
             time.sleep(0.05)
         if node.legend_state is None:

@@ -1,7 +1,7 @@
-"""Build the node's output messages from a segmentation result (no node state, reusable by bag tools).
+"""ROS messages of the node's outputs (no node state): label/float images, legend, class masks.
 
-Label convention: 0 = background, vocabulary class ``i`` (0-based) = ``i + 1``; mono8 up to 255
-classes, mono16 above.
+Label convention: 0 = background, vocabulary class ``i`` (0-based) = ``i + 1``; mono8 while the label
+ids fit a byte, mono16 above (the rule lives in :mod:`talk2dino_ros.outputs.frame`).
 """
 from __future__ import annotations
 
@@ -13,22 +13,17 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA
 
 from talk2dino_ros.model.types import BACKGROUND
+from talk2dino_ros.outputs.frame import MASK_BINARY, MASK_SCORE, binary_mask, label_dtype, label_encoding
 from talk2dino_ros.ros.image_conversion import numpy_to_image
 
-MASK_BINARY = 'binary'
-MASK_SCORE = 'score'
-
-
-def label_encoding(num_classes: int) -> str:
-    """mono8 while every label id (0..num_classes) fits a byte, else mono16."""
-    return 'mono8' if num_classes <= 255 else 'mono16'
+__all__ = ['MASK_BINARY', 'MASK_SCORE', 'binary_mask', 'label_encoding', 'label_image', 'float_image', 'rgba',
+           'class_info_msg', 'masks_msg', 'mask_topic_names', 'numpy_to_image']
 
 
 def label_image(labels_bg0: np.ndarray, num_classes: int, header) -> Image:
-    """mono8/mono16 label image (``labels_bg0``: 0 = background, class i = i + 1)."""
-    encoding = label_encoding(num_classes)
-    dtype = np.uint8 if encoding == 'mono8' else np.uint16
-    return numpy_to_image(labels_bg0.astype(dtype, copy=False), encoding, header=header)
+    """mono8/mono16 label image (``labels_bg0``: 0 = background, class i = i + 1; ids up to ``num_classes``)."""
+    return numpy_to_image(labels_bg0.astype(label_dtype(num_classes), copy=False), label_encoding(num_classes),
+                          header=header)
 
 
 def float_image(values: np.ndarray, header) -> Image:
@@ -57,27 +52,21 @@ def class_info_msg(header, version: int, method: str, names: Sequence[str], colo
     return msg
 
 
-def binary_mask(labels_bg0: np.ndarray, class_id: int) -> np.ndarray:
-    """mono8 mask, 255 where the label is ``class_id``."""
-    return (labels_bg0 == class_id).astype(np.uint8) * np.uint8(255)
-
-
-def class_masks_msg(header, version: int, names: Sequence[str], labels_bg0: np.ndarray,
-                    class_scores: np.ndarray, mask_type: str):
-    """ClassMasks with one mask per vocabulary class (ids 1..N)."""
+def masks_msg(header, version: int, names: Sequence[str], masks: Dict[int, np.ndarray], mask_type: str):
+    """ClassMasks from the per-class arrays a frame builder made (class id -> mono8 mask or float scores)."""
     from talk2dino_ros.msg import ClassMasks
 
     msg = ClassMasks()
     msg.header = header
     msg.vocabulary_version = int(version)
-    msg.class_ids = list(range(1, len(names) + 1))
-    msg.class_names = list(names)
+    ids = sorted(masks)
+    msg.class_ids = ids
+    msg.class_names = [names[i - 1] for i in ids]
     msg.mask_type = mask_type
     if mask_type == MASK_SCORE:
-        msg.masks = [float_image(class_scores[i], header) for i in range(len(names))]
+        msg.masks = [float_image(masks[i], header) for i in ids]
     else:
-        msg.masks = [numpy_to_image(binary_mask(labels_bg0, i + 1), 'mono8', header=header)
-                     for i in range(len(names))]
+        msg.masks = [numpy_to_image(masks[i], 'mono8', header=header) for i in ids]
     return msg
 
 

@@ -93,7 +93,7 @@ def make_node(ros_context, spin, tmp_path):
         probe.listen(NODE + '/labels', Image)
         spin(node, probe)
         if vocabulary:
-            wait_for(lambda: node._segmenter is not None, what='model load')
+            wait_for(lambda: node.segmenter is not None, what='model load')
             assert node.apply_vocabulary(vocabulary)[0]
         return node, probe, factory
     return make

@@ -87,10 +87,11 @@ def test_maps_masks_per_class_topics_overlay_and_legend(make_node):
     for topic, msg_type in topics.items():
         probe.listen(topic, msg_type)
     probe.listen(NODE + '/class_info', ClassInfo, latched_qos())
-    wait_for(lambda: node._overlay_pub.get_subscription_count() and node._masks_pub.get_subscription_count()
-             and len(node._mask_pubs) == 3 and all(p.get_subscription_count() for t, p in node._mask_pubs.items()
-                                                   if t in ('red_car', 'class_3')), what='matching')
-    assert set(node._mask_pubs) == {'red_car', 'tree', 'class_3'}
+    out = node.outputs_for()
+    wait_for(lambda: out.overlay_pub.get_subscription_count() and out.masks_pub.get_subscription_count()
+             and len(out.mask_pubs) == 3 and all(p.get_subscription_count() for t, p in out.mask_pubs.items()
+                                                 if t in ('red_car', 'class_3')), what='matching')
+    assert set(out.mask_pubs) == {'red_car', 'tree', 'class_3'}
     rgb = scene(24, 30)
     header = probe.next_header()
     probe.send(numpy_to_image(rgb, 'rgb8', header))
@@ -132,7 +133,7 @@ def test_maps_masks_per_class_topics_overlay_and_legend(make_node):
 def test_score_masks(make_node):
     node, probe, _ = make_node(params={'mask_type': 'score'}, vocabulary=['a', 'b'])
     probe.listen(NODE + '/masks', ClassMasks)
-    wait_for(lambda: node._masks_pub.get_subscription_count(), what='masks subscription')
+    wait_for(lambda: node.outputs_for().masks_pub.get_subscription_count(), what='masks subscription')
     rgb = scene(8, 8)
     header = probe.next_header()
     probe.send(numpy_to_image(rgb, 'rgb8', header))
@@ -151,12 +152,12 @@ def test_labels_switch_to_mono16_above_255_classes(make_node):
     values = image_to_numpy(labels)
     assert values.max() == 300 and values.min() == 1
     # per-class topics only for the first mask_topics_limit classes (each is a DDS publisher)
-    assert set(node._mask_pubs) == {f'class_{i}' for i in range(32)}
+    assert set(node.outputs_for().mask_pubs) == {f'class_{i}' for i in range(32)}
 
 
 def test_vocabulary_via_topic_parameter_service_and_late_legend_subscriber(make_node, ros_context):
     node, probe, factory = make_node()
-    wait_for(lambda: node._segmenter is not None, what='model')
+    wait_for(lambda: node.segmenter is not None, what='model')
     # topic (latched): duplicates / empties are dropped, the parameter follows
     probe.vocab_pub.publish(String(data='cat, dog, , Cat\nbird'))
     wait_for(lambda: node.legend_state and node.legend_state.names == ('cat', 'dog', 'bird'), what='topic vocab')
@@ -221,7 +222,7 @@ def test_legend_version_matches_every_frame_while_vocabulary_changes(make_node):
     deep_latched = latched_qos()
     deep_latched.depth = 200
     probe.listen(NODE + '/class_info', ClassInfo, deep_latched)
-    wait_for(lambda: node._masks_pub.get_subscription_count(), what='masks subscription')
+    wait_for(lambda: node.outputs_for().masks_pub.get_subscription_count(), what='masks subscription')
     # matched (the latched legend arrived): from now on every legend reaches the probe
     wait_for(lambda: [i for i in probe.got(NODE + '/class_info')
                       if i.vocabulary_version == node.legend_state.version], what='the first legend')
@@ -418,7 +419,7 @@ def test_invalid_start_values_fall_back_to_defaults(make_node, capfd):
     assert node.get_parameter('mask_type').value == 'binary'
     # read-only: the parameter keeps the bad value, the node uses the default behind it
     assert node._settings.image_reliability == 'best_effort'
-    wait_for(lambda: node._segmenter is not None, what='model')
+    wait_for(lambda: node.segmenter is not None, what='model')
     assert node.legend_state is None
     err = capfd.readouterr().err
     assert "method 'nope' is not one of" in err and 'vocabulary has no usable class name' in err

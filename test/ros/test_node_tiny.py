@@ -40,7 +40,8 @@ def test_tiny_engine_end_to_end(make_node, tiny_factory, mode):
     probe.listen(NODE + '/class_info', ClassInfo, latched_qos())
     probe.listen(NODE + '/confidence', Image)
     probe.listen(NODE + '/overlay', Image)
-    wait_for(lambda: node._confidence_pub.get_subscription_count() and node._overlay_pub.get_subscription_count(),
+    out = node.outputs_for()
+    wait_for(lambda: out.confidence_pub.get_subscription_count() and out.overlay_pub.get_subscription_count(),
              what='subscriptions')
     rgb = np.random.default_rng(0).integers(0, 256, (37, 61, 3), dtype=np.uint8)
     for encoding, pixels in (('rgb8', rgb), ('bgr8', np.ascontiguousarray(rgb[:, :, ::-1]))):
