@@ -26,6 +26,9 @@ def ensure_torchvision_importable() -> None:
     global _LIBRARY
     if _LIBRARY is not None or 'torchvision' in sys.modules:
         return
+    hook = sys.modules.get(HOOK_MODULE)
+    if hook is not None:  # the fix runs now: the start-up hook must not run it again from find_spec below
+        hook.uninstall()
     import torch
 
     spec = importlib.util.find_spec('torchvision')

@@ -19,6 +19,13 @@ already in DIR (made with the same settings) and only runs the model on the miss
 its ground-truth label images (0 = background, class i of --classes = i + 1, 255 = ignore) against the
 model run with the node's defaults (one pass, background threshold 0.55 or --background-threshold,
 background cleaning), with the same metric code; the JSON report holds the result under ``bag``.
+Without ``--classes`` the class list stored in the bag is used (its ``talk2dino_ros.classes`` metadata,
+written by make_demo_bag, or the first ClassInfo legend on a topic of the bag).
+
+``--plot DIR`` (needs the optional matplotlib extra: ``pip install 'talk2dino_ros[plots]'``) writes, per
+benchmark or bag, ``DIR/<name>_iou.png`` (per-class IoU bars) and ``DIR/<name>_confusion.png`` (confusion
+matrix, each ground-truth row normalised). The JSON report carries every confusion matrix as pixel counts
+under ``accumulator.confusion_matrix`` (rows: ground-truth class, columns: predicted class).
 Weights: the per-role flags, else their published names in --weights-dir (see fetch_weights).
 """
 from __future__ import annotations
@@ -37,7 +44,9 @@ from talk2dino_ros.cli.common import (WEIGHT_FLAGS, CliError, add_model_argument
                                       background_threshold_arg, config_from_args, resolve_weights, run_cli)
 from talk2dino_ros.data.benchmarks import BENCHMARK_ORDER, Benchmark, get_benchmark, protocol
 from talk2dino_ros.data.datasets import DatasetError, DatasetNotFoundError, SegmentationDataset
+from talk2dino_ros.cli.reminders import remind_random_weights
 from talk2dino_ros.evaluation.loop import SegmenterLike, evaluate_dataset
+from talk2dino_ros.evaluation.plots import plots_summary, require_matplotlib, write_evaluation_plots
 from talk2dino_ros.evaluation.report import format_result, format_summary, to_jsonable
 from talk2dino_ros.errors import Talk2DinoError
 
@@ -70,7 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help='re-score predictions already in --save-predictions DIR')
     p.add_argument('--skip-bad', action='store_true',
                    help='skip (and count) unreadable or inconsistent samples instead of stopping')
-    p.add_argument('--out', type=Path, default=None, help='write a JSON report here')
+    p.add_argument('--out', type=Path, default=None, metavar='FILE',
+                   help='write a JSON report here (settings, per-class IoU/Acc, confusion matrices, timings)')
+    p.add_argument('--plot', type=Path, default=None, metavar='DIR',
+                   help='write per-class IoU bar charts and normalised confusion matrices as PNG into DIR '
+                        '(needs matplotlib: pip install \'talk2dino_ros[plots]\')')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     from talk2dino_ros.cli.evaluate_bag import add_bag_arguments  # lazy: rosbags is only needed for --bag
 
@@ -191,6 +204,8 @@ def run(args: argparse.Namespace,
     if args.limit is not None and args.limit < 1:
         raise CliError(f'--limit must be >= 1, got {args.limit}')
     _check_mode(args)
+    if getattr(args, 'plot', None) is not None:
+        require_matplotlib()  # a missing extra is one line now, not after the whole evaluation
     if args.bag is not None:
         return run_bag(args, make_segmenter)
     if args.resume and args.save_predictions is None:
@@ -249,6 +264,7 @@ def run(args: argparse.Namespace,
         results.append(result)
         report['benchmarks'][bench.name] = result
         print(format_result(result), flush=True)
+        _plot(args, result, bench.name, f'{bench.name}, {args.method} {args.variant}', report)
     if len(results) > 1:
         print(format_summary(results))
     return _finish(report, args.out)
@@ -274,7 +290,19 @@ def run_bag(args: argparse.Namespace,
     # run_bag_cli would write its bare result to --out; the envelope is written below instead
     result = run_bag_cli(argparse.Namespace(**dict(vars(args), out=None)), make_segmenter=factory)
     report = dict(_report_header(args, state['config'], state['weights']), bag=result)
+    _plot(args, result, 'bag_' + Path(str(args.bag)).name,
+          f'bag {Path(str(args.bag)).name}, {result["source_topic"]}', report)
     return _finish(report, args.out)
+
+
+def _plot(args: argparse.Namespace, result: Dict[str, Any], name: str, title: str,
+          report: Dict[str, Any]) -> None:
+    """``--plot DIR``: the IoU chart and confusion matrix of one result; their paths go into the report."""
+    if getattr(args, 'plot', None) is None:
+        return
+    paths = write_evaluation_plots(result, args.plot, name, title)
+    report.setdefault('plots', []).extend(str(p) for p in paths)
+    print(plots_summary(paths), flush=True)
 
 
 def _write_json(path: Path, report: Dict[str, Any]) -> None:
@@ -288,7 +316,9 @@ def _write_json(path: Path, report: Dict[str, Any]) -> None:
 
 
 def _run(argv: Optional[Sequence[str]]) -> int:
-    run(build_parser().parse_args(argv))
+    args = build_parser().parse_args(argv)
+    run(args)
+    remind_random_weights(args)
     return 0
 
 

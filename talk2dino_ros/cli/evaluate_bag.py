@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from talk2dino_ros.bags import bag_io
 from talk2dino_ros.evaluation.bag import label_connections, evaluate_bag, format_bag_result
+from talk2dino_ros.cli.make_demo_bag import CLASSES_KEY  # the metadata key the class list is stored under
+from talk2dino_ros.model.types import BACKGROUND
 
 
 def add_bag_arguments(parser) -> None:
@@ -17,10 +19,39 @@ def add_bag_arguments(parser) -> None:
     g.add_argument('--label-topic', default=None,
                    help='ground truth, mono8/mono16: 0 = background, class i of --classes = i + 1, 255 = ignore')
     g.add_argument('--classes', default=None,
-                   help='comma-separated names of label ids 1, 2, ... (also the vocabulary), e.g. "sky,grass,car,sun"')
+                   help='comma-separated names of label ids 1, 2, ... (also the vocabulary), e.g. '
+                        '"sky,grass,car,sun"; default: the class list stored in the bag (make_demo_bag '
+                        'metadata or a ClassInfo legend)')
     g.add_argument('--prediction-topic', default=None,
                    help='score label images already in the bag (e.g. /talk2dino/labels of a segment_bag output) '
                         'instead of running the model')
+
+
+def stored_classes(reader) -> Optional[List[str]]:
+    """The class names of label ids 1, 2, ... that an open bag stores, or None.
+
+    First the ``talk2dino_ros.classes`` metadata entry (make_demo_bag), else the first
+    ``talk2dino_ros/ClassInfo`` legend in the bag (segment_bag output: id 0 background, then 1..N).
+    """
+    # rosbags keeps metadata.yaml's custom_data on the storage reader (a bare .mcap/.db3 file has none)
+    custom = getattr(getattr(getattr(reader, 'storage', None), 'metadata', None), 'custom', None) or {}
+    text = custom.get(CLASSES_KEY)
+    if text:
+        from talk2dino_ros.ros.vocabulary import parse_vocabulary  # ROS-free module
+
+        return list(parse_vocabulary(text).accepted) or None
+    legends = [c for c in reader.connections if c.msgtype == bag_io.CLASS_INFO_TYPE]
+    if not legends:  # (reader.messages([]) would mean every topic)
+        return None
+    for _conn, _t, raw in reader.messages(legends):
+        msg = bag_io.make_typestore().deserialize_cdr(raw, bag_io.CLASS_INFO_TYPE)
+        ids = [int(i) for i in msg.class_ids]
+        names = list(msg.class_names)
+        if ids == list(range(len(names))) and names and names[0] == BACKGROUND:
+            return names[1:] or None
+        raise bag_io.BagError(f'the ClassInfo legend in {reader.path} does not number its classes 0..N '
+                              'with 0 = background; give --classes')
+    return None
 
 
 def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
@@ -31,15 +62,20 @@ def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dic
     from talk2dino_ros.cli.common import parse_vocab_arg
 
     prediction_topic = getattr(args, 'prediction_topic', None)
-    missing = [flag for flag, value in (('--label-topic', args.label_topic), ('--classes', args.classes))
-               if not value]
+    missing = ['--label-topic'] if not args.label_topic else []
     if not (args.image_topic or prediction_topic):
         missing.append('--image-topic (or --prediction-topic)')
     if missing:
         raise bag_io.BagError(f'--bag needs {", ".join(missing)}')
-    classes = parse_vocab_arg(args.classes)
+    classes = parse_vocab_arg(args.classes) if args.classes else None
     reader = bag_io.open_bag(args.bag)  # wrong paths and topics fail before any weights load
     try:
+        if classes is None:
+            classes = stored_classes(reader)
+            if not classes:
+                raise bag_io.BagError(f'bag {args.bag} stores no class list (no {CLASSES_KEY} metadata, no '
+                                      f'{bag_io.CLASS_INFO_TYPE} legend); give --classes "a,b,c" (label ids 1, 2, 3)')
+            print(f'classes from the bag: {",".join(classes)}', flush=True)
         label_connections(reader, args.label_topic)
         if prediction_topic:
             label_connections(reader, prediction_topic)

@@ -1,0 +1,215 @@
+"""Pictures of evaluation and training results (the optional ``plots`` extra: matplotlib).
+
+* :func:`write_evaluation_plots`: per-class IoU bar chart and row-normalised confusion matrix of one
+  ``evaluate`` result (a benchmark or a bag), as PNG;
+* :func:`write_training_plots`: loss and retrieval-recall curves of a ``train fit`` history, as PNG.
+
+matplotlib is imported lazily with the non-interactive Agg backend (no display needed); without it,
+:class:`PlotsUnavailable` says in one line how to install it.
+"""
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from talk2dino_ros.errors import Talk2DinoError
+from talk2dino_ros.evaluation.metrics import normalize_confusion
+
+INSTALL_HINT = "pip install 'talk2dino_ros[plots]' (or: pip install matplotlib)"
+
+
+class PlotsUnavailable(Talk2DinoError):
+    """matplotlib (the ``plots`` extra) is not installed."""
+
+
+def require_matplotlib():
+    """``matplotlib.pyplot`` on the Agg backend; :class:`PlotsUnavailable` when it is not installed."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotsUnavailable(f'pictures need matplotlib, which is not installed: {INSTALL_HINT}') from None
+    matplotlib.use('Agg', force=True)  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def safe_stem(text: str) -> str:
+    """A file-name-safe version of a benchmark name or bag path."""
+    stem = re.sub(r'[^A-Za-z0-9._-]+', '_', str(text)).strip('._')
+    return stem or 'result'
+
+
+# ------------------------------------------------------------------------------------------ evaluation
+def plot_class_iou(iou: Mapping[str, Optional[float]], path: Path, title: str,
+                   miou: Optional[float] = None) -> Path:
+    """Horizontal bars of per-class IoU (percent) in class order; classes without pixels show 'n/a'."""
+    plt = require_matplotlib()
+    names = [repr(n) if n != n.strip() else n for n in iou]  # ADE20K's 'bed ' stays visible
+    values = [_finite(v) for v in iou.values()]
+    height = max(2.5, 0.22 * len(names) + 1.2)
+    fig, ax = plt.subplots(figsize=(8, height))
+    try:
+        pos = np.arange(len(names))
+        ax.barh(pos, [0.0 if v is None else v for v in values], color='#4C72B0')
+        for y, v in zip(pos, values):
+            ax.text(1 if v is None else v + 1, y, 'n/a' if v is None else f'{v:.1f}', va='center',
+                    fontsize=_tick_size(len(names)))
+        ax.set_yticks(pos, names, fontsize=_tick_size(len(names)))
+        ax.invert_yaxis()  # first class at the top, as in the printed table
+        ax.set_xlim(0, 105)
+        ax.set_ylim(len(names) - 0.5, -0.5)
+        ax.set_xlabel('IoU (%)')
+        ax.set_ylabel('class')
+        if miou is not None and not math.isnan(miou):
+            ax.axvline(miou, color='#C44E52', linestyle='--', label=f'mIoU {miou:.2f}')
+            ax.legend(loc='lower right')
+        ax.set_title(title)
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
+    """Row-normalised confusion matrix (each ground-truth row sums to 1) with class names on both axes."""
+    plt = require_matplotlib()
+    confusion = np.asarray(confusion)
+    k = len(class_names)
+    if confusion.shape != (k, k):
+        raise ValueError(f'confusion matrix of shape {confusion.shape} for {k} classes')
+    norm = normalize_confusion(confusion)
+    side = min(40.0, max(5.0, 0.28 * k + 3.0))
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    try:
+        cmap = plt.get_cmap('Blues').copy()
+        cmap.set_bad('#DDDDDD')  # classes absent from the ground truth
+        image = ax.imshow(np.ma.masked_invalid(norm), cmap=cmap, vmin=0.0, vmax=1.0, interpolation='nearest')
+        names = [repr(n) if n != n.strip() else n for n in class_names]
+        size = _tick_size(k)
+        ax.set_xticks(np.arange(k), names, rotation=90, fontsize=size)
+        ax.set_yticks(np.arange(k), names, fontsize=size)
+        if k <= 25:  # the numbers stay legible only for small matrices
+            for g in range(k):
+                for p in range(k):
+                    if np.isfinite(norm[g, p]) and norm[g, p] >= 0.005:
+                        ax.text(p, g, f'{norm[g, p]:.2f}', ha='center', va='center', fontsize=size,
+                                color='white' if norm[g, p] > 0.5 else 'black')
+        ax.set_xlabel('predicted class')
+        ax.set_ylabel('ground-truth class')
+        ax.set_title(title + '\n(rows normalised: share of each ground-truth class; grey = absent)')
+        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label='fraction of the row')
+        fig.tight_layout()
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
+    return path
+
+
+def write_evaluation_plots(result: Mapping[str, Any], out_dir: Path, name: str, title: str) -> List[Path]:
+    """``<name>_iou.png`` and ``<name>_confusion.png`` of one evaluate result (benchmark or bag) in ``out_dir``.
+
+    ``result`` needs ``IoU`` (class -> percent or None), ``mIoU`` and ``accumulator.confusion_matrix``.
+    """
+    require_matplotlib()  # fail before creating the folder
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = safe_stem(name)
+    names = list(result['IoU'])
+    confusion = np.asarray(result['accumulator']['confusion_matrix'])
+    images = result.get('num_images', result.get('scored'))
+    detail = f'{title} ({images} images)' if images is not None else title
+    return [
+        plot_class_iou(result['IoU'], out_dir / f'{stem}_iou.png', f'Per-class IoU: {detail}',
+                       miou=_finite(result.get('mIoU'))),
+        plot_confusion(confusion, names, out_dir / f'{stem}_confusion.png', f'Confusion matrix: {detail}'),
+    ]
+
+
+# ------------------------------------------------------------------------------------------ training
+def write_training_plots(history: Sequence[Mapping[str, float]], out_dir: Path) -> List[Path]:
+    """``loss.png`` (training loss per epoch) and, when validation ran, ``recall.png`` (recall@k in both
+    retrieval directions per epoch) in ``out_dir``; returns the files written."""
+    plt = require_matplotlib()
+    if not history:
+        return []
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    epochs = [int(r['epoch']) for r in history]
+    written = []
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    try:
+        ax.plot(epochs, [float(r['loss']) for r in history], marker='o', markersize=3, color='#4C72B0')
+        ax.set_xlabel('epoch')
+        ax.set_ylabel('training loss (InfoNCE / B²)')
+        ax.set_title(f'Training loss of the projection, {len(epochs)} epochs')
+        ax.grid(True, alpha=0.3)
+        _integer_epochs(ax)
+        fig.tight_layout()
+        fig.savefig(out_dir / 'loss.png', dpi=100)
+        written.append(out_dir / 'loss.png')
+    finally:
+        plt.close(fig)
+    keys = sorted({k for r in history for k in r if k.startswith(('t2i_r', 'i2t_r'))}, key=_recall_order)
+    if keys:
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        try:
+            for key in keys:
+                points = [(int(r['epoch']), float(r[key])) for r in history if key in r]
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker='o', markersize=3,
+                        label=_recall_label(key))
+            ax.set_xlabel('epoch')
+            ax.set_ylabel('recall (%)')
+            ax.set_ylim(0, 100)
+            ax.set_title('Validation retrieval recall')
+            ax.grid(True, alpha=0.3)
+            ax.legend()
+            _integer_epochs(ax)
+            fig.tight_layout()
+            fig.savefig(out_dir / 'recall.png', dpi=100)
+            written.append(out_dir / 'recall.png')
+        finally:
+            plt.close(fig)
+    return written
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _finite(value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def _tick_size(count: int) -> float:
+    return 9.0 if count <= 30 else max(5.0, 9.0 - (count - 30) / 30)
+
+
+def _integer_epochs(ax) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _recall_order(key: str) -> tuple:
+    direction, k = key.split('_r')
+    return (direction, int(k) if k.isdigit() else 0)
+
+
+def _recall_label(key: str) -> str:
+    direction, k = key.split('_r')
+    return f"{'caption → image' if direction == 't2i' else 'image → caption'} R@{k}"
+
+
+def plots_summary(paths: Sequence[Path]) -> str:
+    """One line naming the pictures written."""
+    return 'pictures: ' + ', '.join(str(p) for p in paths)
+
+
+__all__ = ['INSTALL_HINT', 'PlotsUnavailable', 'plot_class_iou', 'plot_confusion', 'plots_summary',
+           'require_matplotlib', 'safe_stem', 'write_evaluation_plots', 'write_training_plots']
