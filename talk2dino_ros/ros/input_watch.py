@@ -1,0 +1,191 @@
+"""Help for the most common support question: "the node runs but segments nothing".
+
+When no frame has arrived for a few seconds, :class:`InputWatch` looks at the ROS graph and says why, once
+in the log (then at most every ``repeat_s``) and on every ``/diagnostics`` message while it lasts:
+
+* the resolved input topic and how many publishers it has;
+* publishers whose QoS cannot match our subscription, with the reason (e.g. a best-effort camera and a
+  ``reliable`` subscription);
+* the ``sensor_msgs/Image`` and ``CompressedImage`` topics that do exist, so a wrong remap is obvious.
+
+The same check runs for other inputs (the vocabulary topic) where only incompatible publishers are worth
+a warning: a vocabulary arrives rarely, silence is normal.
+
+:func:`diagnose` and :class:`SilenceTimer` are pure logic; :func:`graph_snapshot` is the thin rclpy part.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
+#: seconds without a frame before the watch speaks up
+DEFAULT_SILENCE_S = 5.0
+#: most topic names listed in one diagnostics value / log line
+MAX_LISTED = 12
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One publisher seen on a topic: its node and its offered QoS (an ``rclpy.qos.QoSProfile``)."""
+
+    node: str
+    qos: object
+
+
+@dataclass(frozen=True)
+class GraphSnapshot:
+    """What the graph says about one input topic."""
+
+    topic: str                                   # fully resolved name
+    publishers: Tuple[Endpoint, ...]
+    topics: Tuple[Tuple[str, Tuple[str, ...]], ...]   # (name, types) of every topic in the graph
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The outcome of :func:`diagnose`: a log line and diagnostics key/values."""
+
+    topic: str
+    publisher_count: int
+    incompatible: Tuple[str, ...]                # "<node>: <why>" per publisher no subscription can match
+    image_topics: Tuple[str, ...] = ()
+    hint: str = ''
+    values: Dict[str, str] = field(default_factory=dict)
+
+    def line(self, what: str) -> str:
+        """One log line, e.g. ``no images for 5 s on /talk2dino/image: 0 publishers; ...``."""
+        text = f'{what} on {self.topic}: {self.publisher_count} publisher(s)'
+        if self.incompatible:
+            text += '; incompatible QoS: ' + '; '.join(self.incompatible)
+        if self.hint:
+            text += '; ' + self.hint
+        return text
+
+
+def _qos_words(qos: object) -> str:
+    reliability = getattr(getattr(qos, 'reliability', None), 'name', '?').lower()
+    durability = getattr(getattr(qos, 'durability', None), 'name', '?').lower()
+    return f'{reliability}/{durability}'
+
+
+def incompatibility(offered: object, requested: object) -> Optional[str]:
+    """Why a publisher offering ``offered`` cannot deliver to a subscription requesting ``requested``."""
+    from rclpy.qos import QoSCompatibility, qos_check_compatible
+
+    compatibility, reason = qos_check_compatible(offered, requested)
+    if compatibility != QoSCompatibility.ERROR:
+        return None
+    reasons = [r.split(':', 1)[-1].strip() for r in reason.split(';') if r.strip()]
+    return (f'offers {_qos_words(offered)}, we request {_qos_words(requested)} ('
+            + ', '.join(reasons) + ')')
+
+
+def diagnose(snapshot: GraphSnapshot, requested: Sequence[object], listed_types: Sequence[str] = IMAGE_TYPES,
+             flag: str = '') -> Diagnosis:
+    """Explain an input topic: publishers, the ones no subscription in ``requested`` matches, and the
+    topics of ``listed_types`` that exist (with a remap hint naming ``flag``, e.g. ``image``)."""
+    incompatible = []
+    for endpoint in snapshot.publishers:
+        reasons = [incompatibility(endpoint.qos, qos) for qos in requested]
+        if reasons and all(reasons):  # matched by none of our subscriptions
+            incompatible.append(f'{endpoint.node} {reasons[0]}')
+    listed = tuple(sorted(name for name, types in snapshot.topics
+                          if name != snapshot.topic and any(t in listed_types for t in types)))
+    hint = ''
+    if not snapshot.publishers and listed and flag:
+        shown = ', '.join(listed[:MAX_LISTED]) + (' ...' if len(listed) > MAX_LISTED else '')
+        hint = f'topics of that type that exist: {shown} (remap with -r {flag}:={listed[0]})'
+    elif not snapshot.publishers and flag:
+        hint = 'no topic of that type exists: is the camera driver running, in this ROS_DOMAIN_ID?'
+    elif incompatible:
+        hint = 'change the publisher QoS or the node\'s input QoS parameters'
+    values = {
+        'input_topic': snapshot.topic,
+        'input_publishers': str(len(snapshot.publishers)),
+        'input_qos_incompatible': '; '.join(incompatible),
+    }
+    if flag:
+        values['image_topics'] = ', '.join(listed[:MAX_LISTED]) + (' ...' if len(listed) > MAX_LISTED else '')
+    return Diagnosis(snapshot.topic, len(snapshot.publishers), tuple(incompatible), listed, hint, values)
+
+
+class SilenceTimer:
+    """Decides when to speak: after ``after_s`` without events, once, then at most every ``repeat_s``."""
+
+    def __init__(self, after_s: float = DEFAULT_SILENCE_S, repeat_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.after_s, self.repeat_s, self._clock = after_s, repeat_s, clock
+        self._last_event = clock()
+        self._last_report: Optional[float] = None
+
+    def event(self) -> None:
+        """An input arrived: silence ends and the next silence is reported afresh."""
+        self._last_event = self._clock()
+        self._last_report = None
+
+    def silent_for(self) -> float:
+        return self._clock() - self._last_event
+
+    def silent(self) -> bool:
+        """True while no event came for ``after_s`` seconds."""
+        return self.silent_for() >= self.after_s
+
+    def should_log(self) -> bool:
+        """True when silent and not logged within ``repeat_s`` (marks it logged)."""
+        if not self.silent():
+            return False
+        now = self._clock()
+        if self._last_report is not None and now - self._last_report < self.repeat_s:
+            return False
+        self._last_report = now
+        return True
+
+
+def _node_fqn(namespace: str, name: str) -> str:
+    return f'{namespace.rstrip("/")}/{name}' if namespace else name
+
+
+def graph_snapshot(node, topic: str) -> GraphSnapshot:
+    """Query the ROS graph for ``topic`` (resolved name): its publishers with their QoS, and every topic."""
+    publishers = tuple(Endpoint(_node_fqn(info.node_namespace, info.node_name), info.qos_profile)
+                       for info in node.get_publishers_info_by_topic(topic))
+    topics = tuple((name, tuple(types)) for name, types in node.get_topic_names_and_types())
+    return GraphSnapshot(topic, publishers, topics)
+
+
+class InputWatch:
+    """Watches one input topic of a node; call :meth:`event` per message and :meth:`check` periodically."""
+
+    def __init__(self, node, topic: str, requested: Sequence[object], what: str, flag: str = '',
+                 only_incompatible: bool = False, after_s: float = DEFAULT_SILENCE_S, repeat_s: float = 60.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._node, self.topic, self._requested = node, topic, tuple(requested)
+        self._what, self._flag, self._only_incompatible = what, flag, only_incompatible
+        self.timer = SilenceTimer(after_s, repeat_s, clock)
+        self.diagnosis: Optional[Diagnosis] = None
+
+    def event(self) -> None:
+        self.timer.event()
+        self.diagnosis = None
+
+    def check(self) -> Optional[Diagnosis]:
+        """Diagnose when silent (logging once, then throttled); None while messages flow or all is well."""
+        if not self.timer.silent():
+            self.diagnosis = None
+            return None
+        try:
+            diagnosis = diagnose(graph_snapshot(self._node, self.topic), self._requested, flag=self._flag)
+        except Exception as exc:  # a graph query during shutdown: nothing to tell
+            self._node.get_logger().debug(f'graph query for {self.topic} failed: {exc}')
+            return self.diagnosis
+        if self._only_incompatible and not diagnosis.incompatible:
+            self.diagnosis = None
+            return None
+        self.diagnosis = diagnosis
+        if self.timer.should_log():
+            what = f'{self._what} for {self.timer.silent_for():.0f} s' if not self._only_incompatible else \
+                f'{self._what} cannot arrive'
+            self._node.get_logger().warning(diagnosis.line(what))
+        return diagnosis
