@@ -58,6 +58,7 @@ class FitConfig:
     val_max_images: int = 5000       # first N validation images (0 = all); retrieval is O(N_img · N_cap)
     recall_ks: Tuple[int, ...] = (1, 5)
     progress: bool = True
+    plots: bool = True               # loss.png / recall.png in run_dir after every epoch (needs matplotlib)
 
     def resolved_run_dir(self) -> Path:
         if self.run_dir:
@@ -267,6 +268,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> FitResult:
         log(f'training ψ {train.text_dim}->{train.embed_dim} on {n} captions / {train.num_images} images, '
             f'{steps} steps per epoch, device {device}')
     total_samples, total_time = 0, 0.0
+    plot = _plot_writer(log) if cfg.plots and start_epoch < cfg.epochs else None
     for epoch in range(start_epoch, cfg.epochs):
         head.train()
         perm = torch.randperm(n, generator=shuffle)
@@ -301,9 +303,23 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> FitResult:
         with open(run_dir / HISTORY_NAME, 'a', encoding='utf-8') as f:
             f.write(json.dumps(record) + '\n')
         log(_format_record(record))
+        if plot is not None:
+            plot(history, run_dir)
     out = save_projection(head, cfg.output)
     log(f'wrote ψ to {out}')
     return FitResult(out, history, total_samples / total_time if total_time else 0.0)
+
+
+def _plot_writer(log: Callable[[str], None]):
+    """The per-epoch picture writer, or None (said once, in one line) when matplotlib is missing."""
+    from talk2dino_ros.evaluation.plots import PlotsUnavailable, require_matplotlib, write_training_plots
+
+    try:
+        require_matplotlib()
+    except PlotsUnavailable as exc:
+        log(f'note: no loss/recall pictures: {exc} (or set plots: false)')
+        return None
+    return write_training_plots
 
 
 def _format_record(r: Dict[str, float]) -> str:

@@ -1,0 +1,67 @@
+"""train fit draws loss and recall curves after every epoch (optional matplotlib extra)."""
+import builtins
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from talk2dino_ros.cli.train import OPTION_HELP, build_parser
+from talk2dino_ros.training.extract import ExtractConfig
+from talk2dino_ros.training.fit import FitConfig, fit
+from test_fit import D, E, _cfg, write_planted
+
+
+@pytest.fixture(scope='module')
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp('plots')
+    mapping = np.random.default_rng(0).normal(size=(E, D)) / np.sqrt(D)
+    write_planted(root / 'train', 40, 2, seed=1, mapping=mapping)
+    write_planted(root / 'val', 16, 2, seed=2, mapping=mapping)
+    return root
+
+
+def test_curves_after_every_epoch(small, monkeypatch):
+    pytest.importorskip('matplotlib')
+    from talk2dino_ros.evaluation import plots
+
+    calls = []
+    real = plots.write_training_plots
+    monkeypatch.setattr(plots, 'write_training_plots',
+                        lambda history, out: calls.append(len(history)) or real(history, out))
+    fit(_cfg(small, 'run', epochs=2, batch_size=32), log=lambda s: None)
+    assert calls == [1, 2]  # redrawn after each epoch with the history so far
+    run_dir = small / 'run' / 'run'
+    for name in ('loss.png', 'recall.png'):
+        with Image.open(run_dir / name) as im:
+            assert im.format == 'PNG' and im.size[0] > 300
+
+
+def test_no_plots_option_and_missing_matplotlib(small, monkeypatch):
+    fit(_cfg(small, 'off', epochs=1, plots=False), log=lambda s: None)
+    assert not list((small / 'off' / 'run').glob('*.png'))
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == 'matplotlib' or name.startswith('matplotlib.'):
+            raise ImportError('No module named matplotlib')
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, '__import__', no_matplotlib)
+    lines = []
+    result = fit(_cfg(small, 'nompl', epochs=1), log=lines.append)
+    assert result.output.is_file()  # training is not stopped by a missing extra
+    notes = [line for line in lines if 'matplotlib' in line]
+    assert len(notes) == 1 and notes[0].startswith('note: ') and '\n' not in notes[0]
+    assert not list((small / 'nompl' / 'run').glob('*.png'))
+
+
+@pytest.mark.parametrize('section,cls', [('extract', ExtractConfig), ('fit', FitConfig)])
+def test_every_option_has_a_description(section, cls):
+    import dataclasses
+
+    assert set(OPTION_HELP[section]) == {f.name for f in dataclasses.fields(cls)}
+    text = build_parser()._subparsers._group_actions[0].choices[section].format_help()
+    assert 'built-in default' not in text
+    if section == 'extract':
+        assert '{vits,vitb,vitl}' in text and '{float16,float32}' in text
