@@ -8,6 +8,7 @@ PACKAGE = 'talk2dino_ros'
 # name -> module:function; each also runs as `python -m talk2dino_ros.<module>`
 CONSOLE_SCRIPTS = {
     'segment_node': 'talk2dino_ros.ros.segment_node:main',
+    'segment_lifecycle_node': 'talk2dino_ros.ros.segment_node:main_lifecycle',
     'segment_image': 'talk2dino_ros.cli.segment_image:main',
     'benchmark': 'talk2dino_ros.cli.speed_benchmark:main',
     'evaluate': 'talk2dino_ros.cli.evaluate:main',
