@@ -164,3 +164,62 @@ def test_same_stem_twice_is_refused(tmp_path, images, tiny_weights, capsys):
     argv = [str(one), str(two), '--vocab', 'a', '--out', str(tmp_path / 'o')] + _weight_args(tiny_weights)
     assert segment_image.main(argv) == 2
     assert 'x.npz' in _one_error_line(capsys.readouterr().err)
+
+
+def test_corrupt_image_after_good_ones_stops_before_any_output(tmp_path, images, tiny_weights, capsys):
+    png = cv2.imencode('.png', images[0][1])[1].tobytes()
+    corrupt = tmp_path / 'corrupt.png'
+    corrupt.write_bytes(png[:60])  # a valid PNG signature and header, the pixel data cut off
+    out = tmp_path / 'o'
+    argv = [str(images[0][0]), str(images[1][0]), str(corrupt), '--vocab', 'a', '--out', str(out)]
+    assert segment_image.main(argv + _weight_args(tiny_weights)) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert str(corrupt) in line and '--skip-bad' in line
+    assert not out.exists()  # nothing written for the good images before it either
+
+    assert segment_image.main(argv + ['--skip-bad', '--no-overlay'] + _weight_args(tiny_weights)) == 0
+    assert sorted(p.name for p in out.iterdir()) == ['first.npz', 'second.npz']  # and no temporary files
+
+
+def test_slide_mode_on_a_1x10000_image(tmp_path, tiny_weights, capsys):
+    strip = _write_rgb(tmp_path / 'strip.png', _scene(1, 10000, 3))
+    out = tmp_path / 'o'
+    argv = [str(strip), '--vocab', 'a,b', '--out', str(out), '--mode', 'slide'] + _weight_args(tiny_weights)
+    assert segment_image.main(argv) == 0, capsys.readouterr().err
+    with np.load(out / 'strip.npz') as z:
+        assert z['scores'].shape == (2, 1, 10000) and z['labels'].shape == (1, 10000)
+    assert sorted(p.name for p in out.iterdir()) == ['strip.npz', 'strip_overlay.png']
+
+
+# -- presets (issue 18) ----------------------------------------------------------------------------
+@pytest.mark.parametrize('preset,extra,expected', [
+    ('benchmark', [], 'preset benchmark: mode slide, no background class, cleaning off, PAMR off; '
+                      'labels: 0 = the first class of --vocab, class i = i'),
+    ('node', [], 'preset node: mode whole, background class at 0.55, cleaning on, PAMR off; '
+                 'labels: 0 = background, class i of --vocab = i + 1'),
+    ('node', ['--background-threshold', '0.3', '--no-bg-clean', '--mode', 'slide'],
+     'preset node: mode slide, background class at 0.3, cleaning off, PAMR off; labels: 0 = background'),
+])
+def test_presets_are_printed_and_applied(tmp_path, images, tiny_weights, capsys, preset, extra, expected):
+    from talk2dino_ros.cli.reminders import RANDOM_WEIGHTS_NOTE
+
+    path, rgb = images[0]
+    out = tmp_path / 'out'
+    argv = [str(path), '--vocab', 'sky,road', '--out', str(out), '--no-overlay', '--preset', preset,
+            *extra] + _weight_args(tiny_weights)
+    assert segment_image.main(argv) == 0
+    captured = capsys.readouterr()
+    assert expected in captured.out.splitlines()[0]
+    assert captured.err.strip().splitlines()[-1] == RANDOM_WEIGHTS_NOTE
+    with np.load(out / 'first.npz') as data:
+        classes = data['classes'].tolist()
+    assert classes == (['sky', 'road'] if preset == 'benchmark' else ['background', 'sky', 'road'])
+
+
+def test_node_preset_matches_the_node_defaults():
+    from talk2dino_ros.cli.segment_bag import NODE_DEFAULTS
+
+    node = segment_image.PRESETS['node']
+    assert {k: node[k] for k in NODE_DEFAULTS} == NODE_DEFAULTS
+    assert node['background'] and not node['pamr']
+    assert segment_image.build_parser().parse_args(['x', '--vocab', 'a', '--out', 'o']).preset == 'benchmark'

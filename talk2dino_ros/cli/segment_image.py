@@ -13,8 +13,17 @@ For each image it writes
 
 Images are read as RGB at their own size (EXIF orientation applied, alpha dropped, grey expanded to
 three channels); nothing is squashed. An unreadable image stops the run with exit code 2 before the
-model loads (``--skip-bad`` skips it with a warning instead). Defaults are the engine's: sliding
-448/224 windows, no cleaning, no PAMR, no background class.
+model loads (``--skip-bad`` skips it with a warning instead).
+
+Two presets (``--preset``; any inference flag given overrides its value):
+
+* ``benchmark`` (default), the paper's evaluation protocol as the engine runs it: sliding 448/224 windows,
+  no background class, no cleaning, no PAMR. ``labels`` value 0 is the FIRST vocabulary class.
+* ``node``, the ROS node's and segment_bag's defaults: one pass over the whole frame, a background class
+  at 0.55, background cleaning on, no PAMR. ``labels`` value 0 is background, vocabulary class i is i + 1
+  (the node's ``~/labels`` convention).
+
+The chosen preset, its settings and the label convention are printed before the first image.
 """
 from __future__ import annotations
 
@@ -22,13 +31,22 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from talk2dino_ros.atomic_files import atomic_open, atomic_path
 from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_model_arguments, build_segmenter,
                                       one_line, parse_vocab_arg, run_cli)
+from talk2dino_ros.cli.reminders import remind_random_weights
+
+
+#: preset -> the defaults it gives :func:`build_segmenter` (flags the user gives win)
+PRESETS: Dict[str, Dict[str, Any]] = {
+    # no `background` key: giving --background-threshold is then how a user asks for the background class
+    'benchmark': dict(mode='slide', bg_clean=False, pamr=False),
+    'node': dict(mode='whole', background=True, background_threshold=0.55, bg_clean=True, pamr=False),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--skip-bad', action='store_true', help='skip unreadable images with a warning')
     p.add_argument('--no-overlay', dest='overlay', action='store_false', help='do not write overlay PNGs')
     p.add_argument('--alpha', type=float, default=0.5, help='overlay opacity of the class colours (default 0.5)')
+    p.add_argument('--preset', choices=tuple(PRESETS), default='benchmark',
+                   help='benchmark (default): the paper\'s protocol (sliding windows, no background class, '
+                        'label 0 = first class); node: the ROS node\'s defaults (whole frame, background 0.55, '
+                        'cleaning on, label 0 = background)')
     add_model_arguments(p)
     add_inference_arguments(p)
     return p
@@ -107,6 +129,16 @@ def save_result(out_dir: Path, stem: str, result, rgb: Optional[np.ndarray], alp
     return written
 
 
+def describe_settings(preset: str, config: Any) -> str:
+    """One line: the preset, the settings it ended with (after the flags) and the label convention."""
+    opts = config.options
+    background = f'background class at {opts.background_threshold:g}' if opts.background else 'no background class'
+    labels = ('labels: 0 = background, class i of --vocab = i + 1' if opts.background
+              else 'labels: 0 = the first class of --vocab, class i = i')
+    return (f"preset {preset}: mode {config.mode}, {background}, cleaning {'on' if opts.bg_clean else 'off'}, "
+            f"PAMR {'on' if opts.pamr else 'off'}; {labels}")
+
+
 def _unique_stems(paths: Sequence[Path]) -> None:
     seen = {}
     for p in paths:
@@ -143,7 +175,8 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     _unique_stems(images)
     args.out.mkdir(parents=True, exist_ok=True)
 
-    segmenter = build_segmenter(args)
+    segmenter = build_segmenter(args, **PRESETS[args.preset])
+    print(describe_settings(args.preset, segmenter.config), flush=True)
     segmenter.set_vocabulary(names)
     done = 0
     for path in images:
@@ -163,6 +196,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         done += 1
     if done == 0:
         raise CliError('no image could be segmented')
+    remind_random_weights(args)
     return 0
 
 
