@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from dataclasses import dataclass
 from typing import Dict, Tuple
 
@@ -32,6 +33,10 @@ DINOV2_VARIANTS: Dict[str, Tuple[str, int, int, int]] = {
 }
 NUM_REGISTERS = 4
 PATCH_SIZE = 14
+
+
+#: the hooked qkv of the forward running on this thread, per backbone (id -> tensor)
+_HOOKED_QKV = threading.local()
 
 
 @dataclass(frozen=True)
@@ -93,7 +98,6 @@ class DinoBackbone(torch.nn.Module):
                                      num_classes=0, embed_dim=arch.embed_dim, depth=arch.depth,
                                      num_heads=arch.num_heads)
         self.num_prefix_tokens = self.vit.num_prefix_tokens  # CLS + 4 registers
-        self._qkv = None
         self.vit.blocks[-1].attn.qkv.register_forward_hook(self._store_qkv)
 
     @property
@@ -104,8 +108,14 @@ class DinoBackbone(torch.nn.Module):
     def num_heads(self) -> int:
         return self.arch.num_heads
 
+    @property
+    def _qkv(self):
+        """The qkv hooked on this thread and not consumed yet (None after every forward)."""
+        return _HOOKED_QKV.__dict__.get(id(self))
+
     def _store_qkv(self, module, inputs, output) -> None:
-        self._qkv = output
+        # per thread: the fast path warms up a copy of the forward on another thread while frames run
+        _HOOKED_QKV.__dict__[id(self)] = output
 
     def load_checkpoint_state(self, sd: StateDict, path: os.PathLike | str) -> None:
         """Load an official DINOv2 or timm-layout state dict through timm's DINOv2 filter (strict)."""
@@ -133,7 +143,7 @@ class DinoBackbone(torch.nn.Module):
         B, _, H, W = x.shape
         h, w = H // PATCH_SIZE, W // PATCH_SIZE
         tokens = self.vit.forward_features(x)
-        qkv, self._qkv = self._qkv, None
+        qkv = _HOOKED_QKV.__dict__.pop(id(self))
         patches = tokens[:, self.num_prefix_tokens:]
         feats = patches.transpose(1, 2).reshape(B, self.embed_dim, h, w)
         return feats, self.cls_attention_logits(qkv)

@@ -1,4 +1,4 @@
-"""PAMR (pixel-adaptive mask refinement), method.md §5.8, vectorised.
+"""PAMR (pixel-adaptive mask refinement), vectorised.
 
 The reference formulation stacks 48 shifted copies of every class map ([B, N, 48, H, W]) in each of
 the 10 iterations. Here the affinity [B, 48, H, W] is computed once (it depends only on the image),
@@ -10,7 +10,7 @@ ever built. Classes are processed in chunks to keep the working set small (cache
 from __future__ import annotations
 
 import time
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -84,9 +84,43 @@ def pamr_apply(affinity: torch.Tensor, masks: torch.Tensor, iterations: int,
     return out
 
 
+class PamrRefiner:
+    """PAMR guided by one image batch [B, 3, H', W'] (RGB 0..255): the affinity is computed on the first
+    call and reused, so the classes of a frame can be refined chunk by chunk at the cost of one affinity.
+    Each class is refined independently: refining channel ranges separately equals refining them at once."""
+
+    def __init__(self, image: torch.Tensor, iterations: int = 10, dilations: Sequence[int] = DEFAULT_DILATIONS):
+        if image.dim() != 4:
+            raise InputError(f'pamr expects an image [B,C,H,W], got {tuple(image.shape)}')
+        self.dilations = tuple(int(d) for d in dilations)
+        if not self.dilations or min(self.dilations) < 1:
+            raise InputError(f'pamr dilations must be positive integers, got {self.dilations}')
+        self.image = image
+        self.iterations = iterations
+        self._affinity: Optional[torch.Tensor] = None
+        self._key: Optional[tuple] = None
+
+    def __call__(self, masks: torch.Tensor) -> torch.Tensor:
+        """Refined masks [B, N, H, W], computed in float32 (float64 kept), returned in the masks' dtype."""
+        image = self.image
+        if masks.dim() != 4 or image.shape[0] != masks.shape[0]:
+            raise InputError(f'pamr expects image [B,C,H,W] and masks [B,N,H,W] with the same B, '
+                             f'got {tuple(image.shape)} and {tuple(masks.shape)}')
+        work_dtype = torch.float64 if masks.dtype == torch.float64 else torch.float32
+        key = (work_dtype, masks.device, tuple(masks.shape[-2:]))
+        if self._affinity is None or self._key != key:
+            image = image.to(device=masks.device, dtype=work_dtype)
+            if image.shape[-2:] != masks.shape[-2:]:
+                image = F.interpolate(image, size=masks.shape[-2:], mode='bilinear', align_corners=True)
+            self._affinity = pamr_affinity(image, self.dilations)
+            self._key = key
+        refined = pamr_apply(self._affinity, masks.to(work_dtype), self.iterations, self.dilations)
+        return refined.to(masks.dtype)
+
+
 def pamr(image: torch.Tensor, masks: torch.Tensor, iterations: int = 10,
          dilations: Sequence[int] = DEFAULT_DILATIONS) -> torch.Tensor:
-    """Refine class maps masks [B, N, H, W] guided by image [B, 3, H', W'] (RGB 0..255), §5.8.
+    """Refine class maps masks [B, N, H, W] guided by image [B, 3, H', W'] (RGB 0..255).
 
     The image is resized (bilinear, align_corners=True) to the mask size when they differ. Computes in
     float32 (float64 kept) and returns the masks' dtype.
@@ -94,16 +128,7 @@ def pamr(image: torch.Tensor, masks: torch.Tensor, iterations: int = 10,
     if image.dim() != 4 or masks.dim() != 4 or image.shape[0] != masks.shape[0]:
         raise InputError(f'pamr expects image [B,C,H,W] and masks [B,N,H,W] with the same B, '
                          f'got {tuple(image.shape)} and {tuple(masks.shape)}')
-    dilations = tuple(int(d) for d in dilations)
-    if not dilations or min(dilations) < 1:
-        raise InputError(f'pamr dilations must be positive integers, got {dilations}')
-    work_dtype = torch.float64 if masks.dtype == torch.float64 else torch.float32
-    image = image.to(device=masks.device, dtype=work_dtype)
-    if image.shape[-2:] != masks.shape[-2:]:
-        image = F.interpolate(image, size=masks.shape[-2:], mode='bilinear', align_corners=True)
-    affinity = pamr_affinity(image, dilations)
-    refined = pamr_apply(affinity, masks.to(work_dtype), iterations, dilations)
-    return refined.to(masks.dtype)
+    return PamrRefiner(image, iterations, dilations)(masks)
 
 
 def benchmark_pamr(n_classes: int = 5, size: int = 448, repeats: int = 3, seed: int = 0) -> float:

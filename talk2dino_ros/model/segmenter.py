@@ -1,7 +1,9 @@
 """The one segmenter every front end calls: image + vocabulary -> scores, labels, maps.
 
-Data flow: RGB uint8 image -> resize (benchmark keep-ratio / whole frame / squash) -> windows ->
-method (backbone -> similarity -> per-window post-processing) -> merge -> resize back -> argmax.
+Data flow: RGB uint8 image -> upload + resize on the model device (benchmark keep-ratio / whole frame /
+squash) -> windows -> method (backbone -> patch-grid scores -> per-window maps, made class chunk by class
+chunk) -> merged low-resolution scores -> labels at the output size (chunked argmax). Full-resolution
+per-class maps are made only when a front end asks for them (:class:`SegmentationResult` is lazy).
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -17,14 +19,19 @@ import torch
 from talk2dino_ros.class_names import name_key, name_problem
 from talk2dino_ros.errors import InputError, Talk2DinoError
 from talk2dino_ros.model.methods import get_builder, weight_roles
+from talk2dino_ros.model.fast_path import FastModule, select_backend
 from talk2dino_ros.model.methods.base import SegmentationMethod
+from talk2dino_ros.model.preprocess import to_model_input
+from talk2dino_ros.model.score_maps import ScoreMaps
+from talk2dino_ros.model.stage_timer import StageTimer
 from talk2dino_ros.model.text import TextEmbeddingCache
 from talk2dino_ros.model.types import InferenceOptions, SegmentationResult, Vocabulary
-from talk2dino_ros.model.windows import (merge_windows, resize_scores, resize_uint8, rescale_size,
-                                         round_to_multiple, slide_windows)
+from talk2dino_ros.model.windows import Window, rescale_size, round_to_multiple, slide_windows
 
 MODES = ('slide', 'whole', 'squash')
 MAX_IMAGE_SIDE = 16384
+#: window-resolution elements (windows x classes x pixels) made at once when scoring: 32 MiB of float32
+WINDOW_CHUNK_ELEMENTS = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class SegmenterConfig:
     options: InferenceOptions = InferenceOptions()
     text_cache_size: int = 4096
     allow_random_weights: bool = False
+    #: 'auto' (CUDA graphs on CUDA, eager elsewhere), 'off', 'graph' (CUDA only) or 'compile' (torch.compile)
+    fast_path: str = 'auto'
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -52,7 +61,7 @@ class SegmenterConfig:
             raise Talk2DinoError('resolution and window must be >= 14 and stride >= 1')
         if self.stride > self.window:
             raise Talk2DinoError(f'stride ({self.stride}) must not exceed the window ({self.window})')
-        resolve_device(self.device)
+        select_backend(self.fast_path, resolve_device(self.device))
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -113,7 +122,8 @@ def validate_names(names: Sequence[str]) -> Tuple[str, ...]:
 class Segmenter:
     """Thread-safe front door of the model: vocabulary management + per-image inference."""
 
-    def __init__(self, method: SegmentationMethod, config: SegmenterConfig):
+    def __init__(self, method: SegmentationMethod, config: SegmenterConfig,
+                 on_event: Optional[Callable[[str], None]] = None):
         config.validate()
         self.config = config
         self.device = resolve_device(config.device)
@@ -123,6 +133,16 @@ class Segmenter:
         self._version = 0
         self._vocab_lock = threading.Lock()
         self._infer_lock = threading.Lock()
+        #: per-stage timings in every result; ``stage_timer.enabled`` adds device-synchronised sub-stages
+        self.stage_timer = StageTimer(self.device)
+        self.fast_module: Optional[FastModule] = None
+        backend = select_backend(config.fast_path, self.device)
+        name = getattr(self.method, 'fast_path_module', '')
+        if backend and name:
+            # on_event: progress lines of the fast path (preparing / ready / failed), for the caller's log
+            self.fast_module = FastModule(getattr(self.method, name), backend, capture_lock=self._infer_lock,
+                                          on_event=on_event)
+            setattr(self.method, name, self.fast_module)
         self._apply_mode()
 
     # ---------------------------------------------------------------- construction
@@ -197,68 +217,128 @@ class Segmenter:
         return vocab
 
     # ---------------------------------------------------------------- inference
-    def _prepare(self, image: np.ndarray, cfg: SegmenterConfig) -> np.ndarray:
-        H, W = image.shape[:2]
+    def _input_size(self, height: int, width: int, cfg: SegmenterConfig) -> Tuple[int, int]:
+        """The size the frame is resized to before windowing."""
         if cfg.mode == 'slide':
-            h, w = rescale_size(H, W, cfg.resolution, cfg.max_long_side)
-        elif cfg.mode == 'whole':
-            h, w = rescale_size(H, W, cfg.resolution, cfg.max_long_side)
-            h, w = round_to_multiple(h, w, self.method.patch_size)
-        else:  # squash: the method resizes the window to resolution² itself
-            h, w = H, W
-        return resize_uint8(image, h, w)
+            return rescale_size(height, width, cfg.resolution, cfg.max_long_side)
+        if cfg.mode == 'whole':
+            h, w = rescale_size(height, width, cfg.resolution, cfg.max_long_side)
+            return round_to_multiple(h, w, self.method.patch_size)
+        return height, width  # squash: the method resizes the window to resolution² itself
 
     def segment(self, image: np.ndarray, *, vocabulary: Optional[Vocabulary] = None,
                 options: Optional[InferenceOptions] = None,
                 output_size: Optional[Tuple[int, int]] = None) -> SegmentationResult:
         """Segment one RGB uint8 image; scores/labels come back at ``output_size`` (default: the input's)."""
         image = validate_image(image)
+        vocab = self._require_vocabulary(vocabulary)
+        return self._segment_group([image], vocab, options, [output_size])[0]
+
+    def segment_batch(self, images: Sequence[np.ndarray], *, vocabulary: Optional[Vocabulary] = None,
+                      options: Optional[InferenceOptions] = None) -> List[SegmentationResult]:
+        """Segment several frames (e.g. the latest of each camera) with one backbone pass per frame size.
+
+        Frames of the same size share one batch; each result equals segmenting that frame alone (up to
+        the batched kernels' rounding) and comes back in input order.
+        """
+        if isinstance(images, np.ndarray) and images.ndim != 4:
+            raise InputError('segment_batch takes a sequence of [H, W, 3] images')
+        frames = [validate_image(img) for img in images]
+        if not frames:
+            return []
+        vocab = self._require_vocabulary(vocabulary)
+        groups: Dict[Tuple[int, int], List[int]] = {}
+        for i, img in enumerate(frames):
+            groups.setdefault(img.shape[:2], []).append(i)
+        results: List[Optional[SegmentationResult]] = [None] * len(frames)
+        for idx in groups.values():
+            for i, res in zip(idx, self._segment_group([frames[i] for i in idx], vocab, options, [None] * len(idx))):
+                results[i] = res
+        return results  # type: ignore[return-value]
+
+    def _require_vocabulary(self, vocabulary: Optional[Vocabulary]) -> Vocabulary:
         vocab = vocabulary or self._vocabulary
         if vocab is None:
             raise InputError('no vocabulary set: call set_vocabulary([...]) first')
-        timings: Dict[str, float] = {}
-        t0 = time.perf_counter()
-        # the lock keeps this frame's config snapshot and the method's mode flags (set by with_options)
-        # consistent from the resize to the last window
+        return vocab
+
+    def _segment_group(self, images: List[np.ndarray], vocab: Vocabulary, options: Optional[InferenceOptions],
+                       output_sizes: List[Optional[Tuple[int, int]]]) -> List[SegmentationResult]:
+        """Frames of one size -> results. Window maps are made in class chunks and summed straight into one
+        low-resolution canvas per frame (in window order, as a single merge would)."""
+        timer = self.stage_timer.start()
+        H, W = images[0].shape[:2]
+        # the lock keeps this call's config snapshot and the method's mode flags (set by with_options)
+        # consistent from the resize to the last window; captured-graph outputs are consumed under it too
         with self._infer_lock:
             cfg = self.config
             opts = options or cfg.options
             if opts.background != vocab.background:
                 opts = dataclasses.replace(opts, background=vocab.background)
-            resized = self._prepare(image, cfg)
-            h, w = resized.shape[:2]
+            h, w = self._input_size(H, W, cfg)
+            frames = to_model_input(images, (h, w), self.device)  # [N, 3, h, w]
             if cfg.mode == 'slide':
                 wins = slide_windows(h, w, cfg.window, cfg.stride)
             else:
                 wins = slide_windows(h, w, max(h, w), max(h, w))
-            tensor = torch.from_numpy(resized).to(self.device).permute(2, 0, 1).float()
-            crops = [tensor[:, win.y1:win.y2, win.x1:win.x2] for win in wins]
-            timings['preprocess'] = time.perf_counter() - t0
-            t1 = time.perf_counter()
+            # windows of equal size (all but degenerate cases) of every frame go through the backbone as one batch
+            members: Dict[Tuple[int, int], List[Tuple[int, Window]]] = {}
+            for n in range(len(images)):
+                for win in wins:
+                    members.setdefault((win.y2 - win.y1, win.x2 - win.x1), []).append((n, win))
+            timer.mark('preprocess')
             # half precision is opt-in and not bit-exact: fp16 autocast on CUDA, bf16 autocast on CPU
             amp_dtype = torch.float16 if self.device.type == 'cuda' else torch.bfloat16
+            canvases: List[Optional[torch.Tensor]] = [None] * len(images)
             with torch.inference_mode(), \
                     torch.autocast(device_type=self.device.type, dtype=amp_dtype, enabled=cfg.fp16):
-                # windows of equal size (all but degenerate cases) go through the backbone as one batch
-                outs: List[torch.Tensor] = [None] * len(crops)  # type: ignore[list-item]
-                by_shape: Dict[Tuple[int, int], List[int]] = {}
-                for i, c in enumerate(crops):
-                    by_shape.setdefault(tuple(c.shape[-2:]), []).append(i)
-                for idx in by_shape.values():
-                    batch = torch.stack([crops[i] for i in idx])
-                    scores = self.method.window_scores(batch, vocab.embeddings, opts).float()
-                    for j, i in enumerate(idx):
-                        outs[i] = scores[j]
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
-        timings['model'] = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        merged = merge_windows(outs, wins, h, w)
-        H, W = output_size or image.shape[:2]
-        final = resize_scores(merged, H, W)
-        labels = final.argmax(dim=0)
-        scores_np = final.cpu().numpy().astype(np.float32, copy=False)
-        labels_np = labels.to(torch.int32).cpu().numpy()
-        timings['postprocess'] = time.perf_counter() - t2
-        timings['total'] = time.perf_counter() - t0
-        return SegmentationResult(scores_np, labels_np, vocab.class_names, vocab.background, vocab.version, timings)
+                for group in members.values():
+                    batch = torch.stack([frames[n, :, win.y1:win.y2, win.x1:win.x2] for n, win in group])
+                    stages = self.method.window_stages(batch, vocab.embeddings, opts)
+                    timer.mark('backbone')
+                    C = stages.channels
+                    wh, ww = batch.shape[-2:]
+                    chunk = max(1, WINDOW_CHUNK_ELEMENTS // max(1, len(group) * wh * ww))
+                    for n in {n for n, _ in group}:
+                        if canvases[n] is None:
+                            canvases[n] = torch.zeros((C, h, w), dtype=torch.float32, device=self.device)
+                    for start in range(0, C, chunk):
+                        stop = min(C, start + chunk)
+                        part = stages.render(start, stop).float()
+                        for j, (n, win) in enumerate(group):
+                            canvases[n][start:stop, win.y1:win.y2, win.x1:win.x2] += part[j]
+                        del part
+                    del stages
+                    timer.mark('windows')
+                count = torch.zeros((1, h, w), dtype=torch.float32, device=self.device)
+                for win in wins:
+                    count[:, win.y1:win.y2, win.x1:win.x2] += 1
+                results = []
+                for n, canvas in enumerate(canvases):
+                    canvas.div_(count)
+                    maps = ScoreMaps(canvas, output_sizes[n] or (H, W))
+                    maps.labels()  # labels are always published: made now, copied to the host on first read
+                    results.append(maps)
+                timer.mark('labels')
+        timings = timer.finish()
+        return [SegmentationResult(class_names=vocab.class_names, has_background=vocab.background,
+                                   vocabulary_version=vocab.version, timings=dict(timings), maps=maps)
+                for maps in results]
+
+    # ---------------------------------------------------------------- fast path
+    def prepare(self, sizes: Sequence[Tuple[int, int]], *, batch: int = 1, options: Optional[InferenceOptions] = None,
+                timeout: Optional[float] = None) -> Dict:
+        """Prepare the fast path for frames of these (height, width) sizes (``batch`` frames at once) and
+        wait for it: call at load and when the stream's shape changes. Returns the fast-path states
+        (empty when the fast path is off). Runs one eager frame per size to learn the backbone's inputs."""
+        if self.fast_module is None:
+            return {}
+        vocab = self._vocabulary or self.build_vocabulary(['object'])
+        for (height, width) in sizes:
+            frames = [np.zeros((height, width, 3), np.uint8)] * batch
+            self._segment_group(frames, vocab, options, [None] * batch)
+        return self.fast_module.wait(timeout)
+
+    def fast_path_status(self) -> Dict:
+        """Backbone input key -> 'preparing' | 'ready' | 'failed: ...' (empty when the fast path is off)."""
+        return {} if self.fast_module is None else self.fast_module.states()

@@ -1,7 +1,8 @@
 """Plain data passed between the stages of the pipeline and returned to front ends."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
 import numpy as np
@@ -54,20 +55,65 @@ class Vocabulary:
         return ((BACKGROUND,) + self.names) if self.background else self.names
 
 
-@dataclass
 class SegmentationResult:
-    """Output of :meth:`Segmenter.segment` for one image, at the image's resolution.
+    """Output of :meth:`Segmenter.segment` for one image, at the image's (or the requested output) size.
 
     ``scores``: float32 [C, H, W] final per-class scores before the (monotonic) softmax/argmax;
-    channel 0 is the background when ``has_background``. ``labels``: [H, W] argmax of ``scores``.
+    channel 0 is the background when ``has_background``. ``labels``: int32 [H, W] argmax of ``scores``.
+
+    Built either from host arrays (``scores``/``labels``) or lazily from a :class:`~talk2dino_ros.model.
+    score_maps.ScoreMaps` (``maps``): then nothing is copied to the host and no full-resolution per-class map
+    is made until an attribute or method asks for it, and only for the channels it needs. Safe to read
+    from several threads.
     """
 
-    scores: np.ndarray
-    labels: np.ndarray
-    class_names: Tuple[str, ...]
-    has_background: bool
-    vocabulary_version: int
-    timings: Dict[str, float] = field(default_factory=dict)
+    def __init__(self, scores: Optional[np.ndarray] = None, labels: Optional[np.ndarray] = None,
+                 class_names: Tuple[str, ...] = (), has_background: bool = False, vocabulary_version: int = 0,
+                 timings: Optional[Dict[str, float]] = None, *, maps=None):
+        if maps is None and (scores is None or labels is None):
+            raise ValueError('SegmentationResult needs scores and labels, or lazy score maps')
+        self._scores = scores
+        self._labels = labels
+        self._maps = maps
+        self.class_names = tuple(class_names)
+        self.has_background = bool(has_background)
+        self.vocabulary_version = vocabulary_version
+        self.timings: Dict[str, float] = dict(timings or {})
+        self._cache: Dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return (f'SegmentationResult(classes={self.class_names!r}, has_background={self.has_background}, '
+                f'vocabulary_version={self.vocabulary_version}, size={self.size})')
+
+    @property
+    def size(self) -> Tuple[int, int]:
+        """(height, width) of the label map."""
+        if self._maps is not None:
+            return self._maps.output_size
+        return tuple(self._labels.shape[-2:])  # type: ignore[union-attr,return-value]
+
+    def _cached(self, key: str, make) -> np.ndarray:
+        with self._lock:
+            value = self._cache.get(key)
+            if value is None:
+                value = make()
+                self._cache[key] = value
+            return value
+
+    @property
+    def scores(self) -> np.ndarray:
+        """float32 [C, H, W] on the host (made and copied on first access when lazy)."""
+        if self._scores is not None:
+            return self._scores
+        return self._cached('scores', lambda: self._maps.full_resolution().cpu().numpy())
+
+    @property
+    def labels(self) -> np.ndarray:
+        """int32 [H, W] argmax of the scores, on the host."""
+        if self._labels is not None:
+            return self._labels
+        return self._cached('labels', lambda: self._maps.labels().cpu().numpy())
 
     def labels_with_background_zero(self) -> np.ndarray:
         """Label map where 0 = background and vocabulary class i is i + 1 (the ROS label convention)."""
@@ -77,14 +123,22 @@ class SegmentationResult:
 
     def class_scores(self) -> np.ndarray:
         """Scores of the vocabulary classes only, [N, H, W]."""
-        return self.scores[1:] if self.has_background else self.scores
+        first = 1 if self.has_background else 0
+        if self._maps is None or 'scores' in self._cache:
+            return self.scores[first:]
+        return self._cached('class_scores', lambda: self._maps.full_resolution(first).cpu().numpy())
 
     def confidence(self) -> np.ndarray:
         """Max vocabulary-class score per pixel, float32 [H, W]."""
-        return self.class_scores().max(axis=0).astype(np.float32, copy=False)
+        if self._maps is None or 'scores' in self._cache:
+            return self.class_scores().max(axis=0).astype(np.float32, copy=False)
+        first = 1 if self.has_background else 0
+        return self._cached('confidence', lambda: self._maps.channel_max(first).cpu().numpy())
 
     def background_probability(self) -> np.ndarray:
         """Background map: the background channel if present, else 1 - max class score."""
         if self.has_background:
-            return self.scores[0].astype(np.float32, copy=False)
+            if self._maps is None or 'scores' in self._cache:
+                return self.scores[0].astype(np.float32, copy=False)
+            return self._cached('background', lambda: self._maps.full_resolution(0, 1)[0].cpu().numpy())
         return (1.0 - self.confidence()).astype(np.float32, copy=False)

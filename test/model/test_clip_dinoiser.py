@@ -313,12 +313,12 @@ def test_whole_mode_runs_one_window_of_multiples_of_16(cd_weights, monkeypatch):
     seg = Segmenter.from_config(tiny_segmenter_config(cd_weights, method='clip_dinoiser', mode='whole'))
     seg.set_vocabulary(NAMES)
     shapes = []
-    real = seg.method.window_scores
+    real = seg.method.window_stages  # the engine's entry into the method
 
     def spy(windows, text, options):
         shapes.append(tuple(windows.shape))
         return real(windows, text, options)
-    monkeypatch.setattr(seg.method, 'window_scores', spy)
+    monkeypatch.setattr(seg.method, 'window_stages', spy)
     seg.segment(_scene(375, 500))
     assert shapes == [(1, 3, 448, 592)]
 

@@ -180,14 +180,14 @@ def test_vocabulary_swap_during_segment_is_atomic(fresh_tiny_segmenter, monkeypa
     s.with_options(mode='squash', **FAST)
     old = s.set_vocabulary(['cat', 'dog'])
     inside, release = threading.Event(), threading.Event()
-    original = s.method.window_scores
+    original = s.method.window_stages  # the engine's entry into the method
 
     def blocking(*args, **kwargs):
         inside.set()
         release.wait(10)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(s.method, 'window_scores', blocking)
+    monkeypatch.setattr(s.method, 'window_stages', blocking)
     out = {}
     t = threading.Thread(target=lambda: out.setdefault('res', s.segment(_image())))
     t.start()
@@ -198,7 +198,7 @@ def test_vocabulary_swap_during_segment_is_atomic(fresh_tiny_segmenter, monkeypa
     res = out['res']
     assert res.class_names == old.class_names and res.vocabulary_version == old.version
     assert res.scores.shape[0] == 2
-    monkeypatch.setattr(s.method, 'window_scores', original)
+    monkeypatch.setattr(s.method, 'window_stages', original)
     after = s.segment(_image())
     assert after.class_names == new.class_names and after.vocabulary_version == new.version
     assert after.scores.shape[0] == 4

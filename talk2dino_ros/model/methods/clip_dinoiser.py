@@ -40,7 +40,7 @@ from talk2dino_ros.model.backbone import resize_square
 from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, malformed_checkpoint
 from talk2dino_ros.model.clip_visual import MaskClipFeatures, normalize_clip, pad_to_multiple, token_map
 from talk2dino_ros.errors import CheckpointError, InputError
-from talk2dino_ros.model.methods.base import SegmentationMethod
+from talk2dino_ros.model.methods.base import SegmentationMethod, WindowScores
 from talk2dino_ros.model.text import encode_eot, template_prompts, tokenize
 from talk2dino_ros.model.types import BACKGROUND, InferenceOptions
 
@@ -105,6 +105,7 @@ class ClipDinoiser(SegmentationMethod):
     """Frozen open_clip ViT-B/16 (LAION-2B, GELU) + CLIP-DINOiser's ``obj_proj`` and ``bkg_decoder``."""
 
     name = 'clip_dinoiser'
+    fast_path_module = 'features'
     patch_size = PATCH_SIZE
 
     def __init__(self, clip: torch.nn.Module, obj_proj: torch.nn.Conv2d, bkg_decoder: torch.nn.Conv2d,
@@ -147,16 +148,17 @@ class ClipDinoiser(SegmentationMethod):
     def window_scores(self, windows: torch.Tensor, text: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
         """[B, K, h, w] probabilities: the grid map resized bilinearly to the window (the reference's
         ``encode_decode``; for a window that is not a multiple of 16 the padded grid is squeezed in)."""
+        stages = self.window_stages(windows, text, options)
+        return stages.render(0, stages.channels)
+
+    def window_stages(self, windows: torch.Tensor, text: torch.Tensor,
+                      options: InferenceOptions) -> '_GridWindowScores':
+        """Grid probabilities for all classes (softmax couples them); resizing per channel range."""
         B, _, H, W = windows.shape
         x = windows
         if self.squash_to is not None and (H, W) != (self.squash_to, self.squash_to):
             x = resize_square(x, self.squash_to)
-        probs = self.grid_scores(x, text, options)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            probs = F.interpolate(probs, size=tuple(x.shape[-2:]), mode='bilinear', align_corners=False)
-            if tuple(x.shape[-2:]) != (H, W):
-                probs = F.interpolate(probs, size=(H, W), mode='bilinear', align_corners=False)
-        return probs
+        return _GridWindowScores(self.grid_scores(x, text, options), tuple(x.shape[-2:]), (H, W))
 
     def grid_scores(self, windows: torch.Tensor, text: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
         """Patch-grid probabilities [B, K, ⌈h/16⌉, ⌈w/16⌉] for RGB 0..255 windows (§3-§5)."""
@@ -181,6 +183,24 @@ class ClipDinoiser(SegmentationMethod):
         if rule:
             bkg = self.bkg_decoder(inter / inter.norm(dim=1, keepdim=True))
             probs = apply_background_rule(probs, bkg, self.delta)
+        return probs
+
+
+class _GridWindowScores(WindowScores):
+    """Patch-grid probabilities resized to the (squashed) input size, then to the window's size."""
+
+    def __init__(self, grid: torch.Tensor, input_size, size):
+        self.grid = grid
+        self.input_size = tuple(input_size)
+        self.size = tuple(size)
+        self.channels = int(grid.shape[1])
+
+    def render(self, start: int, stop: int) -> torch.Tensor:
+        with torch.autocast(device_type=self.grid.device.type, enabled=False):
+            probs = F.interpolate(self.grid[:, start:stop], size=self.input_size, mode='bilinear',
+                                  align_corners=False)
+            if self.input_size != self.size:
+                probs = F.interpolate(probs, size=self.size, mode='bilinear', align_corners=False)
         return probs
 
 

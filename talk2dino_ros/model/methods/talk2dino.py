@@ -1,4 +1,4 @@
-"""Talk2DINO: DINOv2 patch tokens vs CLIP text projected by ψ (method.md §1-5)."""
+"""Talk2DINO: DINOv2 or DINOv3 patch tokens vs CLIP text projected by ψ."""
 from __future__ import annotations
 
 import os
@@ -7,12 +7,11 @@ from typing import List, Mapping, Sequence
 import torch
 import torch.nn.functional as F
 
-from talk2dino_ros.model.backbone import (PATCH_SIZE, DinoBackbone, build_dinov2_backbone, normalize_rgb255,
-                                          resize_square)
-from talk2dino_ros.model.methods.base import SegmentationMethod
-from talk2dino_ros.model.pamr import pamr
-from talk2dino_ros.model.postprocess import (background_clean, prepend_background, sigmoid_cosine_scores,
-                                             upsample_scores)
+from talk2dino_ros import catalog
+from talk2dino_ros.model.backbone import PATCH_SIZE, DinoBackbone, build_backbone, normalize_rgb255, resize_square
+from talk2dino_ros.model.methods.base import SegmentationMethod, WindowScores
+from talk2dino_ros.model.pamr import PamrRefiner
+from talk2dino_ros.model.postprocess import background_clean, sigmoid_cosine_scores, upsample_scores
 from talk2dino_ros.model.projection import ProjectionHead, build_projection
 from talk2dino_ros.model.text import TALK2DINO_TEMPLATES, ClipTextEncoder, build_clip_text_encoder, tokenize, \
     template_prompts
@@ -22,15 +21,17 @@ TEXT_CHUNK = 32  # prompts per CLIP forward, as the reference
 
 
 class Talk2DINO(SegmentationMethod):
-    """Frozen DINOv2-reg4 + CLIP ViT-B/16 text tower + ψ."""
+    """Frozen DINOv2-reg4 or DINOv3 + CLIP ViT-B/16 text tower + ψ."""
 
     name = 'talk2dino'
+    fast_path_module = 'backbone'
     patch_size = PATCH_SIZE
 
     def __init__(self, backbone: DinoBackbone, text_encoder: ClipTextEncoder, projection: ProjectionHead,
                  window_size: int = 448):
         super().__init__()
         self.backbone = backbone
+        self.patch_size = backbone.patch_size  # 14 (DINOv2) or 16 (DINOv3)
         self.text_encoder = text_encoder
         self.projection = projection
         self.window_size = window_size
@@ -53,6 +54,12 @@ class Talk2DINO(SegmentationMethod):
         return options.background
 
     def window_scores(self, windows: torch.Tensor, text: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
+        stages = self.window_stages(windows, text, options)
+        return stages.render(0, stages.channels)
+
+    def window_stages(self, windows: torch.Tensor, text: torch.Tensor,
+                      options: InferenceOptions) -> '_Talk2DinoWindowScores':
+        """Backbone, patch-grid scores and cleaning for all classes; upsampling and PAMR per channel range."""
         B, _, H, W = windows.shape
         ws = self.window_size
         # the reference resizes every slide window to 448² (an identity for full windows; it matters only
@@ -64,23 +71,46 @@ class Talk2DINO(SegmentationMethod):
         features = features.float()
         attn = attn.float()
         scores = sigmoid_cosine_scores(features, text)
-        if options.bg_clean:
+        if options.bg_clean:  # couples the classes (global min/max): done on the small patch grid
             scores = background_clean(scores, features, attn, text)
-        # straight from the patch grid to the window's own size, then PAMR guided by the window itself
-        scores = upsample_scores(scores, (H, W))
-        if options.pamr:
-            scores = pamr(windows.float(), scores, iterations=options.pamr_iterations,
-                          dilations=options.pamr_dilations)
-        if options.background:
-            scores = prepend_background(scores, options.background_threshold)
-        return scores
+        return _Talk2DinoWindowScores(scores, windows, options)
+
+
+class _Talk2DinoWindowScores(WindowScores):
+    """Grid scores [B, N, gh, gw] -> window maps: straight from the patch grid to the window's own size,
+    then PAMR guided by the window itself; the constant background channel first when asked for."""
+
+    def __init__(self, grid: torch.Tensor, windows: torch.Tensor, options: InferenceOptions):
+        self.grid = grid
+        self.size = tuple(windows.shape[-2:])
+        self.options = options
+        self.offset = 1 if options.background else 0
+        self.channels = int(grid.shape[1]) + self.offset
+        self.refiner = (PamrRefiner(windows.float(), options.pamr_iterations, options.pamr_dilations)
+                        if options.pamr else None)
+
+    def render(self, start: int, stop: int) -> torch.Tensor:
+        parts = []
+        lo, hi = max(start - self.offset, 0), stop - self.offset
+        if hi > lo:
+            scores = upsample_scores(self.grid[:, lo:hi], self.size)
+            if self.refiner is not None:
+                scores = self.refiner(scores)
+            parts.append(scores)
+        if self.offset and start == 0 and stop > 0:
+            B = self.grid.shape[0]
+            bg = torch.full((B, 1) + self.size, float(self.options.background_threshold),
+                            dtype=self.grid.dtype, device=self.grid.device)
+            parts.insert(0, bg)
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
 def build_talk2dino(weights: Mapping[str, os.PathLike | str], variant: str | None = None,
                     allow_test_width: bool = False) -> Talk2DINO:
-    """Load the three published files (roles 'dinov2', 'clip', 'proj') into a Talk2DINO method."""
-    backbone = build_dinov2_backbone(weights.get('dinov2'), expected_variant=variant,
-                                     allow_test_width=allow_test_width)
+    """Load the three published files of ``variant`` (roles 'dinov2' or 'dinov3', 'clip', 'proj')."""
+    entry = catalog.get_method('talk2dino').variant(variant) if variant else None
+    role = entry.backbone.family if entry is not None else 'dinov2'
+    backbone = build_backbone(weights.get(role), expected_variant=variant, allow_test_width=allow_test_width)
     text = build_clip_text_encoder(weights.get('clip'), quick_gelu=True)
     proj = build_projection(weights.get('proj'), text_dim=text.embed_dim, dino_dim=backbone.embed_dim)
     return Talk2DINO(backbone, text, proj)
