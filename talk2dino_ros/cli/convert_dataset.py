@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='trainval_merged.json (default: DEVKIT/trainval_merged.json)')
     ctx.add_argument('-o', '--out-dir', type=Path, default=None,
                      help='label folder (default: DEVKIT/SegmentationClassContext)')
-    ctx.add_argument('--phases', nargs='+', default=['train', 'val'], choices=['train', 'val'])
+    ctx.add_argument('--phases', nargs='+', default=['train', 'val'], choices=['train', 'val'],
+                     help='which image sets to convert: train, val or both (default both)')
     ctx.add_argument('--quiet', action='store_true', help='no progress bar')
 
     helps = {'coco_stuff': 'COCO-Stuff-171 train ids (<id>_labelTrainIds.png) from the stuffthingmaps',
@@ -61,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument('root', type=Path, help='the coco_stuff164k folder (with annotations/<split>/)')
         p.add_argument('-o', '--out-dir', type=Path, default=None,
                        help='output root; labels go to OUT/annotations/<split>/ (default: ROOT)')
-        p.add_argument('--splits', nargs='+', default=['train2017', 'val2017'])
+        p.add_argument('--splits', nargs='+', default=['train2017', 'val2017'], metavar='SPLIT',
+                       help='annotation folders to convert (default train2017 val2017)')
         p.add_argument('--nproc', type=int, default=1, help='worker processes (default 1)')
         p.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser

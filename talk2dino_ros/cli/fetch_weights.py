@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='fetch_weights', description=__doc__.split('\n\n')[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('names', nargs='*', help='registry names (default: the bundle of --method/--variant)')
-    p.add_argument('--method', default=catalog.DEFAULT_METHOD, choices=catalog.method_names())
+    p.add_argument('--method', default=catalog.DEFAULT_METHOD, choices=catalog.method_names(),
+                   help=f'whose published files to download (default {catalog.DEFAULT_METHOD})')
     p.add_argument('--variant', default=catalog.get_method(catalog.DEFAULT_METHOD).default_variant,
                    choices=fetchable_variants(), help='backbone (Talk2DINO; ignored for single-backbone methods)')
     p.add_argument('--all', action='store_true', help='every published file')

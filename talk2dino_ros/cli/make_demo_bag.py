@@ -118,11 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--out', required=True, type=Path, help='bag folder to create (must not exist)')
     p.add_argument('--storage', choices=('sqlite3', 'mcap'), default='sqlite3', help='rosbag2 storage (default sqlite3)')
     p.add_argument('--frames', type=int, default=20, help='number of frames (default 20)')
-    p.add_argument('--height', type=int, default=120)
-    p.add_argument('--width', type=int, default=160)
+    p.add_argument('--height', type=int, default=120, help='frame height in pixels (default 120)')
+    p.add_argument('--width', type=int, default=160, help='frame width in pixels (default 160)')
     p.add_argument('--rate', type=float, default=10.0, help='frame rate in Hz (default 10)')
     p.add_argument('--compressed', action='store_true', help=f'also write {COMPRESSED_TOPIC} (png)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0, help='random seed of the scenes\' texture; same seed, same bag (default 0)')
     return p
 
 

@@ -19,13 +19,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``make_random_weights`` (methods, variants and widths from the catalog)."""
     p = argparse.ArgumentParser(prog='make_random_weights', description=__doc__.split('\n\n')[0])
     p.add_argument('out', type=Path, help='output directory')
-    p.add_argument('--method', default=catalog.DEFAULT_METHOD, choices=catalog.method_names())
+    p.add_argument('--method', default=catalog.DEFAULT_METHOD, choices=catalog.method_names(),
+                   help=f'whose checkpoint files to imitate (default {catalog.DEFAULT_METHOD})')
     p.add_argument('--variant', default=None, choices=catalog.variant_names(),
                    help='Talk2DINO backbone whose file layout and names are written (default: --width when it '
                         'names a variant, else vitb)')
     p.add_argument('--width', default='tiny', choices=sorted(WIDTHS),
                    help='tiny (tests, seconds) or a published size (hundreds of MB, for speed benchmarks)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=int, default=0, help='random seed; the same seed writes the same files (default 0)')
     return p
 
 

@@ -112,7 +112,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--topic', default='/camera/image_raw', help='output topic (default %(default)s)')
     parser.add_argument('--frame-id', default='camera', help='header.frame_id (default %(default)s)')
     parser.add_argument('--rate', type=float, default=5.0, help='frames per second (default %(default)s)')
-    parser.add_argument('--encoding', choices=('rgb8', 'bgr8'), default='rgb8')
+    parser.add_argument('--encoding', choices=('rgb8', 'bgr8'), default='rgb8',
+                        help='sensor_msgs/Image encoding of the published frames (default rgb8)')
     parser.add_argument('--width', type=int, default=640, help='synthetic scene width')
     parser.add_argument('--height', type=int, default=480, help='synthetic scene height')
     parser.add_argument('--count', type=int, default=0, help='stop after this many frames (0 = never)')

@@ -77,12 +77,14 @@ def _percentiles(values: List[float]) -> str:
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog='latency_probe', description=__doc__.split('\n')[0])
-    parser.add_argument('--engine', choices=('null', 'tiny'), default='null')
-    parser.add_argument('--frames', type=int, default=60)
-    parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument('--width', type=int, default=640)
-    parser.add_argument('--height', type=int, default=480)
-    parser.add_argument('--classes', type=int, default=5)
+    parser.add_argument('--engine', choices=('null', 'tiny'), default='null',
+                        help='null: an engine that returns at once (the node\'s own cost); tiny: the real engine '
+                             'with tiny random weights (default null)')
+    parser.add_argument('--frames', type=int, default=60, help='frames measured (default 60)')
+    parser.add_argument('--warmup', type=int, default=5, help='frames sent first and not measured (default 5)')
+    parser.add_argument('--width', type=int, default=640, help='frame width in pixels (default 640)')
+    parser.add_argument('--height', type=int, default=480, help='frame height in pixels (default 480)')
+    parser.add_argument('--classes', type=int, default=5, help='vocabulary size (default 5)')
     parser.add_argument('--resolution', type=int, default=448, help='engine short side (tiny engine)')
     parser.add_argument('--device', default='auto', help='engine device (tiny engine)')
     args = parser.parse_args(argv)

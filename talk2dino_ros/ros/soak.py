@@ -642,16 +642,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='soak', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--duration', type=float, default=60.0, help='seconds of load (default 60)')
     p.add_argument('--rate', type=float, default=10.0, help='frames per second sent (default 10)')
-    p.add_argument('--width', type=int, default=160)
-    p.add_argument('--height', type=int, default=120)
+    p.add_argument('--width', type=int, default=160, help='frame width in pixels (default 160)')
+    p.add_argument('--height', type=int, default=120, help='frame height in pixels (default 120)')
     p.add_argument('--resolution', type=int, default=112, help="the node's inference resolution (default 112)")
     p.add_argument('--change-period', type=float, default=1.0, help='seconds between vocabulary changes (default 1)')
     p.add_argument('--change-timeout', type=float, default=60.0,
                    help='longest wait for a change to be answered and its legend to arrive (default 60 s)')
     p.add_argument('--warmup', type=float, default=None,
                    help='seconds excluded from the RSS growth (default: 30 %% of the run, at most 180)')
-    p.add_argument('--startup-timeout', type=float, default=120.0)
-    p.add_argument('--image-topic', default='/t2d_soak/image')
+    p.add_argument('--startup-timeout', type=float, default=120.0,
+                   help='longest wait for the node to load and answer the first frame (default 120 s)')
+    p.add_argument('--image-topic', default='/t2d_soak/image', help='topic the frames are sent on (default /t2d_soak/image)')
     p.add_argument('--domain-id', type=int, default=None, help='ROS_DOMAIN_ID (default: random 1..101)')
     p.add_argument('--node-param', action='append', default=[], metavar='NAME:=VALUE',
                    help='extra node parameter, repeatable (e.g. mask_topics_limit:=0)')
