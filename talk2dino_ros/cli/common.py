@@ -252,7 +252,7 @@ def run_cli(fn: Callable[[Optional[Sequence[str]]], int], argv: Optional[Sequenc
     try:
         return int(fn(argv) or 0)
     except Talk2DinoError as exc:
-        print(f'error: {one_line(exc)}', file=sys.stderr)
+        print(f'error: {one_line(exc.for_cli())}', file=sys.stderr)  # names flags, not node parameters
         return 2
     except OSError as exc:
         if exc.filename is None:

@@ -40,7 +40,8 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
         return 2
     for role, path in paths.items():
         print(f'{role:14s} {path}')
-    print('RANDOM weights: for tests and smoke runs only (pass allow_random_weights to load tiny widths)')
+    print(f'wrote {len(paths)} RANDOM weight files: for tests and smoke runs only; tiny widths load with '
+          '--allow-random-weights (command-line tools) or allow_random_weights:=true (the node)')
     return 0
 
 

@@ -20,7 +20,7 @@ from timm.models.vision_transformer import checkpoint_filter_fn
 
 from talk2dino_ros.model.checkpoints import (StateDict, describe_shapes, load_into,
                                           load_state_dict_file, malformed_checkpoint, require_keys)
-from talk2dino_ros.errors import CheckpointError
+from talk2dino_ros.errors import CheckpointError, RandomWeightsRefused
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -156,8 +156,8 @@ def build_dinov2_backbone(path: os.PathLike | str, expected_variant: str | None 
         sd = load_state_dict_file(path, 'DINOv2')
         arch = infer_dinov2_arch(sd, path)
         if arch.variant == 'test' and not allow_test_width:
-            raise CheckpointError(f'DINOv2 file {path} has a non-standard width/depth ({arch.embed_dim}/{arch.depth}): '
-                                  'this is a random test model; pass allow_random_weights to use it')
+            raise RandomWeightsRefused(f'DINOv2 file {path} has a non-standard width/depth '
+                                       f'({arch.embed_dim}/{arch.depth}): this is a random test model')
         if expected_variant and arch.variant not in (expected_variant, 'test'):
             raise CheckpointError(f'DINOv2 file {path} is a {arch.variant} model '
                                   f'({describe_shapes(sd, ["cls_token"])}) but variant {expected_variant} was selected')

@@ -39,7 +39,7 @@ from talk2dino_ros.model import random_weights
 from talk2dino_ros.model.backbone import resize_square
 from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, malformed_checkpoint
 from talk2dino_ros.model.clip_visual import MaskClipFeatures, normalize_clip, pad_to_multiple, token_map
-from talk2dino_ros.errors import CheckpointError, InputError
+from talk2dino_ros.errors import CheckpointError, InputError, RandomWeightsRefused
 from talk2dino_ros.model.methods.base import SegmentationMethod, WindowScores
 from talk2dino_ros.model.text import encode_eot, template_prompts, tokenize
 from talk2dino_ros.model.types import BACKGROUND, InferenceOptions
@@ -249,9 +249,9 @@ def _build_openclip(path: os.PathLike | str, allow_test_width: bool) -> tuple[to
                 embed_dim=embed_dim, text_width=text_width, text_layers=text_layers)
     standard = all(STANDARD[k] == v for k, v in dims.items())
     if not standard and not allow_test_width:
-        raise CheckpointError(f'{what} file {path} is not the ViT-B-16 architecture CLIP-DINOiser uses '
-                              f'({", ".join(f"{k} {v}" for k, v in dims.items())}); a non-standard width is a '
-                              'random test model: pass allow_random_weights to use it')
+        raise RandomWeightsRefused(f'{what} file {path} is not the ViT-B-16 architecture CLIP-DINOiser uses '
+                                   f'({", ".join(f"{k} {v}" for k, v in dims.items())}); a non-standard width '
+                                   'is a random test model')
     if vision_layers < 3:
         raise CheckpointError(f'{what} file {path} has {vision_layers} vision blocks; CLIP-DINOiser needs >= 3')
     model = open_clip.model.CLIP(
@@ -301,9 +301,8 @@ def _load_head(path: os.PathLike | str, vision_width: int, allow_test_width: boo
         if tuple(sd[key].shape) != shape:
             raise _shape_error(path, what, key, sd[key].shape, shape)
     if dim != STANDARD['proj_dim'] and not allow_test_width:
-        raise CheckpointError(f'{what} file {path} has obj_proj with {dim} output channels, expected '
-                              f'{STANDARD["proj_dim"]}; a non-standard width is a random test model: pass '
-                              'allow_random_weights to use it')
+        raise RandomWeightsRefused(f'{what} file {path} has obj_proj with {dim} output channels, expected '
+                                   f'{STANDARD["proj_dim"]}; a non-standard width is a random test model')
     obj_proj = torch.nn.Conv2d(vision_width, dim, 3, padding=1, padding_mode='replicate')
     bkg_decoder = torch.nn.Conv2d(vision_width, 1, 1)
     obj_proj.load_state_dict({'weight': ow.float(), 'bias': sd['obj_proj.bias'].float()})
