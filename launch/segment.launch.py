@@ -51,7 +51,7 @@ def _rviz_installed():
         return False
     try:
         get_package_share_directory('rviz2')
-    except PackageNotFoundError:
+    except (PackageNotFoundError, OSError):  # OSError: no AMENT_PREFIX_PATH at all
         return False
     return True
 
