@@ -285,6 +285,9 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         from talk2dino_ros.atomic_files import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(summary, indent=1))
+    from talk2dino_ros.cli.reminders import remind_random_weights
+
+    remind_random_weights(args)  # last, so it is the last line a user reads
     return 0
 
 
