@@ -23,6 +23,7 @@ from rclpy.parameter import Parameter
 
 from talk2dino_ros import catalog
 from talk2dino_ros.outputs.colors import ColorSpecError, parse_color_overrides
+from talk2dino_ros.ros.cameras import CameraConfigError, configure_cameras
 from talk2dino_ros.ros.image_conversion import DEFAULT_MAX_INPUT_PIXELS
 from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
 from talk2dino_ros.ros.vocabulary import DEFAULT_MAX_CLASSES, MAX_NAMES, parse_vocabulary
@@ -142,6 +143,13 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'instead of the raw image topic.', 'input', read_only=True),
     ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', 'input',
               float_range=(0.1, 60.0), read_only=True),
+    ParamSpec('image_topics', None, 'Several cameras, one model: the image topics to segment, each with its '
+              'outputs under ~/<camera>/ (labels, class_info, ...); the latest frame of every camera goes '
+              'through one batched forward pass. Empty: the single image topic, outputs under ~/.', 'input',
+              read_only=True),
+    ParamSpec('camera_names', None, 'Names of the image_topics cameras (their output namespaces), in the same '
+              'order. Empty: derived from the topics (/front/camera/image_raw -> front).', 'input',
+              read_only=True),
 )
 SPECS: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
@@ -196,6 +204,11 @@ def validate(name: str, value: Any, values: Mapping[str, Any]) -> Optional[str]:
             values.get('method') or 'talk2dino', values.get('variant') or 'vitb')
     if name == 'weights_dir' and value and os.path.isfile(os.path.expanduser(value)):
         return f'weights_dir {value!r} is a file, not a directory'
+    if name in ('image_topics', 'camera_names'):
+        try:
+            configure_cameras(values.get('image_topics'), values.get('camera_names'))
+        except CameraConfigError as exc:
+            return str(exc)
     return None
 
 

@@ -64,6 +64,8 @@ class FrameStats:
         self.rejected_by_reason: Dict[str, int] = {}
         self.failed_frames = 0
         self.skipped_not_ready = 0  # frames that came before a model and a vocabulary
+        self.skipped_no_subscriber = 0  # frames not segmented because nothing read any per-frame output
+        self.skipped_paused = 0     # frames not segmented while paused (~/enable false)
         self.last_error = ''
         self.last_rejection = ''
 
@@ -89,6 +91,8 @@ class FrameStats:
             'frames_rejected': str(self.bad_frames),
             'frames_failed': str(self.failed_frames),
             'frames_not_ready': str(self.skipped_not_ready),
+            'frames_skipped_no_subscriber': str(self.skipped_no_subscriber),
+            'frames_skipped_paused': str(self.skipped_paused),
             'latency_ms_p50': fmt(percentile(lat, 50)),
             'latency_ms_p95': fmt(percentile(lat, 95)),
             'inference_ms_p50': fmt(percentile(inf, 50)),

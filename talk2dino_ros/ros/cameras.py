@@ -1,0 +1,107 @@
+"""Several cameras on one node: each input topic gets a short, unique name for its output namespace.
+
+``image_topics: [/front/camera/image_raw, /rear/camera/image_raw]`` gives the namespaces ``~/front`` and
+``~/rear``. A name is the last token of the topic that says which camera it is: the generic tokens of
+camera drivers (``image_raw``, ``camera``, ``color``, ``compressed`` ...) are skipped; when two topics
+give the same name, more of their tokens are joined (``left_front``, ``right_front``). ``camera_names``
+gives them explicitly instead.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Tuple
+
+#: tokens that name an image stream, not a camera (ROS camera drivers and image_transport)
+GENERIC_TOKENS = frozenset({
+    'image', 'image_raw', 'image_rect', 'image_rect_raw', 'image_rect_color', 'image_color', 'image_mono',
+    'compressed', 'raw', 'color', 'rgb', 'camera', 'cam', 'camera_info', 'rect', 'mono'})
+_NOT_TOKEN = re.compile(r'[^A-Za-z0-9_]+')
+_VALID_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)*$')
+
+
+class CameraConfigError(ValueError):
+    """image_topics / camera_names that cannot be used (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One input: its topic and the name of its output namespace ('' = the single camera, outputs in ``~``)."""
+
+    name: str
+    topic: str
+
+    @property
+    def prefix(self) -> str:
+        """Output namespace of the camera: ``~`` or ``~/<name>``."""
+        return f'~/{self.name}' if self.name else '~'
+
+
+def _tokens(topic: str) -> List[str]:
+    out = []
+    for part in topic.split('/'):
+        token = _NOT_TOKEN.sub('_', part).strip('_')
+        if token and token.lower() not in GENERIC_TOKENS and not token.startswith('~'):
+            out.append(token)
+    return out
+
+
+def _as_name(tokens: Sequence[str]) -> str:
+    name = '_'.join(tokens)
+    name = re.sub(r'_+', '_', name)
+    return f'cam_{name}' if name and name[0].isdigit() else name
+
+
+def derive_camera_names(topics: Sequence[str]) -> List[str]:
+    """A unique, valid ROS name token for each topic (see the module docstring)."""
+    tokens = [_tokens(t) for t in topics]
+    depth = [1] * len(topics)
+    while True:
+        names = [_as_name(tok[-d:]) if tok else '' for tok, d in zip(tokens, depth)]
+        clashes = {n for n in names if n and names.count(n) > 1}
+        grow = [i for i, n in enumerate(names) if n in clashes and depth[i] < len(tokens[i])]
+        if not grow:
+            break
+        for i in grow:
+            depth[i] += 1
+    used = set()
+    out = []
+    for index, name in enumerate(names):
+        if not name or name in used:  # nothing says which camera it is, or tokens alike to the end
+            name = f'camera{index}'
+            while name in used:
+                name += '_'
+        used.add(name)
+        out.append(name)
+    return out
+
+
+def configure_cameras(image_topics: Optional[Sequence[str]], camera_names: Optional[Sequence[str]],
+                      default_topic: str = 'image') -> Tuple[Camera, ...]:
+    """The cameras of the node: ``image_topics`` empty -> one camera on ``default_topic`` with outputs in ``~``.
+
+    Raises :class:`CameraConfigError` for empty or repeated topics, and for ``camera_names`` that are not as
+    many as the topics, not valid ROS name tokens, or not unique.
+    """
+    topics = [str(t).strip() for t in (image_topics or [])]
+    names = [str(n).strip() for n in (camera_names or [])]
+    if not topics:
+        if names:
+            raise CameraConfigError('camera_names is set but image_topics is empty')
+        return (Camera('', default_topic),)
+    if any(not t for t in topics):
+        raise CameraConfigError('image_topics has an empty topic name')
+    if len(set(topics)) != len(topics):
+        raise CameraConfigError(f'image_topics repeats a topic: {topics}')
+    if names:
+        if len(names) != len(topics):
+            raise CameraConfigError(f'camera_names has {len(names)} names for {len(topics)} image_topics')
+        bad = [n for n in names if not _VALID_NAME.match(n)]
+        if bad:
+            raise CameraConfigError(f'camera_names {bad} are not valid ROS name tokens (letters, digits and '
+                                    'single underscores, starting with a letter)')
+        if len(set(names)) != len(names):
+            raise CameraConfigError(f'camera_names repeats a name: {names}')
+    else:
+        names = derive_camera_names(topics)
+    return tuple(Camera(n, t) for n, t in zip(names, topics))
