@@ -13,23 +13,52 @@ def test_benchmark_tiny_random_weights_prints_table(tmp_path, capsys):
     # one thread: a shared, busy test machine makes multi-threaded ops wait for each other
     argv = ['--random-weights', 'tiny', '--repeats', '1', '--warmup', '0', '--sizes', '60x80', '--vocab', 'a',
             '--pipelines', 'slide-full,whole-plain', '--devices', 'cpu', '--threads', '1', '--quiet',
-            '--json', str(out)]
+            '--cameras', '2', '--memory-classes', '3,30', '--json', str(out)]
     assert benchmark.main(argv) == 0
     printed = capsys.readouterr().out
     assert 'RANDOM WEIGHTS' in printed and 'timing only' in printed
     assert 'median' in printed and 'p90' in printed and 'fps' in printed and 'peak RSS MB' in printed
     report = json.loads(out.read_text())
     stages = [r['stage'] for r in report['rows']]
-    # 60x80 is resized to 448x597: two 448 windows
-    assert stages == ['text cold', 'text cached', 'backbone B=1', 'backbone B=2 /window', 'scores x2',
-                      'bg clean x2', 'pamr x2 (1 cls)', 'model+clean B=1', 'merge+resize+argmax', 'pipeline slide-full',
-                      'pipeline whole-plain']
+    engine = ['preprocess', 'backbone', 'windows', 'labels']
+    assert stages == (['text cold', 'text cached', 'vocabulary 100 new names', 'first frame', 'pipeline slide-full']
+                      + [f'  slide-full: {k}' for k in engine] + ['pipeline whole-plain']
+                      + [f'  whole-plain: {k}' for k in engine]
+                      + ['backbone alone B=1 (eager)', 'cameras x2 batched (per frame)', 'memory 3 classes',
+                         'memory 30 classes'])
     for stage in stages:
         assert stage in printed
     for row in report['rows']:
         assert row['device'] == 'cpu' and row['median_s'] > 0 and row['p90_s'] >= row['median_s']
-        assert row['rss_peak_mb'] is None or row['rss_peak_mb'] > 10
+        if not row['stage'].startswith('memory'):
+            assert row['rss_peak_mb'] is None or row['rss_peak_mb'] > 10
     assert report['meta']['random_weights'] == 'tiny' and report['meta']['classes'] == 1
+    assert any('MB per class' in n for n in report['meta']['notes'])
+
+
+def test_stage_rows_come_from_the_engine(monkeypatch, capsys, tmp_path):
+    """The stage rows are the engine's own timings: no private copy of the pipeline in the benchmark."""
+    from talk2dino_ros.model.segmenter import Segmenter
+
+    seen = []
+    real = Segmenter._segment_group
+
+    def spy(self, *args, **kwargs):
+        results = real(self, *args, **kwargs)
+        if self.stage_timer.enabled:
+            seen.extend(r.timings for r in results)
+        return results
+    monkeypatch.setattr(Segmenter, '_segment_group', spy)
+    out = tmp_path / 'b.json'
+    argv = ['--random-weights', 'tiny', '--repeats', '2', '--warmup', '0', '--sizes', '60x80', '--vocab', 'a',
+            '--pipelines', 'whole-plain', '--devices', 'cpu', '--threads', '1', '--quiet', '--cameras', '1',
+            '--memory-classes', 'none', '--no-first-frame', '--json', str(out)]
+    assert benchmark.main(argv) == 0
+    rows = {r['stage']: r for r in json.loads(out.read_text())['rows']}
+    assert len(seen) == 2
+    assert rows['  whole-plain: backbone']['times_s'] == [t['backbone'] for t in seen]
+    assert rows['  whole-plain: labels']['times_s'] == [t['labels'] for t in seen]
+    assert not hasattr(benchmark, 'merge_windows') and 'resize_scores' not in vars(benchmark)
 
 
 def test_bad_pipeline_name_is_one_line_error(capsys):

@@ -1,25 +1,32 @@
-"""``benchmark``: where the time goes, stage by stage, on CPU and (when present) CUDA.
+"""``benchmark``: the real ``Segmenter.segment`` path timed end to end, with stage times from the engine.
 
-  benchmark --weights-dir ~/.cache/talk2dino_ros [--sizes 375x500 480x640] [--repeats 5] [--json OUT]
-  benchmark --random-weights vitb      # published-size random weights in a temp dir: timing only
+  benchmark --weights-dir ~/.cache/talk2dino_ros [--sizes 480x640] [--repeats 20] [--json OUT]
+  benchmark --random-weights vitb --devices cuda --fp16   # published-size random weights: timing only
 
-Rows (per device and image size):
+Rows (per device; image rows per size):
 
 * ``text cold``: encoding the vocabulary with an empty cache; ``text cached``: ``set_vocabulary`` of a
-  vocabulary whose names are all cached (the node's vocabulary swap);
-* ``backbone B=1``: one 448² window; ``backbone B=K /window``: the K windows of the image in one batch,
-  time per window (Talk2DINO only; other methods get ``model`` rows: backbone + per-window scoring);
-* ``scores``: cosine + sigmoid + upsampling to the window; ``bg clean``: background cleaning;
-  ``pamr``: PAMR on the K windows; ``merge+resize``: window merge, resize to the image, argmax, to numpy;
-* ``pipeline``: ``Segmenter.segment`` end to end: slide plain, slide full (cleaning + background +
-  PAMR), whole plain, whole full, and ``custom`` when inference flags were given.
+  vocabulary whose names are all cached (the node's vocabulary swap); ``vocabulary 100 new names``:
+  encoding 100 names never seen before;
+* ``first frame``: the first ``segment`` of a freshly loaded segmenter (with the fast path on, its
+  preparation has just started and the frame runs eagerly); ``fast path ready``: the preparation's rest;
+* ``pipeline <mode>-<steps>``: ``Segmenter.segment`` plus reading the labels on the host (what the node
+  always publishes). ``plain``: no post-processing; ``clean-bg``: background cleaning + background class;
+  ``full``: cleaning + background + PAMR. Each is followed by its stages as the engine records them with
+  device-synchronised timers (``preprocess``: upload + resize; ``backbone``: backbone, patch-grid scores
+  and cleaning; ``windows``: window maps, PAMR, merge; ``labels``: argmax at the image size), from a
+  separate pass so that the synchronisation never slows the pipeline row itself;
+* ``backbone alone B=1``: one window through the backbone module the engine calls (on CUDA with the fast
+  path: the replayed graph, the ceiling the pipeline rows compare with);
+* ``cameras xN batched``: ``segment_batch`` of N frames (the node's cameras), whole plain, time per frame;
+* ``memory N classes``: one whole-plain frame with N random class embeddings: peak memory of the frame
+  above what was in use before (CUDA: ``max_memory_allocated``; CPU: peak RSS, VmHWM). A note after the
+  table gives the per-class slope and the classes a 2 GB budget holds at that size.
 
-Columns: median and p90 wall time, fps = 1 / median, median process CPU time (all threads; on an idle
-machine about threads x wall, far above wall when other processes compete for the cores), peak RSS
-during the row (VmHWM, reset before each row through /proc/self/clear_refs) and CUDA max allocated.
-``authors``: the authors' code on the project's 2-core CPU (method.md §10) beside the matching CPU rows
-(375x500 image, 5 classes). ``model+clean B=1`` is one window through the method with cleaning: the
-live node's per-window model cost.
+Columns: median and p90 wall time, fps = 1 / median, median process CPU time (all threads), peak RSS during
+the row (VmHWM, reset before each row through /proc/self/clear_refs) and CUDA max allocated.
+``authors``: the authors' code on the project's 2-core CPU beside the matching CPU rows (375x500 image,
+5 classes).
 """
 from __future__ import annotations
 
@@ -45,8 +52,8 @@ from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_mod
 DEFAULT_VOCAB = 'person,car,tree,road,sky'
 #: --random-weights: test widths, or the published size of a catalog backbone
 RANDOM_WIDTHS = ('tiny',) + tuple(catalog.backbones())
-PIPELINES = ('slide-plain', 'slide-full', 'whole-plain', 'whole-full')
-#: the authors' code on this project's 2-core CPU, fp32, 375x500 image, 5 classes (method.md §10), seconds
+PIPELINES = ('whole-plain', 'whole-clean-bg', 'whole-full', 'slide-plain', 'slide-full')
+#: the authors' code on this project's 2-core CPU, fp32, 375x500 image, 5 classes, seconds
 AUTHORS_CPU = {
     'text cold': 1.17,
     'backbone B=1': 0.84,
@@ -191,33 +198,75 @@ def load_image(path: Optional[Path], height: int, width: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------ stages
+#: pipeline name -> (mode, options)
+PIPELINE_OPTIONS = {
+    'plain': dict(bg_clean=False, pamr=False, background=False),
+    'clean-bg': dict(bg_clean=True, pamr=False, background=True),
+    'full': dict(bg_clean=True, pamr=True, background=True),
+}
+ENGINE_STAGES = ('preprocess', 'backbone', 'windows', 'labels')
+MEMORY_CLASSES = (10, 100, 1000)
+MEMORY_BUDGET_MB = 2048.0
+
+
 def _pipeline_settings(name: str, threshold: float) -> Tuple[str, Dict]:
-    mode, kind = name.split('-')
-    if kind == 'plain':
-        return mode, dict(bg_clean=False, pamr=False, background=False)
-    return mode, dict(bg_clean=True, pamr=True, background=True, background_threshold=threshold)
+    mode, kind = name.split('-', 1)
+    changes = dict(PIPELINE_OPTIONS[kind])
+    if changes['background']:
+        changes['background_threshold'] = threshold
+    return mode, changes
+
+
+def _random_vocabulary(segmenter, n: int, like) -> object:
+    """A vocabulary of ``n`` random unit embeddings shaped like ``like``'s (no text encoding needed)."""
+    import torch
+
+    from talk2dino_ros.model.types import Vocabulary
+
+    gen = torch.Generator().manual_seed(n)
+    emb = torch.randn(n, like.embeddings.shape[1], generator=gen)
+    emb = (emb / emb.norm(dim=1, keepdim=True)).to(like.embeddings.device)
+    names = tuple(f'class {i}' for i in range(n))
+    return Vocabulary(names, names, emb, False, -n)
+
+
+def _frame_peak_mb(segmenter, image, vocab, opts) -> Tuple[Optional[float], str]:
+    """Peak memory of one frame above what was in use before, MB, and how it was measured."""
+    import torch
+
+    dev = segmenter.device
+    if dev.type == 'cuda':
+        torch.cuda.synchronize(dev)
+        before = torch.cuda.memory_allocated(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        segmenter.segment(image, vocabulary=vocab, options=opts).labels
+        torch.cuda.synchronize(dev)
+        return (torch.cuda.max_memory_allocated(dev) - before) / 2 ** 20, 'CUDA max_memory_allocated'
+    before = _proc_status_kb('VmRSS')
+    if before is None or not reset_rss_peak():
+        return None, 'unavailable'
+    segmenter.segment(image, vocabulary=vocab, options=opts).labels
+    peak = rss_peak_mb()
+    return (None if peak is None else peak - before / 1024.0), 'peak RSS (VmHWM) delta'
 
 
 def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int]], image_path: Optional[Path],
                  repeats: int, warmup: int, pipelines: Sequence[str], custom: Optional[Dict],
-                 log: Callable[[str], None]) -> List[Row]:
-    """Every row for one segmenter (one device)."""
+                 log: Callable[[str], None], *, cameras: int = 4, memory_classes: Sequence[int] = MEMORY_CLASSES,
+                 reload: Optional[Callable[[], object]] = None, notes: Optional[List[str]] = None) -> List[Row]:
+    """Every row for one segmenter (one device), all through the engine's public API and its stage hooks."""
     import torch
-
-    from talk2dino_ros.model.windows import merge_windows, rescale_size, resize_scores, resize_uint8, \
-        slide_windows
 
     dev = segmenter.device
     cfg = segmenter.config
-    method = segmenter.method
     rows: List[Row] = []
-    is_t2d = hasattr(method, 'backbone') and hasattr(method.backbone, 'cls_attention_logits')
-    amp = cfg.fp16 and dev.type == 'cuda'
     threshold = cfg.options.background_threshold
+    notes = notes if notes is not None else []
 
-    def add(size: str, stage: str, fn: Callable[[], object], per: int = 1, reps: Optional[int] = None):
+    def add(size: str, stage: str, fn: Callable[[], object], per: int = 1, reps: Optional[int] = None,
+            warm: Optional[int] = None):
         log(f'  {dev.type} {size} {stage} ...')
-        times, cpu_times, rss, cuda_mb = measure(fn, reps or repeats, warmup, dev)
+        times, cpu_times, rss, cuda_mb = measure(fn, reps or repeats, warmup if warm is None else warm, dev)
         authors = None
         if cfg.method == 'talk2dino' and dev.type == 'cpu' and len(names) == 5 and \
                 size in ('-', '%dx%d' % AUTHORS_SIZE):
@@ -225,8 +274,8 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
         rows.append(Row(dev.type, size, stage, [t / per for t in times], [t / per for t in cpu_times], per, rss,
                         cuda_mb, authors))
 
-    def ctx():
-        return torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=torch.float16, enabled=amp)
+    def add_times(size: str, stage: str, times: List[float]):
+        rows.append(Row(dev.type, size, stage, times))
 
     # ---- text (independent of the image size)
     def text_cold():
@@ -236,99 +285,121 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
     add('-', 'text cold', text_cold)
     segmenter.set_vocabulary(names)
     add('-', 'text cached', lambda: segmenter.set_vocabulary(names), reps=max(repeats, 100))
+    fresh = iter(range(10 ** 9))
+
+    def new_names():
+        k = next(fresh)
+        segmenter.build_vocabulary([f'new thing {k} {i}' for i in range(100)])
+
+    add('-', 'vocabulary 100 new names', new_names, reps=max(1, min(repeats, 3)), warm=0)
     vocab = segmenter.vocabulary
     vocab_bg = segmenter.build_vocabulary(names, background=True)
-    text = vocab.embeddings
+    base_mode = cfg.mode
 
     for (H, W) in sizes:
         size = f'{H}x{W}'
         image = load_image(image_path, H, W)
-        h, w = rescale_size(H, W, cfg.resolution, cfg.max_long_side)
-        resized = resize_uint8(image, h, w)
-        wins = slide_windows(h, w, cfg.window, cfg.stride)
-        tensor = torch.from_numpy(resized).to(dev).permute(2, 0, 1).float()
-        crops = torch.stack([tensor[:, v.y1:v.y2, v.x1:v.x2] for v in wins])  # the windows at their own size
-        square = getattr(method, 'window_size', None)
-        net_in = crops
-        if square and getattr(method, 'slide_square', True) and min(crops.shape[-2:]) < square:
-            # a window smaller than 448 (image smaller than a window): the backbone sees it squared to 448²,
-            # scores and PAMR stay at the window's size, as in Talk2DINO.window_scores
-            net_in = torch.nn.functional.interpolate(crops, size=(square, square), mode='bilinear',
-                                                     align_corners=False, antialias=True)
-        K = crops.shape[0]
-        one_win = crops[:1]  # what window_scores gets (it squares small windows itself)
-        plain = dataclasses.replace(cfg.options, bg_clean=False, pamr=False, background=False)
-        log(f'{dev.type} {size}: {K} window(s) of {cfg.window}x{cfg.window} after resizing to {h}x{w}, '
-            f'backbone input {net_in.shape[-2]}x{net_in.shape[-1]}')
 
-        if is_t2d:
-            from talk2dino_ros.model.backbone import normalize_rgb255
-            from talk2dino_ros.model.pamr import pamr
-            from talk2dino_ros.model.postprocess import background_clean, sigmoid_cosine_scores, upsample_scores
+        if reload is not None:  # a freshly loaded segmenter: its first frame, then the fast path's preparation
+            fresh_seg = reload()
+            fresh_seg.set_vocabulary(names)
+            start = time.perf_counter()
+            fresh_seg.segment(image).labels
+            add_times(size, 'first frame', [time.perf_counter() - start])
+            if fresh_seg.fast_module is not None:
+                start = time.perf_counter()
+                fresh_seg.fast_module.wait()
+                add_times(size, 'fast path ready', [time.perf_counter() - start])
+            del fresh_seg
 
-            def backbone(x):
-                a, b = ctx()
-                with a, b:
-                    return method.backbone(normalize_rgb255(x))
-
-            add(size, 'backbone B=1', lambda: backbone(net_in[:1]))
-            if K > 1:
-                add(size, f'backbone B={K} /window', lambda: backbone(net_in), per=K)
-            feats, attn = backbone(net_in)
-            feats, attn = feats.float(), attn.float()
-            with torch.inference_mode():
-                grid = sigmoid_cosine_scores(feats, text)
-                up = upsample_scores(grid, crops.shape[-2:])
-                add(size, f'scores x{K}', lambda: upsample_scores(sigmoid_cosine_scores(feats, text),
-                                                                    crops.shape[-2:]))
-                add(size, f'bg clean x{K}', lambda: background_clean(grid, feats, attn, text))
-                opts = cfg.options
-                add(size, f'pamr x{K} ({len(names)} cls)',
-                    lambda: pamr(crops, up, iterations=opts.pamr_iterations, dilations=opts.pamr_dilations),
-                    reps=max(1, min(repeats, 3)))
-        else:
-            def model(x):
-                a, b = ctx()
-                with a, b:
-                    return method.window_scores(x, text, plain)
-
-            add(size, 'model B=1', lambda: model(one_win))
-            if K > 1:
-                add(size, f'model B={K} /window', lambda: model(crops), per=K)
-            with torch.inference_mode():
-                up = model(crops).float()
-
-        cleaned = dataclasses.replace(plain, bg_clean=True)
-
-        def model_clean():
-            a, b = ctx()
-            with a, b:
-                return method.window_scores(one_win, text, cleaned)
-
-        add(size, 'model+clean B=1', model_clean)  # the live node's per-window model cost (GPU target)
-        outs = list(up.unbind(0))
-
-        def merge_resize():
-            with torch.inference_mode():
-                final = resize_scores(merge_windows(outs, wins, h, w), H, W)
-                return final.argmax(dim=0).to(torch.int32).cpu().numpy(), final.cpu().numpy()
-
-        add(size, 'merge+resize+argmax', merge_resize)
-
-        # ---- full pipelines through the public API
+        # ---- full pipelines through the public API, then the same runs with the engine's stage timers on
         runs = [(f'pipeline {p}',) + _pipeline_settings(p, threshold) for p in pipelines]
         if custom is not None:
             runs.append(('pipeline custom', custom['mode'], custom['options']))
-        base_mode = cfg.mode
         for stage, mode, changes in runs:
             segmenter.with_options(mode=mode)
-            bg = changes.get('background', False)
             opts = dataclasses.replace(cfg.options, **changes)
-            voc = vocab_bg if bg else vocab
+            voc = vocab_bg if opts.background else vocab
+            if segmenter.fast_module is not None:  # never time a shape that is still being prepared
+                segmenter.segment(image, vocabulary=voc, options=opts)
+                segmenter.fast_module.wait()
             slow = opts.pamr and dev.type == 'cpu'
-            add(size, stage, lambda: segmenter.segment(image, vocabulary=voc, options=opts),
-                reps=max(1, min(repeats, 3)) if slow else None)
+            reps = max(1, min(repeats, 3)) if slow else None
+            add(size, stage, lambda: segmenter.segment(image, vocabulary=voc, options=opts).labels, reps=reps)
+            segmenter.stage_timer.enabled = True
+            try:
+                per_stage: Dict[str, List[float]] = {k: [] for k in ENGINE_STAGES}
+                for _ in range(reps or repeats):
+                    timings = segmenter.segment(image, vocabulary=voc, options=opts).timings
+                    for k in ENGINE_STAGES:
+                        per_stage[k].append(timings.get(k, 0.0))
+            finally:
+                segmenter.stage_timer.enabled = False
+            for k in ENGINE_STAGES:
+                add_times(size, f'  {stage[len("pipeline "):]}: {k}', per_stage[k])
         segmenter.with_options(mode=base_mode)
+
+        # ---- the backbone module alone, one window (the replayed graph when the fast path is on)
+        backbone = getattr(segmenter.method, getattr(segmenter.method, 'fast_path_module', '') or '', None)
+        if backbone is not None:
+            win = torch.from_numpy(load_image(image_path, cfg.window, cfg.window)).permute(2, 0, 1)[None]
+            x = (win.float().to(dev) / 255.0 - 0.45) / 0.225  # any normalised input: timing only
+            amp_dtype = torch.float16 if dev.type == 'cuda' else torch.bfloat16
+
+            def backbone_alone():
+                with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=cfg.fp16):
+                    return backbone(x)
+
+            backbone_alone()
+            if segmenter.fast_module is not None:
+                segmenter.fast_module.wait()
+            kind = 'graph' if segmenter.fast_module is not None and segmenter.fast_module.backend == 'graph' else \
+                ('compiled' if segmenter.fast_module is not None else 'eager')
+            add(size, f'backbone alone B=1 ({kind})', backbone_alone)
+
+        # ---- several cameras in one batch (whole frame, plain: the node's default)
+        if cameras > 1:
+            segmenter.with_options(mode='whole')
+            plain = dataclasses.replace(cfg.options, **PIPELINE_OPTIONS['plain'])
+            frames = [load_image(image_path, H, W) for _ in range(cameras)]
+
+            def batched():
+                return [r.labels for r in segmenter.segment_batch(frames, vocabulary=vocab, options=plain)]
+
+            if segmenter.fast_module is not None:
+                batched()
+                segmenter.fast_module.wait()
+            add(size, f'cameras x{cameras} batched (per frame)', batched, per=cameras)
+            segmenter.with_options(mode=base_mode)
+
+        # ---- peak memory of a frame against the number of classes
+        if memory_classes:
+            segmenter.with_options(mode='whole')
+            plain = dataclasses.replace(cfg.options, **PIPELINE_OPTIONS['plain'])
+            points = []
+            how = ''
+            for n in memory_classes:
+                voc = _random_vocabulary(segmenter, n, vocab)
+                segmenter.segment(image, vocabulary=voc, options=plain)  # warm (allocator, fast path)
+                if segmenter.fast_module is not None:
+                    segmenter.fast_module.wait()
+                start = time.perf_counter()
+                peak, how = _frame_peak_mb(segmenter, image, voc, plain)
+                row = Row(dev.type, size, f'memory {n} classes', [time.perf_counter() - start])
+                if dev.type == 'cuda':
+                    row.cuda_peak_mb = peak
+                else:
+                    row.rss_peak_mb = peak
+                rows.append(row)
+                if peak is not None:
+                    points.append((n, peak))
+            segmenter.with_options(mode=base_mode)
+            if len(points) >= 2:
+                (n0, m0), (n1, m1) = points[0], points[-1]
+                slope = max((m1 - m0) / (n1 - n0), 1e-9)
+                fits = int((MEMORY_BUDGET_MB - max(m0 - slope * n0, 0.0)) / slope)
+                notes.append(f'memory ({dev.type}, {size}, whole-plain, {how}): {slope:.3f} MB per class; '
+                             f'a {MEMORY_BUDGET_MB / 1024:.0f} GB frame budget holds about {fits} classes')
     return rows
 
 
@@ -407,6 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--warmup', type=int, default=1, help='untimed runs before each row')
     p.add_argument('--window', type=int, default=None, metavar='PX', help='sliding-window size (default 448)')
     p.add_argument('--stride', type=int, default=None, metavar='PX', help='sliding-window stride (default 224)')
+    p.add_argument('--fast-path', choices=('auto', 'off', 'graph', 'compile'), default='auto',
+                   help='backbone fast path: auto = CUDA graphs on CUDA, eager on the CPU (default auto)')
+    p.add_argument('--cameras', type=int, default=4, metavar='N',
+                   help='frames per segment_batch in the cameras row (default 4; 1 = no row)')
+    p.add_argument('--memory-classes', default=','.join(str(n) for n in MEMORY_CLASSES), metavar='N,N,...',
+                   help='class counts of the peak-memory rows (default 10,100,1000; "none" = no rows)')
+    p.add_argument('--no-first-frame', action='store_true',
+                   help='skip the first-frame row (it loads the model a second time)')
     p.add_argument('--threads', type=int, default=None,
                    help='torch CPU threads (default: torch default). On a busy CPU, fewer threads than cores '
                         'avoid threads waiting for each other at every operation')
@@ -446,6 +525,15 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     bad = [p for p in pipelines if p not in PIPELINES]
     if bad:
         raise CliError(f'--pipelines: unknown {bad}; choose among {", ".join(PIPELINES)}')
+    if args.cameras < 1:
+        raise CliError('--cameras must be >= 1')
+    try:
+        args.memory_classes_list = [] if args.memory_classes.strip().lower() == 'none' else \
+            [int(n) for n in args.memory_classes.split(',') if n.strip()]
+    except ValueError:
+        raise CliError(f'--memory-classes must be a comma list of integers, got {args.memory_classes!r}') from None
+    if any(n < 1 for n in args.memory_classes_list):
+        raise CliError('--memory-classes must be positive')
 
     import torch
 
@@ -461,6 +549,8 @@ def _run(argv: Optional[Sequence[str]]) -> int:
 def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> int:
     from talk2dino_ros.model.segmenter import Segmenter
 
+    memory_classes = args.memory_classes_list
+
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     with tempfile.TemporaryDirectory(prefix='t2d_bench_') as tmp:
         random_paths = None
@@ -475,23 +565,30 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
         # the flags give the geometry; the pipelines below set the post-processing themselves
         geometry = {k: v for k, v in (('window', args.window), ('stride', args.stride)) if v is not None}
         base = config_from_args(args, **geometry)
+        base = dataclasses.replace(base, fast_path=args.fast_path)
         if random_paths is not None:
             base = dataclasses.replace(base, weights={k: str(v) for k, v in random_paths.items()},
                                        allow_random_weights=True)
         rows: List[Row] = []
+        notes: List[str] = []
         load_start = load_average()
         for device in _devices(args.devices):
             log(f'loading {args.method} on {device} ...')
-            segmenter = Segmenter.from_config(dataclasses.replace(base, device=device))
+            dev_cfg = dataclasses.replace(base, device=device)
+            segmenter = Segmenter.from_config(dev_cfg, on_event=log)
+            reload = None if args.no_first_frame else (lambda c=dev_cfg: Segmenter.from_config(c, on_event=log))
             rows += bench_device(segmenter, names, args.sizes, args.image, args.repeats, args.warmup,
-                                 pipelines, _custom_run(args), log)
+                                 pipelines, _custom_run(args), log, cameras=args.cameras,
+                                 memory_classes=memory_classes, reload=reload, notes=notes)
+            if segmenter.fast_module is not None:
+                segmenter.fast_module.shutdown()
             del segmenter
         load_end = load_average()
 
     env = environment()
     weights_note = (f'RANDOM WEIGHTS ({args.random_weights} width): timing only, the outputs mean nothing'
                     if args.random_weights else 'weights: ' + ', '.join(f'{k}={v}' for k, v in base.weights.items()))
-    meta = dict(method=base.method, variant=base.variant, fp16=base.fp16, resolution=base.resolution,
+    meta = dict(notes=notes, fast_path=base.fast_path, method=base.method, variant=base.variant, fp16=base.fp16, resolution=base.resolution,
                 window=base.window, stride=base.stride, classes=len(names), repeats=args.repeats,
                 warmup=args.warmup, random_weights=args.random_weights, load_average_start=load_start,
                 load_average_end=load_end, **env)
@@ -502,11 +599,13 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
     print(f'# torch {env["torch"]}, {env["torch_threads"]} CPU threads on {env["cpu_count"]} cores ({env["cpu"]})'
           + (f', GPU {env["gpu"]}' if env.get('gpu') else '') + f'; load average {load_start} -> {load_end}')
     if any(r.authors_s is not None for r in rows):
-        print('# authors: their Talk2DINO code on the 2-core project CPU (method.md §10), 375x500, 5 classes')
+        print('# authors: their Talk2DINO code on the 2-core project CPU, 375x500, 5 classes')
     busy = _busy_warning(load_start, load_end, env['cpu_count'])
     if busy:
         print(f'# WARNING: {busy}')
     print(format_table(rows))
+    for note in notes:
+        print(f'# {note}')
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(dict(meta=meta, rows=[r.as_dict() for r in rows]), indent=1))

@@ -147,7 +147,7 @@ class Segmenter:
 
     # ---------------------------------------------------------------- construction
     @classmethod
-    def from_config(cls, config: SegmenterConfig) -> 'Segmenter':
+    def from_config(cls, config: SegmenterConfig, on_event: Optional[Callable[[str], None]] = None) -> 'Segmenter':
         """Load the method's published weight files (``config.weights``: role -> path) and build a segmenter."""
         config.validate()
         for role in weight_roles(config.method, config.variant):
@@ -156,7 +156,7 @@ class Segmenter:
                                      'and pass its path)')
         builder = get_builder(config.method)
         method = builder(config.weights, variant=config.variant, allow_test_width=config.allow_random_weights)
-        return cls(method, config)
+        return cls(method, config, on_event=on_event)
 
     def _apply_mode(self) -> None:
         if hasattr(self.method, 'squash_to'):
