@@ -144,7 +144,7 @@ def test_methods_registry_builds_every_catalog_method():
         assert weight_roles(method, variant) == catalog.get_variant(method, variant).roles
 
 
-@pytest.mark.parametrize('method, variant', [('talk2dino', 'vitb'),
+@pytest.mark.parametrize('method, variant', [('talk2dino', 'vitb'), ('talk2dino', 'dinov3_vitb'),
                                              ('clip_dinoiser', 'vitb')])
 def test_make_random_weights_writes_the_catalog_files(method, variant, tmp_path):
     from talk2dino_ros.cli import make_random_weights

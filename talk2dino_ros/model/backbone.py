@@ -1,7 +1,8 @@
-"""DINOv2-with-registers backbone through timm, with the last block's CLS->patch attention logits.
+"""DINOv2-with-registers and DINOv3 backbones through timm, with the last block's CLS->patch attention logits.
 
 One forward gives both the final-norm patch tokens and the per-head CLS->patch attention logits
-(read from a hook on ``blocks[-1].attn.qkv``, i.e. the attention input, as the authors' code does).
+(read from a hook on ``blocks[-1].attn.qkv``, i.e. the attention input, as the authors' code does; for
+DINOv3 that is before the rotary embedding is applied, which is also what the authors read).
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ import torch.nn.functional as F
 
 import talk2dino_ros.model  # noqa: F401  (torchvision workaround before timm)
 import timm
+from timm.models.eva import checkpoint_filter_fn as eva_checkpoint_filter_fn
 from timm.models.vision_transformer import checkpoint_filter_fn
 
+from talk2dino_ros import catalog
 from talk2dino_ros.model.checkpoints import (StateDict, describe_shapes, load_into,
                                           load_state_dict_file, malformed_checkpoint, require_keys)
 from talk2dino_ros.errors import CheckpointError, RandomWeightsRefused
@@ -25,12 +28,10 @@ from talk2dino_ros.errors import CheckpointError, RandomWeightsRefused
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: variant -> (timm model name, embed dim, depth, heads)
+#: variant -> (timm model name, embed dim, depth, heads) of the catalog's DINOv2 backbones
 DINOV2_VARIANTS: Dict[str, Tuple[str, int, int, int]] = {
-    'vits': ('vit_small_patch14_reg4_dinov2', 384, 12, 6),
-    'vitb': ('vit_base_patch14_reg4_dinov2', 768, 12, 12),
-    'vitl': ('vit_large_patch14_reg4_dinov2', 1024, 24, 16),
-}
+    name: (b.timm_name, b.embed_dim, b.depth, b.num_heads)
+    for name, b in catalog.backbones().items() if b.family == 'dinov2'}
 NUM_REGISTERS = 4
 PATCH_SIZE = 14
 
@@ -43,15 +44,21 @@ _HOOKED_QKV = threading.local()
 class BackboneArch:
     """Shape of a DINOv2 reg4 backbone as read from a checkpoint."""
 
-    variant: str  # 'vits' | 'vitb' | 'vitl' | 'test' (non-standard width: random test weights only)
+    variant: str  # a catalog variant ('vitb', 'dinov3_vitl', ...) or 'test' (random test weights only)
     embed_dim: int
     depth: int
     num_heads: int
+    family: str = 'dinov2'        # 'dinov2' | 'dinov3' (also the weight role of its file)
+    patch_size: int = PATCH_SIZE
+    timm_name: str = ''           # '' = the DINOv2 model of this variant
 
 
-def _heads_for_width(dim: int) -> int:
-    # published DINOv2 models use 64-wide heads; tiny test models use 16-wide heads
+def heads_for_width(dim: int) -> int:
+    """Attention heads of a width: published DINO models use 64-wide heads, tiny test models 16-wide."""
     return dim // 64 if dim >= 384 else max(1, dim // 16)
+
+
+_heads_for_width = heads_for_width
 
 
 def infer_dinov2_arch(sd: StateDict, path: os.PathLike | str) -> BackboneArch:
@@ -83,18 +90,21 @@ def infer_dinov2_arch(sd: StateDict, path: os.PathLike | str) -> BackboneArch:
 
 
 class DinoBackbone(torch.nn.Module):
-    """DINOv2 reg4 ViT: ``forward(x) -> (patch_tokens [B, D, h, w], cls_attn_logits [B, M, h*w])``.
+    """DINOv2 reg4 or DINOv3 ViT: ``forward(x) -> (patch_tokens [B, D, h, w], cls_attn_logits [B, M, h*w])``.
 
-    ``x`` is an ImageNet-normalised RGB batch whose sides are multiples of 14. The timm model is built
-    with ``img_size=518`` and ``dynamic_img_size=True`` so that any grid resamples the 37×37 position
-    embedding exactly like DINOv2 does (bit-exact at 448×448 and non-square inputs).
+    ``x`` is an ImageNet-normalised RGB batch whose sides are multiples of the patch size (14 or 16).
+    DINOv2 is built with ``img_size=518`` and ``dynamic_img_size=True`` so that any grid resamples the
+    37×37 position embedding exactly like DINOv2 does (bit-exact at 448×448 and non-square inputs);
+    DINOv3 as the authors build it (``img_size=448``, timm's dynamic size computes the rotary
+    embedding of any grid).
     """
 
     def __init__(self, arch: BackboneArch):
         super().__init__()
-        timm_name = DINOV2_VARIANTS.get(arch.variant, DINOV2_VARIANTS['vitb'])[0]
+        timm_name = arch.timm_name or DINOV2_VARIANTS.get(arch.variant, DINOV2_VARIANTS['vitb'])[0]
         self.arch = arch
-        self.vit = timm.create_model(timm_name, pretrained=False, img_size=518, dynamic_img_size=True,
+        img_size = 518 if arch.family == 'dinov2' else 448
+        self.vit = timm.create_model(timm_name, pretrained=False, img_size=img_size, dynamic_img_size=True,
                                      num_classes=0, embed_dim=arch.embed_dim, depth=arch.depth,
                                      num_heads=arch.num_heads)
         self.num_prefix_tokens = self.vit.num_prefix_tokens  # CLS + 4 registers
@@ -109,6 +119,10 @@ class DinoBackbone(torch.nn.Module):
         return self.arch.num_heads
 
     @property
+    def patch_size(self) -> int:
+        return self.arch.patch_size
+
+    @property
     def _qkv(self):
         """The qkv hooked on this thread and not consumed yet (None after every forward)."""
         return _HOOKED_QKV.__dict__.get(id(self))
@@ -118,15 +132,17 @@ class DinoBackbone(torch.nn.Module):
         _HOOKED_QKV.__dict__[id(self)] = output
 
     def load_checkpoint_state(self, sd: StateDict, path: os.PathLike | str) -> None:
-        """Load an official DINOv2 or timm-layout state dict through timm's DINOv2 filter (strict)."""
+        """Load an official or timm-layout state dict through timm's filter for the family (strict)."""
+        what = _FAMILY_NAMES[self.arch.family]
+        filter_fn = checkpoint_filter_fn if self.arch.family == 'dinov2' else eva_checkpoint_filter_fn
         try:
-            filtered = checkpoint_filter_fn(dict(sd), self.vit)
+            filtered = filter_fn(dict(sd), self.vit)
         except Exception as exc:
-            raise CheckpointError(f'DINOv2 file {path} could not be converted: {exc}') from None
-        result = load_into(self.vit, filtered, path, 'DINOv2', strict=False)
+            raise CheckpointError(f'{what} file {path} could not be converted: {exc}') from None
+        result = load_into(self.vit, filtered, path, what, strict=False)
         missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
         if missing or unexpected:
-            raise CheckpointError(f'DINOv2 file {path} does not match the {self.arch.variant} architecture: '
+            raise CheckpointError(f'{what} file {path} does not match the {self.arch.variant} architecture: '
                                   f'missing {missing[:4]}, unexpected {unexpected[:4]}')
 
     def cls_attention_logits(self, qkv: torch.Tensor) -> torch.Tensor:
@@ -141,7 +157,7 @@ class DinoBackbone(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         B, _, H, W = x.shape
-        h, w = H // PATCH_SIZE, W // PATCH_SIZE
+        h, w = H // self.patch_size, W // self.patch_size
         tokens = self.vit.forward_features(x)
         qkv = _HOOKED_QKV.__dict__.pop(id(self))
         patches = tokens[:, self.num_prefix_tokens:]
@@ -149,21 +165,47 @@ class DinoBackbone(torch.nn.Module):
         return feats, self.cls_attention_logits(qkv)
 
 
-def build_dinov2_backbone(path: os.PathLike | str, expected_variant: str | None = None,
-                          allow_test_width: bool = False) -> DinoBackbone:
-    """Build and load a DINOv2 reg4 backbone from a checkpoint file (official or timm layout)."""
-    with malformed_checkpoint(path, 'DINOv2'):
-        sd = load_state_dict_file(path, 'DINOv2')
-        arch = infer_dinov2_arch(sd, path)
+_FAMILY_NAMES = {'dinov2': 'DINOv2', 'dinov3': 'DINOv3'}
+
+
+def _expected_family(expected_variant: str | None) -> str | None:
+    backbone = catalog.backbones().get(expected_variant or '')
+    return backbone.family if backbone is not None else None
+
+
+def build_backbone(path: os.PathLike | str, expected_variant: str | None = None,
+                   allow_test_width: bool = False) -> DinoBackbone:
+    """Build and load a DINOv2 reg4 or DINOv3 backbone from a checkpoint file.
+
+    The family is read from the file; with ``expected_variant`` (a catalog variant) the file must be
+    that family and size (a test width is accepted with ``allow_test_width``).
+    """
+    from talk2dino_ros.model.dinov3 import infer_dinov3_arch, is_dinov3_state_dict
+
+    family = _expected_family(expected_variant)
+    what = _FAMILY_NAMES.get(family or 'dinov2')
+    with malformed_checkpoint(path, what):
+        sd = load_state_dict_file(path, what)
+        found = 'dinov3' if is_dinov3_state_dict(sd) else 'dinov2'
+        if family and found != family:
+            hint = ' or '.join(n for n, b in catalog.backbones().items() if b.family == found)
+            raise CheckpointError(f'{what} file {path} is a {_FAMILY_NAMES[found]} checkpoint but variant '
+                                  f'{expected_variant} was selected (choose {hint})')
+        what = _FAMILY_NAMES[found]
+        arch = infer_dinov3_arch(sd, path) if found == 'dinov3' else infer_dinov2_arch(sd, path)
         if arch.variant == 'test' and not allow_test_width:
-            raise RandomWeightsRefused(f'DINOv2 file {path} has a non-standard width/depth '
+            raise RandomWeightsRefused(f'{what} file {path} has a non-standard width/depth '
                                        f'({arch.embed_dim}/{arch.depth}): this is a random test model')
         if expected_variant and arch.variant not in (expected_variant, 'test'):
-            raise CheckpointError(f'DINOv2 file {path} is a {arch.variant} model '
+            raise CheckpointError(f'{what} file {path} is a {arch.variant} model '
                                   f'({describe_shapes(sd, ["cls_token"])}) but variant {expected_variant} was selected')
         model = DinoBackbone(arch)
         model.load_checkpoint_state(sd, path)
         return model.eval().requires_grad_(False)
+
+
+#: the name the DINOv2-only loader had; it reads DINOv3 files too
+build_dinov2_backbone = build_backbone
 
 
 def normalize_rgb255(x: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ import open_clip
 
 from talk2dino_ros import catalog
 from talk2dino_ros.atomic_files import atomic_path, atomic_torch_save
+from talk2dino_ros.model.dinov3 import write_dinov3_weights
 from talk2dino_ros.model.segmenter import SegmenterConfig
 from talk2dino_ros.model.types import InferenceOptions
 
@@ -158,7 +159,8 @@ def _write_dinov2(dim: int, depth: int, seed: int, path: Path) -> None:
 
 
 #: backbone family -> writer(dim, depth, seed, path) in that family's published format
-BACKBONE_WRITERS: Dict[str, Callable[[int, int, int, Path], None]] = {'dinov2': _write_dinov2}
+BACKBONE_WRITERS: Dict[str, Callable[[int, int, int, Path], None]] = {'dinov2': _write_dinov2,
+                                                                      'dinov3': write_dinov3_weights}
 
 
 #: method -> writer(out_dir, width, seed) ; CLIP-DINOiser registers its writer in its own module

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 import talk2dino_ros.model  # noqa: F401  (torchvision workaround before torchvision/timm)
-from talk2dino_ros.model.backbone import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE, build_dinov2_backbone
+from talk2dino_ros.model.backbone import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE, build_backbone
 from talk2dino_ros.model.checkpoints import sha256_file
 from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.model.text import build_clip_text_encoder
@@ -43,9 +43,9 @@ class ExtractConfig:
     images: str = ''                 # folder with the images named by the json's file_name
     annotations: str = ''            # COCO captions json (e.g. captions_train2014.json)
     output: str = ''                 # feature folder to create (or resume)
-    dinov2: str = ''                 # DINOv2 reg4 checkpoint (official .pth or timm layout)
+    dinov2: str = ''                 # backbone: DINOv2 reg4 (official .pth or timm layout) or DINOv3
     clip: str = ''                   # OpenAI CLIP ViT-B/16 (ViT-B-16.pt) or an open_clip state dict
-    variant: str = ''                # expected DINOv2 variant ('vits'|'vitb'|'vitl'; '' = any published one)
+    variant: str = ''                # expected backbone variant (a Talk2DINO variant of the catalog; '' = any)
     resolution: int = 448            # Resize short side + CenterCrop (the authors' 448)
     shard_size: int = 1024           # images per shard
     batch_size: int = 16             # images per backbone forward
@@ -155,8 +155,11 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Dict[
     dataset = load_coco_captions(cfg.annotations, cfg.limit)
     paths = check_images_present(dataset, cfg.images)
     device = resolve_device(cfg.device)
-    backbone = build_dinov2_backbone(cfg.dinov2, expected_variant=cfg.variant or None,
-                                     allow_test_width=cfg.allow_random_weights).to(device)
+    backbone = build_backbone(cfg.dinov2, expected_variant=cfg.variant or None,
+                              allow_test_width=cfg.allow_random_weights).to(device)
+    if cfg.resolution % backbone.patch_size:  # DINOv3 files have 16-pixel patches
+        raise ExtractError(f'resolution must be a multiple of the backbone patch size {backbone.patch_size}, '
+                           f'got {cfg.resolution}')
     text_encoder = build_clip_text_encoder(cfg.clip).to(device)
     header = build_header(cfg, dataset, backbone, text_encoder.embed_dim)
     shards = fmt.plan_shards(dataset.caption_range(), cfg.shard_size)
@@ -164,7 +167,7 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Dict[
              'captions': [{'id': cid, 'image': img, 'caption': cap} for cid, img, cap
                           in zip(dataset.caption_ids, dataset.caption_image, dataset.captions)]}
     output = Path(cfg.output).expanduser()
-    n_patches = (cfg.resolution // PATCH_SIZE) ** 2
+    n_patches = (cfg.resolution // backbone.patch_size) ** 2
     itemsize = np.dtype(DTYPES[cfg.dtype]).itemsize
     arch, text_dim = backbone.arch, text_encoder.embed_dim
 
