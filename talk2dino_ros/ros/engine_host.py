@@ -153,6 +153,16 @@ class EngineHost:
         paths = self._failed_missing
         return bool(paths) and all(os.path.isfile(os.path.expanduser(p)) for p in paths)
 
+    def forget_failed_load(self) -> bool:
+        """Clear the error of a failed load while a model runs (its parameters were set back); True if one
+        was cleared."""
+        with self._lock:
+            if self._segmenter is None or not self._load_error:
+                return False
+            self._load_error = ''
+            self._failed_missing = []
+            return True
+
     def load(self, settings: NodeSettings, node_name: str = 'talk2dino') -> LoadOutcome:
         """Build the model ``settings`` ask for and swap it in with the current vocabulary.
 

@@ -5,10 +5,10 @@
   reliable ones but never loses a frame on the wire. Depth > 1 is pointless for the node (it only
   processes the latest frame) but harmless.
 * Outputs: reliable, keep last ``depth`` (the ROS default for publishers); RViz and rosbag2 match it.
-* Legends and the vocabulary topic: reliable + transient-local, keep last 1 ("latched"), so a late
-  subscriber gets the current legend and a vocabulary published before the node started still arrives.
-  A volatile vocabulary publisher does not match a transient-local subscription (ROS logs an
-  incompatible-QoS warning); publish it with ``--qos-durability transient_local``.
+* Legends: reliable + transient-local ("latched"), so a late subscriber gets the current legend.
+* The vocabulary topic has two subscriptions: reliable + transient-local (a vocabulary latched before
+  the node started still arrives) and reliable + volatile (``ros2 topic pub`` without QoS flags, which a
+  transient-local subscription cannot match). A sample both deliver is applied once.
 """
 from __future__ import annotations
 
@@ -43,6 +43,12 @@ def latched_qos() -> QoSProfile:
     """Reliable + transient-local, keep last 1: legends and the vocabulary topic."""
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                       reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def vocabulary_volatile_qos() -> QoSProfile:
+    """Reliable + volatile, keep last 10: the vocabulary subscription that matches plain publishers."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
 def legend_qos(depth: int = 10) -> QoSProfile:

@@ -73,7 +73,7 @@ class FrameStats:
         """Count one rejected input frame under ``reason`` (e.g. 'too_large') and remember why."""
         self.bad_frames += 1
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
-        self.last_rejection = message
+        self.last_rejection = self.last_error = message
 
     def summary(self, dropped: int) -> Dict[str, str]:
         """Key/value pairs for a DiagnosticStatus."""

@@ -88,7 +88,9 @@ def make_node(ros_context, spin, tmp_path):
             else:
                 overrides.append(Parameter(key, value=value))
         factory = factory or FakeFactory()
-        node = SegmentationNode(segmenter_factory=factory, context=ros_context, parameter_overrides=overrides)
+        # the node's vocabulary topic is relative; the launch file maps it to the documented /t2d/vocab
+        node = SegmentationNode(segmenter_factory=factory, context=ros_context, parameter_overrides=overrides,
+                                cli_args=['--ros-args', '-r', 'vocab:=/t2d/vocab'])
         probe = Probe(ros_context)
         probe.listen(NODE + '/labels', Image)
         spin(node, probe)
