@@ -36,7 +36,7 @@ NUM_REGISTERS = 4
 PATCH_SIZE = 14
 
 
-#: the hooked qkv of the forward running on this thread, per backbone (id -> tensor)
+#: the hooked qkv of the forward running on this thread, per backbone (slot name -> tensor)
 _HOOKED_QKV = threading.local()
 
 
@@ -108,6 +108,7 @@ class DinoBackbone(torch.nn.Module):
                                      num_classes=0, embed_dim=arch.embed_dim, depth=arch.depth,
                                      num_heads=arch.num_heads)
         self.num_prefix_tokens = self.vit.num_prefix_tokens  # CLS + 4 registers
+        self._qkv_slot = f'qkv_{id(self)}'  # this backbone's entry in the per-thread hook storage
         self.vit.blocks[-1].attn.qkv.register_forward_hook(self._store_qkv)
 
     @property
@@ -125,11 +126,11 @@ class DinoBackbone(torch.nn.Module):
     @property
     def _qkv(self):
         """The qkv hooked on this thread and not consumed yet (None after every forward)."""
-        return _HOOKED_QKV.__dict__.get(id(self))
+        return _HOOKED_QKV.__dict__.get(self._qkv_slot)
 
     def _store_qkv(self, module, inputs, output) -> None:
         # per thread: the fast path warms up a copy of the forward on another thread while frames run
-        _HOOKED_QKV.__dict__[id(self)] = output
+        _HOOKED_QKV.__dict__[self._qkv_slot] = output
 
     def load_checkpoint_state(self, sd: StateDict, path: os.PathLike | str) -> None:
         """Load an official or timm-layout state dict through timm's filter for the family (strict)."""
@@ -159,7 +160,7 @@ class DinoBackbone(torch.nn.Module):
         B, _, H, W = x.shape
         h, w = H // self.patch_size, W // self.patch_size
         tokens = self.vit.forward_features(x)
-        qkv = _HOOKED_QKV.__dict__.pop(id(self))
+        qkv = _HOOKED_QKV.__dict__.pop(self._qkv_slot)
         patches = tokens[:, self.num_prefix_tokens:]
         feats = patches.transpose(1, 2).reshape(B, self.embed_dim, h, w)
         return feats, self.cls_attention_logits(qkv)
