@@ -76,7 +76,6 @@ def install_pth(site_dir: Optional[str] = None) -> str:
 
 def _write_atomic(path: str, text: str) -> None:
     """Write then rename: an interpreter starting meanwhile never reads half a file."""
-    tmp = path + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-    os.replace(tmp, path)
+    from talk2dino_ros.atomic_files import atomic_write_text  # stdlib only, like this module
+
+    atomic_write_text(path, text)

@@ -23,6 +23,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
+from talk2dino_ros.atomic_files import atomic_write_text
 from talk2dino_ros.errors import Talk2DinoError
 
 _MAGIC = b'T2DF'
@@ -119,7 +120,7 @@ class PartialOutput:
                 shutil.rmtree(self.bag)  # a bag left by a crash is not readable: rebuilt from the records
         else:
             self.root.mkdir(parents=True)
-        self.run_path.write_text(json.dumps(settings, indent=1, sort_keys=True, ensure_ascii=False))
+        atomic_write_text(self.run_path, json.dumps(settings, indent=1, sort_keys=True, ensure_ascii=False))
         # drop a torn tail so that new records follow the last complete one
         with open(self.frames_path, 'ab') as f:
             f.truncate(self.valid_bytes)
@@ -135,7 +136,7 @@ class PartialOutput:
 
     def _check_settings(self, settings: Dict[str, Any]) -> None:
         try:
-            old = json.loads(self.run_path.read_text())
+            old = json.loads(self.run_path.read_text(encoding='utf-8'))  # as atomic_write_text wrote it
         except (OSError, ValueError):
             raise ResumeError(f'cannot read {self.run_path}; remove {self.root} to start again') from None
         new = json.loads(json.dumps(settings))  # same normalisation as what is stored

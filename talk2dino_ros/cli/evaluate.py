@@ -35,7 +35,6 @@ import dataclasses
 import datetime
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -306,11 +305,11 @@ def _plot(args: argparse.Namespace, result: Dict[str, Any], name: str, title: st
 
 
 def _write_json(path: Path, report: Dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + '.tmp')
+    from talk2dino_ros.atomic_files import atomic_write_text
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(to_jsonable(report), indent=1, allow_nan=False))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(to_jsonable(report), indent=1, allow_nan=False))
     except OSError as exc:
         raise Talk2DinoError(f'cannot write {path}: {exc.strerror or exc}') from None
 

@@ -94,5 +94,7 @@ def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dic
     print(format_bag_result(result), flush=True)
     out = getattr(args, 'out', None)
     if out is not None:
-        Path(out).write_text(json.dumps(result, indent=1))
+        from talk2dino_ros.atomic_files import atomic_write_text
+
+        atomic_write_text(Path(out), json.dumps(result, indent=1))
     return result

@@ -12,7 +12,6 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import os
 import socket
 import sys
 import urllib.error
@@ -31,17 +30,19 @@ class FetchError(Exception):
     """A download or verification failure (one readable line)."""
 
 
-def verify(path: Path, spec: PretrainedFile) -> None:
-    """Check size and checksum of a downloaded file; raise FetchError naming what differs."""
+def verify(path: Path, spec: PretrainedFile, shown: Optional[Path] = None) -> None:
+    """Check size and checksum of a downloaded file; raise FetchError naming what differs (and naming
+    ``shown`` instead of ``path`` when given: a download is checked in its temporary file)."""
+    name = shown or path
     size = path.stat().st_size
     if spec.size is not None and size != spec.size:
-        raise FetchError(f'{path}: size {size} B, expected {spec.size} B')
+        raise FetchError(f'{name}: size {size} B, expected {spec.size} B')
     if spec.approx_size is not None and abs(size - spec.approx_size) > 0.05 * spec.approx_size:
-        raise FetchError(f'{path}: size {size} B, expected about {spec.approx_size} B')
+        raise FetchError(f'{name}: size {size} B, expected about {spec.approx_size} B')
     if spec.sha256 and sha256_file(path) != spec.sha256:
-        raise FetchError(f'{path}: SHA256 does not match the published {spec.sha256[:12]}…')
+        raise FetchError(f'{name}: SHA256 does not match the published {spec.sha256[:12]}…')
     if spec.git_blob and not spec.sha256 and git_blob_sha1(path) != spec.git_blob:
-        raise FetchError(f'{path}: git blob id does not match the pinned {spec.git_blob[:12]}…')
+        raise FetchError(f'{name}: git blob id does not match the pinned {spec.git_blob[:12]}…')
 
 
 def check_network(url: str, timeout: float) -> None:
@@ -70,30 +71,28 @@ def download(spec: PretrainedFile, dest_dir: Path, timeout: float = 30.0, force:
             print(f'refetch  {dest}: {exc}')
     check_network(spec.url, timeout)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(dest.suffix + '.part')
-    try:
-        req = urllib.request.Request(spec.url, headers={'User-Agent': 'talk2dino_ros-fetch_weights'})
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(tmp, 'wb') as out:
-            total = int(resp.headers.get('Content-Length') or 0) or None
-            bar = None
-            if progress:
-                from tqdm import tqdm
-                bar = tqdm(total=total, unit='B', unit_scale=True, desc=spec.filename)
-            for block in iter(lambda: resp.read(CHUNK), b''):
-                out.write(block)
+    from talk2dino_ros.atomic_files import atomic_open
+
+    # the temporary file is removed when the download or the check fails; dest changes only when both pass
+    with atomic_open(dest, 'wb') as out:
+        try:
+            req = urllib.request.Request(spec.url, headers={'User-Agent': 'talk2dino_ros-fetch_weights'})
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                total = int(resp.headers.get('Content-Length') or 0) or None
+                bar = None
+                if progress:
+                    from tqdm import tqdm
+                    bar = tqdm(total=total, unit='B', unit_scale=True, desc=spec.filename)
+                for block in iter(lambda: resp.read(CHUNK), b''):
+                    out.write(block)
+                    if bar:
+                        bar.update(len(block))
                 if bar:
-                    bar.update(len(block))
-            if bar:
-                bar.close()
-    except (urllib.error.URLError, OSError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise FetchError(f'download of {spec.url} failed: {exc}') from None
-    try:
-        verify(tmp, spec)
-    except FetchError:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, dest)
+                    bar.close()
+            out.flush()
+        except (urllib.error.URLError, OSError) as exc:
+            raise FetchError(f'download of {spec.url} failed: {exc}') from None
+        verify(Path(out.name), spec, shown=dest)
     print(f'fetched  {dest}')
     return dest
 

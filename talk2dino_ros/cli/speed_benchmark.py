@@ -608,7 +608,9 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
         print(f'# {note}')
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(dict(meta=meta, rows=[r.as_dict() for r in rows]), indent=1))
+        from talk2dino_ros.atomic_files import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(dict(meta=meta, rows=[r.as_dict() for r in rows]), indent=1))
     return 0
 
 

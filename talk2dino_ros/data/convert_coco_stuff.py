@@ -13,7 +13,6 @@ shared folder walker used by :mod:`talk2dino_ros.data.convert_coco_object`.
 """
 from __future__ import annotations
 
-import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from talk2dino_ros.atomic_files import atomic_path
 from talk2dino_ros.data.datasets import DatasetError, load_label
 
 #: raw stuffthingmap values of the 11 COCO thing ids unused in 2017 (COCO id - 1)
@@ -92,10 +92,10 @@ def write_label_png(dst: Path, labels: np.ndarray) -> None:
     leaves a truncated map that a later run would take as done; DatasetError names ``dst`` on failure."""
     from PIL import Image
 
-    tmp = dst.with_name(dst.name + '.tmp')
     try:
-        Image.fromarray(labels).save(tmp, format='PNG')
-        os.replace(tmp, dst)
+        # no fsync: a conversion writes ~120k maps; the rename alone keeps every map whole after a crash
+        with atomic_path(dst, fsync=False) as tmp:
+            Image.fromarray(labels).save(tmp, format='PNG')
     except OSError as exc:
         raise DatasetError(f'cannot write {dst}: {exc.strerror or exc}') from None
 

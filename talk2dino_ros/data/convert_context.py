@@ -24,7 +24,8 @@ from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
-from talk2dino_ros.data.datasets import DatasetError
+from talk2dino_ros.atomic_files import atomic_write_text
+from talk2dino_ros.data.datasets import DatasetError, check_sample_id
 
 #: Detail category id of train id k (sorted; index 0 = 0 = background; benchmarks.md 5.2)
 CONTEXT_DETAIL_IDS_SORTED = (
@@ -198,7 +199,7 @@ def convert_pascal_context(devkit: Path, json_path: Optional[Path] = None,
         file_name = str(img['file_name'])
         mask = class_mask(img, index.annotations_by_image.get(img['image_id'], []))
         ids = to_train_ids(mask, lut, f'image {file_name}')
-        stem = os.path.splitext(os.path.basename(file_name))[0]
+        stem = check_sample_id(os.path.splitext(os.path.basename(file_name))[0], f'{json_path}: image {file_name!r}')
         write_label_png(out_dir / (stem + '.png'), ids)
         names[phase].append(stem)
         if progress:
@@ -206,5 +207,5 @@ def convert_pascal_context(devkit: Path, json_path: Optional[Path] = None,
     split_dir = devkit / 'ImageSets' / 'SegmentationContext'
     split_dir.mkdir(parents=True, exist_ok=True)
     for phase, stems in names.items():
-        (split_dir / f'{phase}.txt').write_text(''.join(s + '\n' for s in sorted(stems)))
+        atomic_write_text(split_dir / f'{phase}.txt', ''.join(s + '\n' for s in sorted(stems)))
     return {p: len(s) for p, s in names.items()}

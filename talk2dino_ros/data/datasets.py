@@ -79,15 +79,11 @@ class SegmentationDataset:
     def _list_samples(self) -> List[Sample]:
         bench = self.benchmark
         if bench.split is not None:
-            split = self.root / bench.split
-            try:
-                text = split.read_text()
-            except OSError as exc:
-                raise DatasetNotFoundError(f'{bench.name}: cannot read split file {split}: '
-                                           f'{exc.strerror or exc}', bench.prepare) from None
-            ids = [line.strip() for line in text.splitlines() if line.strip()]
+            ids = read_split_ids(self.root / bench.split, bench)
         else:
             ids = self._scan_ids()
+            for i in ids:
+                check_sample_id(i, f'{bench.name}: image {self.img_dir / (i + bench.img_suffix)}')
         return [Sample(i, self.img_dir / (i + bench.img_suffix), self.ann_dir / (i + bench.seg_suffix))
                 for i in ids]
 
@@ -140,6 +136,59 @@ class SegmentationDataset:
                     on_skip(sample, exc)
                 continue
             yield sample, image, label
+
+
+def read_split_ids(split: Path, bench: Benchmark) -> List[str]:
+    """The sample ids of a split file (one per line, blank lines skipped), each checked by
+    :func:`check_sample_id`; ``DatasetError`` naming the file and line otherwise."""
+    try:
+        data = split.read_bytes()
+    except OSError as exc:
+        raise DatasetNotFoundError(f'{bench.name}: cannot read split file {split}: '
+                                   f'{exc.strerror or exc}', bench.prepare) from None
+    try:
+        text = data.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        line = data.count(b'\n', 0, exc.start) + 1
+        raise DatasetError(f'{bench.name}: split file {split} is not UTF-8 text (line {line}, byte '
+                           f'{exc.start}: {exc.reason})') from None
+    ids = []
+    for number, line in enumerate(text.splitlines(), 1):
+        sample_id = line.strip()
+        if sample_id:
+            ids.append(check_sample_id(sample_id, f'{bench.name}: split file {split} line {number}'))
+    return ids
+
+
+def check_sample_id(sample_id: str, where: str) -> str:
+    """``sample_id`` if it is a relative path that stays inside the dataset's folders, else ``DatasetError``.
+
+    Ids become file names under the image, label and prediction folders, so an absolute path, a
+    ``..`` or empty component, a backslash or a control character could read or write elsewhere.
+    """
+    reason = _bad_id_reason(sample_id)
+    if reason is not None:
+        shown = sample_id if len(sample_id) <= 80 else sample_id[:77] + '...'
+        raise DatasetError(f'{where}: sample id {shown!r} {reason}; ids must be relative paths inside '
+                           'the dataset folder')
+    return sample_id
+
+
+def _bad_id_reason(sample_id: str) -> Optional[str]:
+    if not sample_id:
+        return 'is empty'
+    if any(ord(c) < 32 or ord(c) == 127 for c in sample_id):
+        return 'contains a control character'
+    if '\\' in sample_id:
+        return 'contains a backslash'
+    if sample_id.startswith('/') or (len(sample_id) > 1 and sample_id[1] == ':'):
+        return 'is an absolute path'
+    parts = sample_id.split('/')
+    if '..' in parts:
+        return "has a '..' component"
+    if any(part in ('', '.') for part in parts):
+        return "has an empty or '.' component"
+    return None
 
 
 def open_dataset(benchmark: Union[Benchmark, str], data_root: PathLike) -> SegmentationDataset:

@@ -16,7 +16,8 @@ from typing import Any, Callable, Dict, List, Optional, Protocol as TypingProtoc
 import numpy as np
 
 from talk2dino_ros.data.benchmarks import Protocol, paper_miou
-from talk2dino_ros.data.datasets import DatasetError, Sample, SegmentationDataset, load_label
+from talk2dino_ros.atomic_files import atomic_path, atomic_write_text
+from talk2dino_ros.data.datasets import DatasetError, Sample, SegmentationDataset, check_sample_id, load_label
 from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.evaluation.metrics import IoUAccumulator
 from talk2dino_ros.evaluation.report import finite_or_none, to_jsonable
@@ -48,18 +49,35 @@ def apply_protocol(segmenter: SegmenterLike, options: Any, vocabulary: Sequence[
 
 
 def prediction_path(pred_dir: Path, sample: Sample) -> Path:
-    return pred_dir / (sample.id + '.png')
+    """``pred_dir/<id>.png``; ``DatasetError`` when the id would lead outside ``pred_dir``."""
+    check_sample_id(sample.id, f'sample {sample.image_path}')
+    path = pred_dir / (sample.id + '.png')
+    check_inside(path, pred_dir)
+    return path
 
 
-def save_prediction(path: Path, labels: np.ndarray) -> None:
-    """Write a uint8 PNG atomically (a crash never leaves a truncated file to resume from)."""
+def check_inside(path: Path, root: Path) -> None:
+    """``DatasetError`` unless ``path``, symbolic links resolved, lies inside ``root``."""
+    resolved, base = Path(os.path.realpath(path)), Path(os.path.realpath(root))
+    if resolved != base and base not in resolved.parents:
+        raise DatasetError(f'prediction {path} would be written outside {root} (it resolves to {resolved})')
+
+
+def save_prediction(path: Path, labels: np.ndarray, root: Optional[Path] = None) -> None:
+    """Write a uint8 PNG atomically (a crash never leaves a truncated file to resume from).
+
+    With ``root``, the path is checked to resolve inside it once its folder exists (a symbolic link
+    planted in the prediction folder cannot redirect the write).
+    """
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
     try:
-        Image.fromarray(np.asarray(labels, dtype=np.uint8)).save(tmp, format='PNG')
-        os.replace(tmp, path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if root is not None:
+            check_inside(path, root)
+        # no fsync: thousands of predictions, and a lost one is simply recomputed on --resume
+        with atomic_path(path, fsync=False) as tmp:
+            Image.fromarray(np.asarray(labels, dtype=np.uint8)).save(tmp, format='PNG')
     except OSError as exc:
         raise Talk2DinoError(f'cannot write prediction {path}: {exc.strerror or exc}') from None
 
@@ -90,7 +108,7 @@ def _check_manifest(pred_dir: Path, fingerprint: Dict[str, Any], resume: bool) -
                                  f'({", ".join(diff)} differ); use another --save-predictions '
                                  'folder or run without --resume')
     pred_dir.mkdir(parents=True, exist_ok=True)
-    manifest.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
+    atomic_write_text(manifest, json.dumps(fingerprint, indent=1, sort_keys=True))
 
 
 def evaluate_dataset(dataset: SegmentationDataset, get_segmenter: Callable[[], SegmenterLike],
@@ -152,7 +170,7 @@ def evaluate_dataset(dataset: SegmentationDataset, get_segmenter: Callable[[], S
                 engine_timings[key] = engine_timings.get(key, 0.0) + float(value)
             counts['segmented'] += 1
             if path is not None:
-                save_prediction(path, pred)
+                save_prediction(path, pred, root=predictions_dir)
         t2 = time.perf_counter()
         acc.update(pred, label)
         times['score_s'] += time.perf_counter() - t2

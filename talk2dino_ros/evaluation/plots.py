@@ -16,6 +16,7 @@ from typing import Any, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from talk2dino_ros.atomic_files import atomic_path
 from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.evaluation.metrics import normalize_confusion
 
@@ -36,6 +37,12 @@ def require_matplotlib():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    """Save a figure as a 100 dpi image atomically (the format follows the suffix, which the temporary keeps)."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100)
 
 
 def safe_stem(text: str) -> str:
@@ -70,7 +77,7 @@ def plot_class_iou(iou: Mapping[str, Optional[float]], path: Path, title: str,
             ax.legend(loc='lower right')
         ax.set_title(title)
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
     return path
@@ -105,7 +112,7 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path
         ax.set_title(title + '\n(rows normalised: share of each ground-truth class; grey = absent)')
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label='fraction of the row')
         fig.tight_layout()
-        fig.savefig(path, dpi=100)
+        save_figure(fig, path)
     finally:
         plt.close(fig)
     return path
@@ -151,7 +158,7 @@ def write_training_plots(history: Sequence[Mapping[str, float]], out_dir: Path) 
         ax.grid(True, alpha=0.3)
         _integer_epochs(ax)
         fig.tight_layout()
-        fig.savefig(out_dir / 'loss.png', dpi=100)
+        save_figure(fig, out_dir / 'loss.png')
         written.append(out_dir / 'loss.png')
     finally:
         plt.close(fig)
@@ -171,7 +178,7 @@ def write_training_plots(history: Sequence[Mapping[str, float]], out_dir: Path) 
             ax.legend()
             _integer_epochs(ax)
             fig.tight_layout()
-            fig.savefig(out_dir / 'recall.png', dpi=100)
+            save_figure(fig, out_dir / 'recall.png')
             written.append(out_dir / 'recall.png')
         finally:
             plt.close(fig)

@@ -11,9 +11,13 @@ import torch.nn.functional as F
 
 
 def rescale_size(height: int, width: int, short: int = 448, long: int = 2048) -> Tuple[int, int]:
-    """mmcv ``imrescale`` keep-ratio size: s = min(long/max, short/min); returns (new_h, new_w)."""
+    """mmcv ``imrescale`` keep-ratio size: s = min(long/max, short/min); returns (new_h, new_w).
+
+    Each side is at least 1 pixel: for extreme aspect ratios (e.g. 1x10000) mmcv's rounding gives 0,
+    which no resize accepts; every other size is mmcv's.
+    """
     s = min(long / max(height, width), short / min(height, width))
-    return int(height * s + 0.5), int(width * s + 0.5)
+    return max(1, int(height * s + 0.5)), max(1, int(width * s + 0.5))
 
 
 def resize_uint8(image: np.ndarray, height: int, width: int) -> np.ndarray:

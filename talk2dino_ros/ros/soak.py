@@ -673,7 +673,9 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     else:
         print(text)
         if args.json:
-            Path(args.json).write_text(json.dumps(summary, indent=1, default=str, ensure_ascii=False))
+            from talk2dino_ros.atomic_files import atomic_write_text
+
+            atomic_write_text(Path(args.json), json.dumps(summary, indent=1, default=str, ensure_ascii=False))
     if not summary['ok'] and 'node_log_tail' in summary:
         print('node log (tail):\n' + summary['node_log_tail'], file=sys.stderr)
     return 0 if summary['ok'] else 1

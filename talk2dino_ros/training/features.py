@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
+from talk2dino_ros.atomic_files import atomic_open
 from talk2dino_ros.errors import Talk2DinoError
 
 FORMAT = 'talk2dino_ros.features/1'
@@ -42,12 +43,8 @@ def shard_file(folder: Path, shard: int, name: str) -> Path:
 
 
 def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
+    with atomic_open(path, 'w', encoding='utf-8') as f:
         json.dump(obj, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def read_manifest(folder: os.PathLike | str) -> Dict[str, Any]:
@@ -122,13 +119,8 @@ def write_shard(folder: os.PathLike | str, manifest: Dict[str, Any], shard: int,
         if arrays[name].shape[0] != rows:
             raise ValueError(f'shard {shard}: array {name!r} has {arrays[name].shape[0]} rows, expected {rows}')
     for name in _array_names(manifest):
-        target = shard_file(root, shard, name)
-        tmp = target.with_name(target.name + '.tmp')
-        with open(tmp, 'wb') as f:
+        with atomic_open(shard_file(root, shard, name), 'wb') as f:
             np.save(f, np.ascontiguousarray(arrays[name]))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
     entry['complete'] = True
     _write_json_atomic(root / MANIFEST, manifest)
 

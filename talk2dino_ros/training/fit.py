@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from talk2dino_ros.atomic_files import atomic_torch_save, atomic_write_text
 from talk2dino_ros.model.checkpoints import sha256_file
 from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.model.projection import ProjectionHead
@@ -172,9 +173,7 @@ def projection_state(head: ProjectionHead) -> 'OrderedDict[str, torch.Tensor]':
 
 
 def _save_atomic(obj, path: Path) -> None:
-    tmp = path.with_name(path.name + '.tmp')
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    atomic_torch_save(obj, path)
 
 
 def save_projection(head: ProjectionHead, path: os.PathLike | str) -> Path:
@@ -300,8 +299,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> FitResult:
                       'model': head.state_dict(), 'optimizer': optimizer.state_dict(),
                       'shuffle_rng': shuffle.get_state(), 'torch_rng': torch.get_rng_state(),
                       'history': history}, ckpt_path)
-        with open(run_dir / HISTORY_NAME, 'a', encoding='utf-8') as f:
-            f.write(json.dumps(record) + '\n')
+        # rewritten whole from the checkpointed history: a resumed run never repeats or loses an epoch line
+        atomic_write_text(run_dir / HISTORY_NAME, ''.join(json.dumps(r) + '\n' for r in history))
         log(_format_record(record))
         if plot is not None:
             plot(history, run_dir)

@@ -35,6 +35,7 @@ import open_clip
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from talk2dino_ros import catalog
+from talk2dino_ros.atomic_files import atomic_torch_save
 from talk2dino_ros.model import random_weights
 from talk2dino_ros.model.backbone import resize_square
 from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, malformed_checkpoint
@@ -338,8 +339,8 @@ def write_clip_dinoiser_weights(out_dir, width: str = 'tiny', seed: int = 0) -> 
         tw, tl, te, vw, vl, proj_dim = (s['text_width'], s['text_layers'], s['embed_dim'], s['vision_width'],
                                         s['vision_layers'], s['proj_dim'])
     paths = {role: out / name for role, name in catalog.get_variant('clip_dinoiser').files.items()}
-    torch.save(random_weights.clip_state_dict(tw, tl, te, vw, vl, PATCH_SIZE, quick_gelu=False, seed=seed),
-               paths['openclip'])
+    atomic_torch_save(random_weights.clip_state_dict(tw, tl, te, vw, vl, PATCH_SIZE, quick_gelu=False, seed=seed),
+                      paths['openclip'])
     g = torch.Generator().manual_seed(seed + 7)
     head = OrderedDict([
         ('obj_proj.bias', torch.randn(proj_dim, generator=g) * 0.02),
@@ -347,7 +348,7 @@ def write_clip_dinoiser_weights(out_dir, width: str = 'tiny', seed: int = 0) -> 
         ('bkg_decoder.bias', torch.randn(1, generator=g) * 0.1),
         ('bkg_decoder.weight', torch.randn(1, vw, 1, 1, generator=g) * 2.0),
     ])
-    torch.save({'epoch': 0, 'model_state_dict': head}, paths['clip_dinoiser'])
+    atomic_torch_save({'epoch': 0, 'model_state_dict': head}, paths['clip_dinoiser'])
     return paths
 
 
