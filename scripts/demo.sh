@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # The whole loop without a camera: a synthetic scene -> segment_node -> overlays saved as PNGs.
-# Real weights are used when `fetch_weights` put them in $T2D_WEIGHTS_DIR (default ~/.cache/talk2dino_ros);
-# otherwise RANDOM test weights are written and the node is told so (its masks are then meaningless).
+#
+# Weights: the published Talk2DINO ViT-B files in $T2D_WEIGHTS_DIR (default ~/.cache/talk2dino_ros). When some
+# are missing, fetch_weights downloads them first (about 1 GB, with progress). When that is not possible (no
+# network, or T2D_DEMO_OFFLINE=1), RANDOM test weights are written instead: the log says so, every saved overlay
+# carries a red "RANDOM WEIGHTS" banner, and the background class is switched off so that every pixel gets a
+# class and the plumbing is visible (the masks themselves mean nothing).
+# At the end it prints a summary: frames in and out, the output rate and where the overlays are.
 # Usage: bash scripts/demo.sh [seconds]   (default 30; Ctrl-C stops it earlier)
+# Environment: T2D_WEIGHTS_DIR, T2D_DEMO_OUT (default ./demo_out), T2D_DEMO_OFFLINE=1, T2D_VENV.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${T2D_VENV:-$ROOT/.venv}"
@@ -10,26 +16,73 @@ PY="$VENV/bin/python"
 SECONDS_TO_RUN="${1:-30}"
 WEIGHTS_DIR="${T2D_WEIGHTS_DIR:-$HOME/.cache/talk2dino_ros}"
 OUT="${T2D_DEMO_OUT:-$ROOT/demo_out}"
+CAMERA=/camera/image_raw
 export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+say() { echo "[demo] $*"; }
 
-# large frames over best-effort UDP lose fragments on a default loopback; the demo publisher is reliable
-NODE_ARGS=(-p mode:=whole -p image_reliability:=reliable -p "weights_dir:=$WEIGHTS_DIR")
-if [ ! -f "$WEIGHTS_DIR/dinov2_vitb14_reg4_pretrain.pth" ] || [ ! -f "$WEIGHTS_DIR/vitb_mlp_infonce.pth" ]; then
-  RW="$(mktemp -d)/random_weights"
-  echo "[demo] no published weights in $WEIGHTS_DIR (run fetch_weights); using RANDOM tiny weights: outputs are meaningless"
-  "$PY" -m talk2dino_ros.cli.make_random_weights "$RW" >/dev/null
-  NODE_ARGS=(-p mode:=whole -p image_reliability:=reliable -p "weights_dir:=$RW" -p allow_random_weights:=true)
+have_published_weights() {
+  "$PY" - "$WEIGHTS_DIR" <<'PYEOF'
+import sys
+from pathlib import Path
+from talk2dino_ros.catalog import published_bundle
+folder = Path(sys.argv[1]).expanduser()
+sys.exit(0 if all((folder / f.filename).is_file() for f in published_bundle('talk2dino', 'vitb').values()) else 1)
+PYEOF
+}
+
+RANDOM_WEIGHTS=0
+if have_published_weights; then
+  say "using the published weights in $WEIGHTS_DIR"
+elif [ "${T2D_DEMO_OFFLINE:-0}" != 1 ] && \
+     { say "published weights missing in $WEIGHTS_DIR: fetching them (fetch_weights, about 1 GB)"; \
+       "$PY" -m talk2dino_ros.cli.fetch_weights --dir "$WEIGHTS_DIR"; }; then
+  say "fetched; using the published weights in $WEIGHTS_DIR"
+else
+  RANDOM_WEIGHTS=1
+  WEIGHTS_DIR="$(mktemp -d)/random_weights"
+  say "!!! no published weights and no download: using RANDOM test weights; the masks are meaningless !!!"
+  "$PY" -m talk2dino_ros.cli.make_random_weights "$WEIGHTS_DIR" | sed 's/^/[demo]   /'
 fi
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT INT TERM
+# large frames over best-effort UDP lose fragments on a default loopback; the demo publisher is reliable.
+# The node's vocabulary topic is relative (`vocab`); the launch file maps it to /t2d/vocab, so does the demo.
+NODE_ARGS=(-r vocab:=/t2d/vocab -p mode:=whole -p image_reliability:=reliable -p "weights_dir:=$WEIGHTS_DIR")
+SAVER_ARGS=(--out "$OUT" --every 2 --input-topic "$CAMERA")
+if [ "$RANDOM_WEIGHTS" = 1 ]; then
+  # no background class (threshold <= 0): every pixel gets one of the classes, so the overlay shows regions
+  NODE_ARGS+=(-p allow_random_weights:=true -p background_threshold:=0.0)
+  SAVER_ARGS+=(--banner "RANDOM WEIGHTS - demo plumbing only, masks are meaningless")
+fi
 
+LOGS="$(mktemp -d)"
+node_pid=""; pub_pid=""; saver_pid=""
+stop() {  # $1 = pid: SIGINT, then wait for it to exit
+  [ -n "$1" ] || return 0
+  kill -INT "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+cleanup() { stop "$pub_pid"; stop "$saver_pid"; stop "$node_pid"; pub_pid=""; saver_pid=""; node_pid=""; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$OUT"
 "$PY" -m talk2dino_ros.ros.segment_node --ros-args --params-file "$ROOT/config/params.yaml" \
-  -r image:=/camera/image_raw "${NODE_ARGS[@]}" & pids+=($!)
-"$PY" -m talk2dino_ros.ros.image_folder_publisher --rate 2 \
-  --vocab "red circle, green square, blue triangle, sky, grass" & pids+=($!)
-"$PY" -m talk2dino_ros.ros.output_saver --out "$OUT" --every 2 & pids+=($!)
-echo "[demo] running for ${SECONDS_TO_RUN}s; overlays go to $OUT (RViz: rviz2 -d config/talk2dino.rviz)"
+  -r image:="$CAMERA" "${NODE_ARGS[@]}" & node_pid=$!
+"$PY" -m talk2dino_ros.ros.output_saver "${SAVER_ARGS[@]}" >"$LOGS/saver.out" & saver_pid=$!
+"$PY" -m talk2dino_ros.ros.image_folder_publisher --rate 2 --topic "$CAMERA" \
+  --vocab "red circle, green square, blue triangle, sky, grass" & pub_pid=$!
+say "running for ${SECONDS_TO_RUN}s; overlays go to $OUT (RViz: rviz2 -d config/talk2dino.rviz)"
 sleep "$SECONDS_TO_RUN"
+
+# camera first, then the saver (it prints the counts), then the node
+stop "$pub_pid"; pub_pid=""
+sleep 1
+stop "$saver_pid"; saver_pid=""
+stop "$node_pid"; node_pid=""
+grep '^summary:' "$LOGS/saver.out" | sed 's/^summary:/[demo] summary:/' || say "summary: the output saver printed none"
+say "overlays: $OUT ($(find "$OUT" -name 'overlay_*.png' | wc -l) PNG files)"
+if [ "$RANDOM_WEIGHTS" = 1 ]; then
+  say "note: these overlays come from RANDOM weights; fetch the real ones with fetch_weights (then rerun the demo)"
+fi
+rm -rf "$LOGS"
