@@ -158,7 +158,7 @@ class DetailIndex:
 
 def load_detail_json(path: Path) -> DetailIndex:
     try:
-        with open(path, 'r') as f:
+        with open(path, 'r', encoding='utf-8') as f:  # JSON is UTF-8, whatever the locale
             data = json.load(f)
     except FileNotFoundError:
         raise DatasetError(f'annotation file {path} does not exist (download trainval_merged.json, '

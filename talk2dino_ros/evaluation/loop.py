@@ -99,7 +99,7 @@ def _check_manifest(pred_dir: Path, fingerprint: Dict[str, Any], resume: bool) -
     manifest = pred_dir / 'run.json'
     if resume and manifest.is_file():
         try:
-            old = json.loads(manifest.read_text())
+            old = json.loads(manifest.read_text(encoding='utf-8'))
         except (OSError, ValueError):
             raise Talk2DinoError(f'cannot read {manifest}; remove it or run without --resume') from None
         if old != fingerprint:

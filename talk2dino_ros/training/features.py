@@ -54,7 +54,7 @@ def read_manifest(folder: os.PathLike | str) -> Dict[str, Any]:
     try:
         with open(path, encoding='utf-8') as f:
             manifest = json.load(f)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, ValueError) as exc:  # ValueError: invalid JSON or invalid UTF-8
         raise FeatureError(f'feature manifest {path} is unreadable: {exc}') from None
     if not isinstance(manifest, dict) or manifest.get('format') != FORMAT:
         raise FeatureError(f'{path} is not a talk2dino_ros feature manifest (format {FORMAT})')

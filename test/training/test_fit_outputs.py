@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from talk2dino_ros.training.fit import CHECKPOINT_NAME, HISTORY_NAME, fit
 from test_fit import D, E, _cfg, write_planted
@@ -21,3 +22,11 @@ def test_history_file_matches_the_checkpoint_after_a_resume(tmp_path):
     assert lines == json.loads(json.dumps(result.history))
     # the loss curve is drawn after every epoch (no validation here, so no recall picture)
     assert sorted(p.name for p in run_dir.iterdir()) == sorted([CHECKPOINT_NAME, HISTORY_NAME, 'loss.png'])
+
+
+def test_feature_manifest_with_invalid_utf8_is_a_feature_error(tmp_path):
+    from talk2dino_ros.training import features as fmt
+
+    (tmp_path / fmt.MANIFEST).write_bytes(b'{"format": "\xff\xfe"}')
+    with pytest.raises(fmt.FeatureError, match='unreadable'):
+        fmt.read_manifest(tmp_path)
