@@ -1,9 +1,7 @@
 """Several cameras on one model, lazy inference and ~/enable, through real rclpy pub/sub (fake engine)."""
-import threading
 import time
 
 import numpy as np
-import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool
@@ -215,3 +213,25 @@ def test_invalid_camera_lists_fall_back_to_the_single_image_topic(make_node, cap
     assert [c.name for c in node.cameras] == [''] and node.cameras[0].topic == 'image'
     probe.send(numpy_to_image(scene(3, 3), 'rgb8', probe.next_header()))
     assert 'camera_names has 1 names for 2 image_topics' in capfd.readouterr().err
+
+
+def test_several_compressed_cameras_read_topic_slash_compressed(make_node):
+    from sensor_msgs.msg import CompressedImage
+    from talk2dino_ros.ros.image_conversion import encode_compressed
+
+    node, probe, _ = make_node(params={'image_topics': ['/left/image_raw', '/right/image_raw'],
+                                       'compressed_input': True}, vocabulary=['a', 'b'])
+    qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    for name in ('left', 'right'):
+        pub = probe.create_publisher(CompressedImage, f'/{name}/image_raw/compressed', qos)
+        probe.listen(f'{NODE}/{name}/labels', Image)
+        rgb = scene(6, 10, seed=len(name))
+        header = probe.next_header(frame_id=name)
+        for _ in range(100):
+            pub.publish(encode_compressed(rgb, 'png', header=header))
+            time.sleep(0.05)
+            labels = probe.output_for(f'{NODE}/{name}/labels', header)
+            if labels:
+                break
+        assert labels is not None and labels.header == header
+        np.testing.assert_array_equal(image_to_numpy(labels), expected_labels(rgb, 2, True))
