@@ -3,8 +3,8 @@
 Formats (see shared docs `checkpoints.md`):
 * DINOv2 official ``dinov2_vit{s,b,l}14_reg4_pretrain.pth`` (flat state dict with ``mask_token``,
   ``register_tokens``, ``pos_embed`` [1, 1+37*37, D]) and timm's layout (``reg_token``, no class pos).
-* OpenAI CLIP ``ViT-B-16.pt`` (a TorchScript archive), a plain state dict, or an open_clip checkpoint
-  (``state_dict`` wrapper, ``module.`` prefixes).
+* OpenAI CLIP ``ViT-B-16.pt`` (a TorchScript archive, read as data: its code is never run), a plain
+  state dict, or an open_clip checkpoint (``state_dict`` wrapper, ``module.`` prefixes).
 * Talk2DINO ψ ``vit{b,l}_mlp_infonce.pth`` (plain OrderedDict; legacy ``linear_layer2.*`` accepted).
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Dict, Iterable, Iterator, Mapping
 import torch
 
 from talk2dino_ros.errors import CheckpointError
+from talk2dino_ros.model.torchscript_archive import is_torchscript_archive, read_torchscript_state_dict
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -38,8 +39,6 @@ def _check_file(path: os.PathLike | str, what: str) -> Path:
 
 def _unwrap(obj: object, path: Path, what: str) -> StateDict:
     """Return the tensor dict inside common wrappers ({'state_dict': ...}, {'model': ...})."""
-    if isinstance(obj, torch.jit.ScriptModule):
-        obj = obj.state_dict()
     for key in ('state_dict', 'model_state_dict', 'model'):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -66,13 +65,7 @@ def _first_line(exc: BaseException) -> str:
 
 def _is_torchscript(path: Path) -> bool:
     """OpenAI's release files are TorchScript archives (zip with a ``code/`` tree)."""
-    try:
-        if not zipfile.is_zipfile(path):
-            return False
-        with zipfile.ZipFile(path) as zf:
-            return any(n.split('/', 1)[-1].startswith('code/') or n.endswith('/constants.pkl') for n in zf.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
+    return is_torchscript_archive(path)
 
 
 def load_state_dict_file(path: os.PathLike | str, what: str, allow_torchscript: bool = False) -> StateDict:
@@ -90,10 +83,11 @@ def load_state_dict_file(path: os.PathLike | str, what: str, allow_torchscript: 
         raise CheckpointError(f'{what} file {p} is a TorchScript archive (the OpenAI CLIP release?), '
                               f'not a {what} checkpoint')
     if allow_torchscript and _is_torchscript(p):
+        # never torch.jit.load: it compiles and runs the archive's code; the tensors are read as data
         try:
-            obj = torch.jit.load(str(p), map_location='cpu')
-        except Exception as exc:
-            raise CheckpointError(f'{what} file {p} is a corrupt TorchScript archive: {_first_line(exc)}') from None
+            obj = read_torchscript_state_dict(p)
+        except CheckpointError as exc:
+            raise CheckpointError(f'{what} file {p} is not a readable TorchScript weights archive: {exc}') from None
         return _unwrap(obj, p, what)
     try:
         obj = torch.load(str(p), map_location='cpu', weights_only=True)
