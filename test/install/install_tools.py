@@ -60,7 +60,9 @@ def rosdep_env(home: Path) -> Dict[str, str]:
     (sources / '20-talk2dino-test.list').write_text(
         f'yaml file://{RULES / "rosdep" / "python.yaml"}\n', encoding='utf-8')
     env = dict(os.environ)
-    env.pop('ROS_DISTRO', None)
+    # a machine before `rosdep install`: --ignore-src would also skip packages found on these paths
+    for var in ('ROS_DISTRO', 'AMENT_PREFIX_PATH', 'ROS_PACKAGE_PATH', 'CMAKE_PREFIX_PATH'):
+        env.pop(var, None)
     env.update(ROSDEP_SOURCE_PATH=str(sources), ROSDISTRO_INDEX_URL=f'file://{RULES / "index-v4.yaml"}',
                ROS_HOME=str(home / 'ros_home'), PATH=f'{VENV / "bin"}{os.pathsep}{env.get("PATH", "")}')
     return env
