@@ -151,6 +151,8 @@ def _is_write(call: ast.Call) -> bool:
         is_method = isinstance(call.func, ast.Attribute)
         if is_method and getattr(call.func.value, 'id', None) == 'os':
             return False  # os.open: flags, not a mode string (only the helper uses it to write)
+        if call.args and isinstance(call.args[0], ast.Attribute) and call.args[0].attr == 'devnull':
+            return False  # open(os.devnull, 'w'): discards output, writes no file
         mode = _open_mode(call, is_method)
         return mode == '?' or (mode is not None and any(c in mode for c in 'wax+'))
     return False
@@ -218,6 +220,7 @@ def test_the_scan_finds_each_kind_of_write(tmp_path):
         '    open(p, mode=m); shutil.copy(p, p); gzip.open(p, "wt")\n'
         'def good(p, obj, img):\n'
         '    open(p).read(); open(p, "rb"); p.open(); json.dumps(obj); os.open(p, 0); Image.open(p)\n'
+        '    sys.stdout = open(os.devnull, "w")\n'
         '    Image.open(io.BytesIO(obj)); img.copy(); tarfile.open(p, "r")\n'
         '    with atomic_path(p) as tmp:\n'
         '        cv2.imwrite(str(tmp), img); torch.save(obj, tmp)\n'
