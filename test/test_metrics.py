@@ -114,7 +114,7 @@ def test_known_prediction_set_hand_computed_miou():
 
 
 def _mmseg_replica(preds, labels, num_classes, reduce_zero):
-    """The reference path as described in benchmarks.md section 6, with torch.histc and a
+    """The reference path as described in docs/method.md §7.4, with torch.histc and a
     Python sum of float32 tensors."""
     per_image = []
     for pred, label in zip(preds, labels):

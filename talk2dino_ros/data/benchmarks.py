@@ -5,7 +5,7 @@ table, for two methods; each name is written once (sub-lists are slices, CLIP-DI
 Talk2DINO's with an explicit rename table):
 
 * Talk2DINO uses the mmseg 0.30 lists (plus its own VOC-20 / COCO-Object classes), see
-  ``shared/docs/benchmarks.md`` section 2. Note ADE20K's ``'bed '`` with a trailing space.
+  docs/method.md §7.1. Note ADE20K's ``'bed '`` with a trailing space.
 * CLIP-DINOiser registers its own lists for VOC, Pascal Context and COCO-Object (``'dining table'``,
   ``'potted plant'``, ``'aeroplane'``); COCO-Stuff, Cityscapes and ADE20K are the mmseg lists.
 
@@ -131,7 +131,7 @@ CD_COCO_OBJECT_81_CLASSES = _replace(COCO_OBJECT_81_CLASSES, {'airplane': 'aerop
 # Published numbers (mIoU, %).
 # ---------------------------------------------------------------------------------------------
 
-#: Talk2DINO, authors' project-page results figure (benchmarks.md section 8.1): (variant, pamr) ->
+#: Talk2DINO, authors' project-page results figure (docs/method.md §7.5): (variant, pamr) ->
 #: benchmark -> mIoU. "with mask refinement" rows are the pamr=True ones (README commands).
 TALK2DINO_PAPER_MIOU: Dict[Tuple[str, bool], Dict[str, float]] = {
     ('vitb', False): {'voc20': 87.1, 'context59': 39.8, 'coco_stuff': 28.1, 'cityscapes': 36.6,
@@ -159,7 +159,7 @@ def paper_miou(benchmark: str, method: str = 'talk2dino', variant: str = 'vitb',
 
 
 # ---------------------------------------------------------------------------------------------
-# Preparation instructions (benchmarks.md sections 4-5); printed by `evaluate` when data is missing.
+# Preparation instructions (docs/method.md §7.2-7.3); printed by `evaluate` when data is missing.
 # ---------------------------------------------------------------------------------------------
 
 _VOC_PREP = """\

@@ -1,6 +1,6 @@
 """COCO-Object label conversion: raw stuffthingmaps -> ``<id>_instanceTrainIds.png``.
 
-Same result as Talk2DINO's ``convert_dataset/convert_coco_object.py`` (``benchmarks.md`` section 5.4).
+Same result as Talk2DINO's ``convert_dataset/convert_coco_object.py`` (docs/method.md §7.3).
 Despite its name, the reference reads no instance JSON: it re-labels the COCO-Stuff semantic maps
 (whose thing pixels come from the COCO instance masks). Starting from the COCO-Stuff table, add 1
 to every train id, then send every table key > 90 to 0. Result: the 80 used thing values -> 1..80 in

@@ -1,7 +1,7 @@
 """COCO-Stuff 164k label conversion: raw stuffthingmaps -> ``<id>_labelTrainIds.png``.
 
-Same result as mmseg 0.30 ``tools/convert_datasets/coco_stuff164k.py`` (``benchmarks.md`` section
-5.3): raw values 0..181 are the COCO(-Stuff) category id minus 1 (255 = unlabeled); the 171 used
+Same result as mmseg 0.30 ``tools/convert_datasets/coco_stuff164k.py`` (docs/method.md
+§7.3): raw values 0..181 are the COCO(-Stuff) category id minus 1 (255 = unlabeled); the 171 used
 values map to train ids 0..170 in ``COCO_STUFF_171_CLASSES`` order, 255 stays 255, and any value not
 in the table is written unchanged. The remapping is a 256-entry lookup table applied to the original
 values (no chaining).
@@ -32,7 +32,7 @@ COCO_RAW_UNLABELED = 255
 #: number of thing classes (train ids 0..79 of COCO-Stuff; 1..80 of COCO-Object)
 NUM_THINGS = 80
 
-#: train id i <- raw value COCO_STUFF_RAW_FOR_TRAIN_ID[i] (benchmarks.md 5.3: raw minus the number
+#: train id i <- raw value COCO_STUFF_RAW_FOR_TRAIN_ID[i] (docs/method.md §7.3: raw minus the number
 #: of unused raw values below it)
 COCO_STUFF_RAW_FOR_TRAIN_ID: Tuple[int, ...] = tuple(
     raw for raw in range(COCO_RAW_MAX + 1) if raw not in COCO_RAW_UNUSED)

@@ -1,7 +1,7 @@
 """Pascal Context conversion: PASCAL-in-Detail ``trainval_merged.json`` -> ``SegmentationClassContext``.
 
-Same result as mmseg 0.30 ``tools/convert_datasets/pascal_context.py`` (``benchmarks.md`` section
-5.2), without the ``detail`` package (a Cython build): for every image of the train and val phases,
+Same result as mmseg 0.30 ``tools/convert_datasets/pascal_context.py`` (docs/method.md
+§7.3), without the ``detail`` package (a Cython build): for every image of the train and val phases,
 
 1. the class mask starts at 0; each segmentation annotation of the image, in the order the Detail API
    iterates them (JSON order, de-duplicated by annotation id, a later duplicate replacing the earlier
@@ -27,7 +27,7 @@ import numpy as np
 from talk2dino_ros.atomic_files import atomic_write_text
 from talk2dino_ros.data.datasets import DatasetError, check_sample_id
 
-#: Detail category id of train id k (sorted; index 0 = 0 = background; benchmarks.md 5.2)
+#: Detail category id of train id k (sorted; index 0 = 0 = background; docs/method.md §7.3)
 CONTEXT_DETAIL_IDS_SORTED = (
     0, 2, 9, 18, 19, 22, 23, 25, 31, 33, 34, 44, 45, 46, 59, 65, 68, 72, 80, 85, 98, 104,
     105, 113, 115, 144, 158, 159, 162, 187, 189, 207, 220, 232, 258, 259, 260, 284, 295,

@@ -1,4 +1,4 @@
-"""Readers for the mmseg on-disk layouts of the 8 benchmarks (``shared/docs/benchmarks.md`` section 4).
+"""Readers for the mmseg on-disk layouts of the 8 benchmarks (docs/method.md §7.2).
 
 A :class:`SegmentationDataset` lists samples (id, image path, label path) in mmseg's order (the split
 file's order, or the sorted recursive listing of the image folder) and loads them like mmseg 0.30:

@@ -1,6 +1,6 @@
 """Read the published checkpoint formats; every failure is one CheckpointError naming the file.
 
-Formats (see shared docs `checkpoints.md`):
+Formats (docs/method.md §8):
 * DINOv2 official ``dinov2_vit{s,b,l}14_reg4_pretrain.pth`` (flat state dict with ``mask_token``,
   ``register_tokens``, ``pos_embed`` [1, 1+37*37, D]) and timm's layout (``reg_token``, no class pos).
 * OpenAI CLIP ``ViT-B-16.pt`` (a TorchScript archive, read as data: its code is never run), a plain

@@ -1,4 +1,4 @@
-"""MaskCLIP dense features from an open_clip ViT (clip_dinoiser.md §3), batch-first as in open_clip 3.x.
+"""MaskCLIP dense features from an open_clip ViT (docs/method.md §6.2), batch-first as in open_clip 3.x.
 
 One pass gives, on the ⌈H/16⌉×⌈W/16⌉ grid:
 * ``dense``: the 512-d MaskCLIP features -- the last block run without attention mixing (each token's
@@ -7,7 +7,7 @@ One pass gives, on the ⌈H/16⌉×⌈W/16⌉ grid:
   which CLIP-DINOiser's ``obj_proj`` and ``bkg_decoder`` read (as tokens; ``token_map`` makes the map).
 
 The authors hook open_clip 2.24's sequence-first blocks; here the same quantities are computed directly on
-open_clip 3.x's batch-first blocks (§8), without hooks and without writing a resized position embedding
+open_clip 3.x's batch-first blocks, without hooks and without writing a resized position embedding
 into the model, so the module stays stateless and thread-safe.
 """
 from __future__ import annotations

@@ -16,7 +16,7 @@ def sigmoid_cosine_scores(features: torch.Tensor, text: torch.Tensor) -> torch.T
 
 def background_clean(scores: torch.Tensor, features: torch.Tensor, attn_logits: torch.Tensor,
                      text: torch.Tensor, lam: float = BG_CLEAN_LAMBDA) -> torch.Tensor:
-    """Blend a per-class attention map into the scores (method.md §5.6), per window.
+    """Blend a per-class attention map into the scores (docs/method.md §5.3), per window.
 
     scores [B, N, h, w] (sigmoid), features [B, D, h, w] raw patch tokens, attn_logits [B, M, h*w]
     CLS->patch pre-softmax logits, text [N, D] unit embeddings. Min/max are global per window.

@@ -2,7 +2,7 @@
 
 Order (deterministic, so extraction can resume): images in the order of the json ``images`` list,
 each image's captions in the order of the ``annotations`` list. Every caption is one training sample
-(method.md §4).
+(docs/method.md §4).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Extract what ψ training needs from a COCO-captions dataset, once (method.md §4).
+"""Extract what ψ training needs from a COCO-captions dataset, once (docs/method.md §4).
 
 Per image (Resize 448 bicubic on the short side, CenterCrop 448, ImageNet normalisation; frozen
 DINOv2 reg4): the per-head ``disentangled_self_attn`` [M, D] = mean over patches of

@@ -4,7 +4,7 @@ A feature folder holds ``manifest.json`` (backbone/text-tower identity, preproce
 table), ``index.json`` (image file names, caption texts) and, per shard ``k``, the files
 ``shard_{k:05d}.<array>.npy``:
 
-* ``heads``         [n_img, M, D]  ``disentangled_self_attn`` (per-head softmax pooling, method.md §4)
+* ``heads``         [n_img, M, D]  ``disentangled_self_attn`` (per-head softmax pooling, docs/method.md §4)
 * ``avg``           [n_img, D]     ``avg_self_attn_out`` (softmax of the head-mean logits)
 * ``patches``       [n_img, P, D]  final-norm patch tokens (only with ``patch_tokens: true``)
 * ``text``          [n_cap, E]     raw CLIP embeddings of the shard's captions

@@ -1,4 +1,4 @@
-"""Train the projection ψ on extracted features with the authors' recipe (method.md §4).
+"""Train the projection ψ on extracted features with the authors' recipe (docs/method.md §4).
 
 One sample per caption: (raw CLIP caption embedding, the image's per-head ``disentangled_self_attn``).
 Per batch: ψ(text) and every head vector are L2-normalised; for each matched pair i the head with the

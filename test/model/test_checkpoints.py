@@ -140,7 +140,7 @@ def test_dinov2_inconsistent_tensor_shape(tiny_weights, tmp_path):
 
 
 def _official_layout_shapes(dim: int, depth: int):
-    """Key -> shape of ``dinov2_vit?14_reg4_pretrain.pth`` (checkpoints.md §1)."""
+    """Key -> shape of ``dinov2_vit?14_reg4_pretrain.pth`` (docs/method.md §8)."""
     shapes = {'cls_token': (1, 1, dim), 'pos_embed': (1, 1 + 37 * 37, dim), 'register_tokens': (1, 4, dim),
               'mask_token': (1, dim), 'patch_embed.proj.weight': (dim, 3, 14, 14), 'patch_embed.proj.bias': (dim,),
               'norm.weight': (dim,), 'norm.bias': (dim,)}
@@ -204,7 +204,7 @@ def test_clip_vision_only_file(tmp_path):
 # ------------------------------------------------------------------ DINOv2: official vs timm layout
 
 def _independent_timm(official_sd, img_size):
-    """timm's own DINOv2 reg4 model with the official weights through timm's filter (checkpoints.md §2)."""
+    """timm's own DINOv2 reg4 model with the official weights through timm's filter (docs/method.md §8)."""
     model = timm.create_model('vit_base_patch14_reg4_dinov2', pretrained=False, img_size=img_size, num_classes=0,
                               embed_dim=DINO_DIM, depth=DINO_DEPTH, num_heads=DINO_DIM // 16)
     model.load_state_dict(checkpoint_filter_fn(dict(official_sd), model), strict=True)

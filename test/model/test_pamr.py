@@ -1,4 +1,4 @@
-"""PAMR (method.md §5.8): the vectorised version against a literal reference and hand-computed cases."""
+"""PAMR (docs/method.md §5.5): the vectorised version against a literal reference and hand-computed cases."""
 import numpy as np
 import pytest
 import torch

@@ -1,4 +1,4 @@
-"""Per-window post-processing (method.md §5.5-5.9) against hand-computed values and an independent numpy version."""
+"""Per-window post-processing (docs/method.md §5.2-5.4) against hand-computed values and an independent numpy version."""
 import math
 
 import numpy as np

@@ -308,7 +308,7 @@ def test_small_window_upsampled_straight_to_its_size(tiny_segmenter):
 
 
 def test_whole_mode_keeps_the_frame_aspect(fresh_tiny_segmenter):
-    """'whole' mode (method.md §11): one non-square pass at the inference size, never a square resize."""
+    """'whole' mode (docs/method.md §5.1): one non-square pass at the inference size, never a square resize."""
     s = fresh_tiny_segmenter
     s.with_options(mode='whole', resolution=224)
     s.set_vocabulary(VOCAB)

@@ -9,7 +9,7 @@ from talk2dino_ros.model.windows import (Window, merge_windows, rescale_size, re
 
 
 @pytest.mark.parametrize('hw,expected', [
-    ((375, 500), (448, 597)),      # VOC 500x375 -> 597x448 (benchmarks.md)
+    ((375, 500), (448, 597)),      # VOC 500x375 -> 597x448 (docs/method.md §5.1)
     ((1024, 2048), (448, 896)),    # Cityscapes 2048x1024 -> 896x448
     ((500, 375), (597, 448)),      # portrait
     ((448, 448), (448, 448)),

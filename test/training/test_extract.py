@@ -1,4 +1,4 @@
-"""Feature extraction for ψ training (method.md §4) on a tiny synthetic COCO-captions dataset."""
+"""Feature extraction for ψ training (docs/method.md §4) on a tiny synthetic COCO-captions dataset."""
 import json
 from collections import namedtuple
 from pathlib import Path

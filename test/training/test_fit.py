@@ -1,4 +1,4 @@
-"""ψ training (method.md §4) on synthetic feature folders: loss, recall, planted mapping, resume, errors."""
+"""ψ training (docs/method.md §4) on synthetic feature folders: loss, recall, planted mapping, resume, errors."""
 from collections import OrderedDict
 from pathlib import Path
 

@@ -1,12 +1,12 @@
 """CLIP-DINOiser (Wysoczańska et al., ECCV 2024): MaskCLIP features refined by learned patch correlations.
 
-Implements shared docs ``clip_dinoiser.md`` on open_clip 3.x:
-* text: 80 ImageNet templates per name, each prompt embedding L2-normalised, mean, re-normalised (§2);
-* image: pad to a multiple of 16 *before* CLIP normalisation, MaskCLIP dense features (§3),
+Implements CLIP-DINOiser (docs/method.md §6) on open_clip 3.x:
+* text: 80 ImageNet templates per name, each prompt embedding L2-normalised, mean, re-normalised (§6.1);
+* image: pad to a multiple of 16 *before* CLIP normalisation, MaskCLIP dense features (§6.2),
   ``obj_proj`` correlations with entries < γ = 0.2 set to 0, correlation-weighted pooling (+1e-6),
-  ``softmax(100 · cos)`` (§4); the window map is resized bilinearly to the window size (for a window that
-  is not a multiple of 16 this squeezes the padded grid into it, as the authors' evaluation does, §6);
-* background (§5): with ``options.background`` the text class 'background' is class 0; with
+  ``softmax(100 · cos)`` (§6.3); the window map is resized bilinearly to the window size (for a window that
+  is not a multiple of 16 this squeezes the padded grid into it, as the authors' evaluation does, §6.5);
+* background (§6.4): with ``options.background`` the text class 'background' is class 0; with
   ``options.background_rule`` also on, patches that are not salient (sigmoid(bkg_decoder) <= 0.5) and whose
   top probability is < δ = 0.99 get background probability 1.0 (no renormalisation). Context-60 keeps
   'background' as a plain text class (``background_rule=False``).
@@ -162,7 +162,7 @@ class ClipDinoiser(SegmentationMethod):
         return _GridWindowScores(self.grid_scores(x, text, options), tuple(x.shape[-2:]), (H, W))
 
     def grid_scores(self, windows: torch.Tensor, text: torch.Tensor, options: InferenceOptions) -> torch.Tensor:
-        """Patch-grid probabilities [B, K, ⌈h/16⌉, ⌈w/16⌉] for RGB 0..255 windows (§3-§5)."""
+        """Patch-grid probabilities [B, K, ⌈h/16⌉, ⌈w/16⌉] for RGB 0..255 windows (§6.2-§6.4)."""
         B = windows.shape[0]
         # pad in [0, 1] pixel space, then normalise: padded pixels become -mean/std, as the reference
         x = normalize_clip(pad_to_multiple(windows / 255.0, PATCH_SIZE))
@@ -178,7 +178,7 @@ class ClipDinoiser(SegmentationMethod):
                                          text, rule) for i in range(B)])
 
     def _head(self, dense: torch.Tensor, inter: torch.Tensor, text: torch.Tensor, rule: bool) -> torch.Tensor:
-        """§4-§5 on one window's grid: correlations, γ, guided pooling, scores, background rule."""
+        """§6.3-§6.4 on one window's grid: correlations, γ, guided pooling, scores, background rule."""
         corrs = threshold_correlations(patch_correlations(self.obj_proj(inter)), self.gamma)
         probs = class_probabilities(guided_pool(dense, corrs), text)
         if rule:
