@@ -17,12 +17,15 @@ The bag is deterministic for a given ``--seed``.
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from talk2dino_ros.atomic_files import temporary_sibling
 from talk2dino_ros.errors import Talk2DinoError
 
 CLASSES: Tuple[str, ...] = ('sky', 'grass', 'car', 'sun')
@@ -78,7 +81,16 @@ def write_demo_bag(out: Path, frames: int = 20, height: int = 120, width: int = 
         raise Talk2DinoError(f'{out} exists already; remove it or choose another --out')
     rng = np.random.default_rng(seed)
     store = bag_io.make_typestore()
-    writer = bag_io.open_writer(out, storage)
+    # built in a hidden sibling folder (under its final name: rosbag2 names its files after the folder)
+    # and moved to --out when complete, so an interrupted run leaves no half bag that a rerun would refuse
+    work_root = temporary_sibling(out)
+    work_root.mkdir(parents=True)
+    work = work_root / out.name
+    try:
+        writer = bag_io.open_writer(work, storage)
+    except BaseException:
+        shutil.rmtree(work_root, ignore_errors=True)
+        raise
     try:
         writer.set_custom_data(CLASSES_KEY, ','.join(CLASSES))
         image_conn = bag_io.add_output_connection(writer, IMAGE_TOPIC, bag_io.IMAGE_TYPE)
@@ -100,9 +112,14 @@ def write_demo_bag(out: Path, frames: int = 20, height: int = 120, width: int = 
                 writer.write(comp_conn, t, bag_io.serialize(msg))
             writer.write(label_conn, t, bag_io.serialize(bag_io.image_msg(header, labels, 'mono8')))
     except BaseException:
-        writer.close()
+        try:
+            writer.close()
+        finally:
+            shutil.rmtree(work_root, ignore_errors=True)
         raise
     writer.close()
+    os.replace(work, out)
+    work_root.rmdir()
     topics = [IMAGE_TOPIC, LABEL_TOPIC] + ([COMPRESSED_TOPIC] if compressed else [])
     return {'path': str(out), 'storage': storage, 'frames': frames, 'size': [height, width],
             'topics': topics, 'classes': list(CLASSES)}
