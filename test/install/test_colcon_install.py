@@ -132,3 +132,16 @@ def test_node_from_the_install_tree_publishes_labels(workspace, tmp_path):
         reader.join(timeout=5)
     assert code == 0, ''.join(log)[-4000:]
     assert 'Traceback' not in ''.join(log)
+
+
+def test_symlink_install_keeps_our_init_next_to_the_generated_modules(tmp_path):
+    """`colcon build --symlink-install` (the usual developer build): both install rules become symlinks."""
+    pytest.importorskip('colcon_core', reason='colcon is installed by scripts/setup.sh (requirements-dev.txt)')
+    ws = make_workspace(tmp_path)
+    run(['colcon', 'build', '--symlink-install'], cwd=ws, env=ros_shell_env(), timeout=900)
+    site = next((ws / 'install' / PKG / 'lib').glob('python3*/site-packages')) / PKG
+    assert (site / '__init__.py').resolve() == (ws / 'src' / PKG / PKG / '__init__.py').resolve()
+    assert (site / 'msg' / '_class_info.py').resolve().is_relative_to(ws / 'build' / PKG)
+    out = run(sourced(ws, 'python -c "import talk2dino_ros, talk2dino_ros.msg; print(talk2dino_ros.__version__)"'),
+              cwd=ws, env=ros_shell_env(), timeout=60)
+    assert out.stdout.strip() == __import__('talk2dino_ros').__version__
