@@ -7,6 +7,8 @@ from typing import TextIO
 
 RANDOM_WEIGHTS_NOTE = ('note: these results come from RANDOM weights (--allow-random-weights); they mean '
                        'nothing; fetch the real ones with fetch_weights')
+RANDOM_FEATURES_NOTE = ('note: extracted with --allow-random-weights: features of RANDOM test weights train a '
+                        'meaningless projection; fetch the real weights with fetch_weights')
 
 
 def remind_random_weights(args: argparse.Namespace, stream: TextIO = None) -> bool:

@@ -65,3 +65,18 @@ def test_every_option_has_a_description(section, cls):
     assert 'built-in default' not in text
     if section == 'extract':
         assert '{vits,vitb,vitl}' in text and '{float16,float32}' in text
+
+
+def test_extract_with_random_weights_ends_with_the_reminder(tmp_path, tiny_weights, capsys):
+    from talk2dino_ros.cli.reminders import RANDOM_FEATURES_NOTE
+    from talk2dino_ros.cli.train import main as train_main
+    from test_extract import make_coco
+
+    make_coco(tmp_path, n_images=2)
+    rc = train_main(['extract', '--images', str(tmp_path / 'images'), '--annotations',
+                     str(tmp_path / 'captions_train2014.json'), '--output', str(tmp_path / 'feats'),
+                     '--dinov2', str(tiny_weights['dinov2']), '--clip', str(tiny_weights['clip']),
+                     '--resolution', '56', '--device', 'cpu', '--allow-random-weights', '--no-progress'])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert err.rstrip('\n').splitlines()[-1] == RANDOM_FEATURES_NOTE
