@@ -12,6 +12,9 @@ truncated file left by a crash, a full disk or Ctrl-C. The temporary file sits i
 
 With ``fsync=True`` (the default) the data is flushed to disk before the rename, so a power loss
 cannot leave an empty file under the final name either; high-rate writers may turn it off.
+
+As with any write-then-rename, the new file gets fresh permissions (0o666 minus the umask) and a
+symbolic link at the target is replaced by the file rather than written through.
 """
 from __future__ import annotations
 

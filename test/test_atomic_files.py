@@ -76,6 +76,15 @@ def test_long_names_and_permissions(tmp_path):
     assert (target.stat().st_mode & 0o777) == (0o666 & ~umask)  # as open() would create it, not 0600
 
 
+def test_a_link_at_the_target_is_replaced_not_written_through(tmp_path):
+    elsewhere = tmp_path / 'elsewhere.json'
+    elsewhere.write_text('keep')
+    (tmp_path / 'out.json').symlink_to(elsewhere)
+    atomic_write_text(tmp_path / 'out.json', 'new')
+    assert not (tmp_path / 'out.json').is_symlink() and (tmp_path / 'out.json').read_text() == 'new'
+    assert elsewhere.read_text() == 'keep'
+
+
 def test_missing_folder_and_bad_mode_are_errors(tmp_path):
     with pytest.raises(FileNotFoundError) as info:
         atomic_write_text(tmp_path / 'nope' / 'a.txt', 'x')
