@@ -6,13 +6,14 @@ callbacks, the worker loop and the diagnostics (:class:`SegmentationCore`, share
 below and the lifecycle node).
 
 Threads and who owns what:
-* executor thread(s): callbacks only store things. The image callback puts the message into a one-slot
-  mailbox (a newer frame replaces an untaken one, counted as dropped); vocabulary / parameter / service
+* executor thread(s): callbacks only store things. The image callback puts the message into its camera's
+  slot of the mailbox (a newer frame replaces an untaken one, counted as dropped); vocabulary / parameter / service
   callbacks validate, encode the new class names with the current model and swap in a new immutable
   :class:`LegendState` (the segmenter's ``set_vocabulary`` is atomic and only encodes uncached names).
-* worker thread: takes the latest frame, captures the current LegendState **once**, publishes that
-  state's ClassInfo if it is not the last one it published, runs the engine and publishes every output
-  of the frame. All per-frame outputs and the ClassInfo come from this one thread, in order, so the
+* worker thread: takes the latest frame of every camera, captures the current LegendState **once**,
+  publishes that state's ClassInfo if it is not the last one it published, runs the engine once for the
+  frames whose outputs somebody reads (lazy: the others are counted, not segmented) and publishes the
+  outputs that have subscribers. All per-frame outputs and the ClassInfo come from this one thread, in order, so the
   labels of a frame always belong to the most recently published ClassInfo (same vocabulary_version).
 * loader thread: builds a model whenever the model parameters change (also at start), then swaps it in
   atomically; a failed load keeps the previous model and logs why. The node never exits because of
@@ -32,23 +33,22 @@ from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
-from std_msgs.msg import String
 
 from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.outputs.frame import build_frame_outputs
 from talk2dino_ros.ros.engine_host import (  # noqa: F401  (re-exported: the node's public names)
     EngineHost, LegendState, SegmenterFactory, default_segmenter_factory, inference_options)
+from talk2dino_ros.ros.cameras import Camera, configure_cameras
 from talk2dino_ros.ros.frame_outputs import FrameOutputs
-from talk2dino_ros.ros.image_conversion import ImageConversionError, decode_compressed, to_rgb8
+from talk2dino_ros.ros.image_conversion import MAX_INPUT_SIDE, ImageConversionError, decode_compressed, to_rgb8
 from talk2dino_ros.ros.mailbox import LatestMailbox
+from talk2dino_ros.ros.node_control import ControlMixin
 from talk2dino_ros.ros.parameters import (
     SPECS, WEIGHT_PARAM_NAMES, NodeSettings, current_values, declare_parameters, group_of, validate,
     validate_changes)
-from talk2dino_ros.ros.qos import diagnostics_qos, image_input_qos, latched_qos
+from talk2dino_ros.ros.qos import diagnostics_qos, image_input_qos
 from talk2dino_ros.ros.stats import FrameStats
-from talk2dino_ros.ros.vocabulary import ParsedVocabulary, parse_vocabulary
-
-VOCAB_TOPIC = '/t2d/vocab'
+from talk2dino_ros.ros.vocabulary import ParsedVocabulary
 
 
 @dataclass
@@ -56,9 +56,10 @@ class _Frame:
     msg: Any
     received: float  # time.perf_counter() at the callback
     compressed: bool
+    camera: str = ''  # output namespace of the camera ('' = the single camera)
 
 
-class SegmentationCore:
+class SegmentationCore(ControlMixin):
     """Callbacks, worker loop and diagnostics of the segmentation node, mixed into an rclpy node class.
 
     The concrete classes decide when the parts are made: the plain node makes them all at start, the
@@ -73,7 +74,9 @@ class SegmentationCore:
         self._fix_invalid_start_values()
         self._settings = self._read_settings()
         self._host = EngineHost(segmenter_factory)
-        self._syncing_param = False
+        # thread id while the node itself sets 'vocabulary' (other threads' changes are still validated)
+        self._syncing_param: Optional[int] = None
+        self._sync_lock = threading.Lock()
         self._mailbox = LatestMailbox()
         self.stats = FrameStats()
         self._stop = threading.Event()
@@ -81,9 +84,17 @@ class SegmentationCore:
         self._threads: List[threading.Thread] = []
         self._outputs: Dict[str, FrameOutputs] = {}
         self._inputs: List[Any] = []
+        # validated at start (an invalid list falls back to the single image topic)
+        self._cameras: Tuple[Camera, ...] = configure_cameras(self._settings.image_topics,
+                                                              self._settings.camera_names)
+        self._camera_frames: Dict[str, Dict[str, int]] = {
+            c.name: {'received': 0, 'processed': 0} for c in self._cameras}
+        self._enabled = True           # ~/enable (plain node) / active (lifecycle node)
+        self._init_control()
+        self._idle = False             # the latest frames were skipped: nothing read any output
         initial = self._settings.vocabulary_names
         if initial:
-            parsed = parse_vocabulary(list(initial))
+            parsed = self.parse_names(list(initial))
             self._host.set_names(parsed.accepted)
             self._log_parse('vocabulary parameter', parsed)
         self.add_on_set_parameters_callback(self._on_validate_parameters)
@@ -116,24 +127,28 @@ class SegmentationCore:
 
     def _create_outputs(self) -> None:
         """The output publishers (one namespace per camera)."""
-        self._outputs = {'': FrameOutputs(self, '~')}
+        self._outputs = {c.name: FrameOutputs(self, c.prefix) for c in self._cameras}
 
     def _create_inputs(self) -> None:
         """The camera and vocabulary subscriptions and the vocabulary service."""
-        from talk2dino_ros.srv import SetVocabulary
+        self._inputs = [*self._create_image_inputs(), *self._create_vocabulary_inputs()]
 
+    def _create_image_inputs(self) -> List[Any]:
+        """One image subscription per camera."""
         s = self._settings
         qos = image_input_qos(s.image_reliability, int(s.image_depth))
-        if s.compressed_input:
-            sub = self.create_subscription(CompressedImage, 'image/compressed',
-                                           lambda m: self._on_image(m, True), qos)
-        else:
-            sub = self.create_subscription(Image, 'image', lambda m: self._on_image(m, False), qos)
-        self._inputs = [
-            sub,
-            self.create_subscription(String, VOCAB_TOPIC, self._on_vocab_topic, latched_qos()),
-            self.create_service(SetVocabulary, '~/set_vocabulary', self._on_set_vocabulary),
-        ]
+        subs = []
+        for camera in self._cameras:
+            if s.compressed_input:  # image_transport's convention: <topic>/compressed
+                subs.append(self.create_subscription(
+                    CompressedImage, f'{camera.topic}/compressed',
+                    lambda m, c=camera.name: self._on_image(m, True, c), qos))
+                self._watch_input(camera.name, subs[-1], qos, f'{camera.topic}/compressed')
+            else:
+                subs.append(self.create_subscription(
+                    Image, camera.topic, lambda m, c=camera.name: self._on_image(m, False, c), qos))
+                self._watch_input(camera.name, subs[-1], qos, camera.topic)
+        return subs
 
     def _start_threads(self, loader: bool = True) -> None:
         """Start the worker (and the model loader, which loads at once)."""
@@ -144,14 +159,20 @@ class SegmentationCore:
             self._reload.set()
         for thread in self._threads:
             thread.start()
+        self._start_control()
 
-    def _stop_threads(self) -> None:
+    def _stop_threads(self, timeout: float = 3.0) -> None:
+        """Stop the worker, loader and control threads, waiting at most ``timeout`` s in all: a frame, load
+        or encoding in progress is not waited for beyond that (launch escalates to SIGTERM after 5 s;
+        segment_node's entry point then leaves without tearing down the busy thread)."""
+        deadline = time.monotonic() + timeout
         self._stop.set()
         self._reload.set()
         self._mailbox.close()
+        self._stop_control(timeout)
         for thread in self._threads:
             if thread.is_alive() and thread is not threading.current_thread():
-                thread.join(timeout=10.0)
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         self._threads = []
 
     # ------------------------------------------------------------------ public helpers
@@ -179,37 +200,31 @@ class SegmentationCore:
     def frames_dropped(self) -> int:
         return self._mailbox.dropped
 
-    def outputs_for(self, camera: str = '') -> FrameOutputs:
-        """The publishers of one camera ('' = the single camera of the default setup)."""
-        return self._outputs[camera]
+    @property
+    def cameras(self) -> Tuple[Camera, ...]:
+        """The inputs: one camera named '' by default, else one per entry of ``image_topics``."""
+        return self._cameras
+
+    @property
+    def enabled(self) -> bool:
+        """False while paused (``~/enable``): frames are counted, not segmented."""
+        return self._enabled
+
+    def set_enabled(self, enabled: bool) -> None:
+        """Pause (False) or resume (True) the segmentation; legends and diagnostics keep going."""
+        self._enabled = bool(enabled)
+        self._mailbox.poke()
+
+    def outputs_for(self, camera: Optional[str] = None) -> FrameOutputs:
+        """The publishers of one camera (default: the first, i.e. the single camera of the default setup)."""
+        return self._outputs[self._cameras[0].name if camera is None else camera]
 
     # ------------------------------------------------------------------ inputs
-    def _on_image(self, msg: Any, compressed: bool) -> None:
+    def _on_image(self, msg: Any, compressed: bool, camera: str = '') -> None:
         self.stats.received.add()
-        self._mailbox.put(_Frame(msg, time.perf_counter(), compressed))
-
-    def _on_vocab_topic(self, msg: String) -> None:
-        parsed = parse_vocabulary(msg.data)
-        self._log_parse(VOCAB_TOPIC, parsed)
-        if parsed.accepted:
-            ok, why = self.apply_vocabulary(parsed.accepted)
-            if not ok:
-                self.get_logger().error(f'{VOCAB_TOPIC}: {why}')
-
-    def _on_set_vocabulary(self, request, response):
-        parsed = parse_vocabulary(list(request.names))
-        self._log_parse('~/set_vocabulary', parsed)
-        response.rejected = [r.name for r in parsed.rejected]
-        if not parsed.accepted:
-            response.success = False
-            response.message = f'vocabulary unchanged: no usable class name ({parsed.summary()})'
-            response.accepted = list(self._host.names)
-            return response
-        ok, why = self.apply_vocabulary(parsed.accepted)
-        response.success = ok
-        response.accepted = list(self._host.names)
-        response.message = parsed.summary() + (f'; {why}' if why else '')
-        return response
+        self._camera_frames[camera]['received'] += 1
+        self._input_seen(camera)
+        self._mailbox.put(_Frame(msg, time.perf_counter(), compressed, camera), key=camera)
 
     def _log_parse(self, source: str, parsed: ParsedVocabulary) -> None:
         if parsed.rejected or not parsed.accepted:
@@ -219,7 +234,7 @@ class SegmentationCore:
 
     # ------------------------------------------------------------------ parameters
     def _on_validate_parameters(self, params: List[Parameter]) -> SetParametersResult:
-        if self._syncing_param:
+        if self._syncing_param == threading.get_ident():
             return SetParametersResult(successful=True)
         reasons = validate_changes(params, current_values(self))
         if reasons:
@@ -228,25 +243,25 @@ class SegmentationCore:
 
     def _on_parameters_set(self, params: List[Parameter]) -> None:
         self._settings = self._read_settings()
-        if self._syncing_param:
+        if self._syncing_param == threading.get_ident():
             return
         names = {p.name for p in params}
         groups = group_of(names)
         if 'model' in groups:
             self._reload.set()
         if 'engine' in groups:
-            why = self._host.apply_engine_settings(self._settings)
-            if why:
-                self.get_logger().error(why)
+            self.submit_engine_settings()  # on the control thread: the executor never waits for the model
         if 'legend' in groups and ('vocabulary' in names or self._host.names):
             new_names = None
             if 'vocabulary' in names:
-                parsed = parse_vocabulary(list(self._settings.vocabulary_names))
+                parsed = self.parse_names(list(self._settings.vocabulary_names))
                 self._log_parse('vocabulary parameter', parsed)
                 new_names = parsed.accepted
-            ok, why = self.apply_vocabulary(new_names, sync_parameter=False)
-            if not ok:
-                self.get_logger().error(f'parameter change not applied: {why}')
+
+            def done(outcome: Tuple[bool, str]) -> None:
+                if not outcome[0]:
+                    self.get_logger().error(f'parameter change not applied: {outcome[1]}')
+            self.submit_vocabulary(new_names, sync_parameter=False, done=done, coalesce=True)
 
     # ------------------------------------------------------------------ vocabulary / legend
     def apply_vocabulary(self, names: Optional[Sequence[str]] = None,
@@ -270,11 +285,12 @@ class SegmentationCore:
 
     def _sync_vocabulary_parameter(self, names: Sequence[str]) -> None:
         """Keep the 'vocabulary' parameter equal to the vocabulary in use (after a topic/service change)."""
-        self._syncing_param = True
-        try:
-            self.set_parameters([Parameter('vocabulary', Parameter.Type.STRING_ARRAY, list(names))])
-        finally:
-            self._syncing_param = False
+        with self._sync_lock:
+            self._syncing_param = threading.get_ident()
+            try:
+                self.set_parameters([Parameter('vocabulary', Parameter.Type.STRING_ARRAY, list(names))])
+            finally:
+                self._syncing_param = None
 
     # ------------------------------------------------------------------ model loading
     def _load_loop(self) -> None:
@@ -295,6 +311,9 @@ class SegmentationCore:
             settings = self._settings
             if self._host.needs_load(settings):
                 self.load_model(settings)
+            elif self._host.forget_failed_load():
+                # the parameters are back to the running model's: its failed successor no longer matters
+                self.get_logger().info('model parameters match the running model again; last load error cleared')
 
     def load_model(self, settings: NodeSettings) -> bool:
         """Load the model of ``settings`` now (blocking) and log what happened; True on success."""
@@ -319,21 +338,23 @@ class SegmentationCore:
             self._legend_installed(outcome.state)
         log.info(f'model ready: {settings.method}/{settings.variant} on {self._host.device} in '
                  f'{outcome.seconds:.1f} s' + ('' if self._host.names else
-                                               '; waiting for a vocabulary on ' + VOCAB_TOPIC))
+                                               '; waiting for a vocabulary on ' + self.vocabulary_topic))
         return True
 
     # ------------------------------------------------------------------ worker
-    def _work(self) -> None:
+    def _work(self, stop: Optional[threading.Event] = None) -> None:
+        """The worker loop, until ``stop`` (default: the node's stop event) is set."""
+        stop = stop or self._stop
         published: Optional[LegendState] = None
         next_start = 0.0
-        while not self._stop.is_set():
+        while not stop.is_set():
             self._mailbox.wait(timeout=0.5)
-            if self._stop.is_set():
+            if stop.is_set():
                 break
             rate = float(self._settings.max_rate)
             if rate > 0 and self._mailbox.has_item():
                 delay = next_start - time.perf_counter()
-                if delay > 0 and self._stop.wait(delay):
+                if delay > 0 and stop.wait(delay):
                     break
             state = self._host.state  # captured once for the legend and the frame
             try:
@@ -341,14 +362,17 @@ class SegmentationCore:
                     self._publish_legend(state)
                     published = state
                 self._sync_mask_publishers()
-                frame = self._mailbox.take()
-                if frame is None:
+                frames = self._mailbox.take_all()  # the latest frame of each camera
+                if not frames:
                     continue
                 next_start = time.perf_counter() + (1.0 / rate if rate > 0 else 0.0)
                 if state is None:
-                    self.stats.skipped_not_ready += 1
+                    self.stats.skipped_not_ready += len(frames)
                     continue
-                self._process(frame, state, self._outputs[''])
+                if not self._enabled:
+                    self.stats.skipped_paused += len(frames)
+                    continue
+                self._process(list(frames.values()), state)
             except Exception as exc:  # never let the worker die
                 if not rclpy.ok(context=self.context):
                     break
@@ -369,57 +393,102 @@ class SegmentationCore:
         for out in self._outputs.values():
             out.sync_mask_publishers(wanted)
 
-    def _process(self, frame: _Frame, state: LegendState, out: FrameOutputs) -> None:
-        msg = frame.msg
+    def _decode(self, frame: _Frame) -> Optional[Any]:
+        """The frame as RGB uint8, or None when it is rejected (counted and logged)."""
+        # sizes are checked from width x height or the compressed header before anything is decoded
+        limits = dict(max_pixels=int(self._settings.max_input_pixels), max_side=MAX_INPUT_SIDE)
         try:
-            rgb = decode_compressed(msg) if frame.compressed else to_rgb8(msg)
-        except ImageConversionError as exc:
-            self.stats.bad_frames += 1
-            self.stats.last_error = str(exc)
+            return (decode_compressed(frame.msg, **limits) if frame.compressed
+                    else to_rgb8(frame.msg, **limits))
+        except ImageConversionError as exc:  # rejected input, never an engine failure
+            self.stats.reject(exc.reason, str(exc))
             self.get_logger().error(f'image rejected: {exc}', throttle_duration_sec=5.0)
-            return
-        header = msg.header
-        out.last_frame_id = header.frame_id
+            return None
+
+    @staticmethod
+    def _segment(images: List[Any], state: LegendState) -> List[Any]:
+        """One engine call for the latest frame of every camera (a batch when there are several)."""
+        segmenter = state.segmenter
+        if len(images) > 1 and hasattr(segmenter, 'segment_batch'):
+            return list(segmenter.segment_batch(images, vocabulary=state.vocabulary, options=state.options))
+        return [segmenter.segment(image, vocabulary=state.vocabulary, options=state.options) for image in images]
+
+    def _process(self, frames: List[_Frame], state: LegendState) -> None:
+        """Segment the latest frame of each camera whose outputs somebody reads, publish what is read."""
         settings = self._settings
-        wanted = out.wanted(state, settings)
+        jobs = []
+        unread = 0
+        for frame in frames:
+            out = self._outputs[frame.camera]
+            wanted = out.wanted(state, settings)
+            if not wanted:  # lazy: nothing reads this camera's outputs, so nothing is computed
+                unread += 1
+                continue
+            rgb = self._decode(frame)
+            if rgb is not None:
+                out.last_frame_id = frame.msg.header.frame_id
+                jobs.append((frame, out, rgb, wanted))
+        self.stats.skipped_no_subscriber += unread
+        self._idle = unread == len(frames)
+        if not jobs:
+            return
         started = time.perf_counter()
         try:
-            result = state.segmenter.segment(rgb, vocabulary=state.vocabulary, options=state.options)
+            results = self._segment([rgb for _, _, rgb, _ in jobs], state)
         except Talk2DinoError as exc:
-            self.stats.failed_frames += 1
+            self.stats.failed_frames += len(jobs)
             self.stats.last_error = str(exc)
             self.get_logger().error(f'segmentation failed: {exc}', throttle_duration_sec=5.0)
             return
-        inference_ms = (time.perf_counter() - started) * 1000.0
-        images = build_frame_outputs(
-            result, wanted, rgb=rgb, colors=state.colors, names=state.names,
-            overlay_alpha=float(settings.overlay_alpha), mask_ids=out.subscribed_mask_ids(state, settings),
-            mask_type=settings.mask_type)
-        out.publish(images, header, state, settings)
-        self.stats.latency_ms.add((time.perf_counter() - frame.received) * 1000.0)
-        self.stats.inference_ms.add(inference_ms)
-        self.stats.processed.add()
+        self.stats.inference_ms.add((time.perf_counter() - started) * 1000.0)
+        for (frame, out, rgb, wanted), result in zip(jobs, results):
+            try:
+                images = build_frame_outputs(
+                    result, wanted, rgb=rgb, colors=state.colors, names=state.names,
+                    overlay_alpha=float(settings.overlay_alpha),
+                    mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type)
+                out.publish(images, frame.msg.header, state, settings)
+            except Exception as exc:  # one camera's failure must not cost the others their outputs
+                if not rclpy.ok(context=self.context):
+                    raise
+                self.stats.failed_frames += 1
+                self.stats.last_error = f'{type(exc).__name__}: {exc}'
+                self.get_logger().error(f'frame failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}',
+                                        throttle_duration_sec=5.0)
+                continue
+            self.stats.latency_ms.add((time.perf_counter() - frame.received) * 1000.0)
+            self.stats.processed.add()
+            self._camera_frames[frame.camera]['processed'] += 1
 
     # ------------------------------------------------------------------ diagnostics
-    def _diagnostic_level(self) -> Tuple[int, str]:
+    def _diagnostic_level(self, input_message: str = '') -> Tuple[int, str]:
+        """Level and message; ``input_message`` explains a silent input (see node_control)."""
         state = self._host.state
         if self._host.model_error:
             return DiagnosticStatus.ERROR, self._host.model_error
         if self._host.load_error:
             return DiagnosticStatus.WARN, f'running the previous model; {self._host.load_error}'
         if state is None:
-            return DiagnosticStatus.WARN, f'no vocabulary: publish one on {VOCAB_TOPIC}'
+            return DiagnosticStatus.WARN, f'no vocabulary: publish one on {self.vocabulary_topic}'
         if self.stats.received.rate() == 0.0:
-            return DiagnosticStatus.WARN, 'no images received'
+            return DiagnosticStatus.WARN, input_message or 'no images received'
+        if not self._enabled:
+            return DiagnosticStatus.OK, 'paused: frames are not segmented'
+        if self._idle and self.stats.processed.rate() == 0.0:
+            return DiagnosticStatus.OK, 'idle: nothing subscribes to an output, frames are not segmented'
         return DiagnosticStatus.OK, 'segmenting'
 
     def _publish_diagnostics(self) -> None:
         s = self._settings
         host = self._host
         state = host.state
-        status = DiagnosticStatus(name=f'{self.get_name()}: segmentation', hardware_id=host.device or s.device)
-        status.level, status.message = self._diagnostic_level()
+        # the fully qualified name keeps two instances (namespace:=front / rear) apart in /diagnostics
+        status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: segmentation',
+                                  hardware_id=host.device or s.device)
+        input_message, input_values = self._input_diagnostics()
+        status.level, status.message = self._diagnostic_level(input_message)
         values = dict(self.stats.summary(self._mailbox.dropped))
+        values.update(input_values)
         values.update({
             'device': host.device or s.device,
             'model': host.label or 'none',
@@ -428,7 +497,15 @@ class SegmentationCore:
             'classes': str(len(state.names) if state else 0),
             'model_error': host.model_error or host.load_error,
             'last_frame_error': self.stats.last_error,
+            'enabled': str(self._enabled).lower(),
         })
+        if len(self._cameras) > 1 or self._cameras[0].name:
+            for camera in self._cameras:
+                counts = self._camera_frames[camera.name]
+                values.update({f'{camera.name}.topic': self.resolve_topic_name(camera.topic),
+                               f'{camera.name}.frames_received': str(counts['received']),
+                               f'{camera.name}.frames_processed': str(counts['processed']),
+                               f'{camera.name}.frames_dropped': str(self._mailbox.dropped_by.get(camera.name, 0))})
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
@@ -444,7 +521,19 @@ class SegmentationNode(SegmentationCore, Node):
         self._init_core(segmenter_factory)
         self._create_outputs()
         self._create_inputs()
+        from std_srvs.srv import SetBool
+        self._enable_srv = self.create_service(SetBool, '~/enable', self._on_enable)
         self._start_threads()
+
+    def _on_enable(self, request, response):
+        """``~/enable`` (std_srvs/SetBool): false pauses the segmentation, true resumes it."""
+        was = self.enabled
+        self.set_enabled(request.data)
+        response.success = True
+        response.message = ('resumed' if request.data else 'paused') if was != bool(request.data) else (
+            'already ' + ('running' if request.data else 'paused'))
+        self.get_logger().info(f'~/enable: segmentation {response.message}')
+        return response
 
     def destroy_node(self) -> None:
         self._stop_threads()
