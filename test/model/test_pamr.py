@@ -9,7 +9,7 @@ from talk2dino_ros.errors import InputError
 from talk2dino_ros.model.pamr import NEIGHBOURS, benchmark_pamr, pamr, pamr_affinity
 
 
-# ---- literal reference: one conv per dilation, stacked neighbour tensors, word by word from §5.8 ----
+# ---- literal reference: one conv per dilation, stacked neighbour tensors, word by word from §5.5 ----
 
 def _kernel(kind: str) -> torch.Tensor:
     """3x3 conv kernels extracting, per output channel, one stencil position (row-major)."""
