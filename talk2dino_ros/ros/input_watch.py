@@ -64,6 +64,11 @@ class Diagnosis:
         return text
 
 
+def type_name(msg_type: type) -> str:
+    """The graph's name of a message class, e.g. ``sensor_msgs/msg/Image``."""
+    return f'{msg_type.__module__.split(".")[0]}/msg/{msg_type.__name__}'
+
+
 def _qos_words(qos: object) -> str:
     reliability = getattr(getattr(qos, 'reliability', None), 'name', '?').lower()
     durability = getattr(getattr(qos, 'durability', None), 'name', '?').lower()
@@ -83,20 +88,25 @@ def incompatibility(offered: object, requested: object) -> Optional[str]:
 
 
 def diagnose(snapshot: GraphSnapshot, requested: Sequence[object], listed_types: Sequence[str] = IMAGE_TYPES,
-             flag: str = '') -> Diagnosis:
+             flag: str = '', own_prefix: str = '', wanted_type: str = '') -> Diagnosis:
     """Explain an input topic: publishers, the ones no subscription in ``requested`` matches, and the
-    topics of ``listed_types`` that exist (with a remap hint naming ``flag``, e.g. ``image``)."""
+    topics of ``listed_types`` that exist (with a remap hint naming ``flag``, e.g. ``image``, towards a
+    topic of ``wanted_type``). Topics under ``own_prefix`` (the node's own outputs) are left out."""
     incompatible = []
     for endpoint in snapshot.publishers:
         reasons = [incompatibility(endpoint.qos, qos) for qos in requested]
         if reasons and all(reasons):  # matched by none of our subscriptions
             incompatible.append(f'{endpoint.node} {reasons[0]}')
-    listed = tuple(sorted(name for name, types in snapshot.topics
-                          if name != snapshot.topic and any(t in listed_types for t in types)))
+    candidates = [(name, types) for name, types in snapshot.topics
+                  if name != snapshot.topic and not (own_prefix and name.startswith(own_prefix))]
+    listed = tuple(sorted(name for name, types in candidates if any(t in listed_types for t in types)))
+    same_type = sorted(name for name, types in candidates if wanted_type in types) if wanted_type else list(listed)
     hint = ''
     if not snapshot.publishers and listed and flag:
         shown = ', '.join(listed[:MAX_LISTED]) + (' ...' if len(listed) > MAX_LISTED else '')
-        hint = f'topics of that type that exist: {shown} (remap with -r {flag}:={listed[0]})'
+        hint = f'topics of that type that exist: {shown}'
+        if same_type:
+            hint += f' (remap with -r {flag}:={same_type[0]})'
     elif not snapshot.publishers and flag:
         hint = 'no topic of that type exists: is the camera driver running, in this ROS_DOMAIN_ID?'
     elif incompatible:
@@ -160,8 +170,10 @@ class InputWatch:
 
     def __init__(self, node, topic: str, requested: Sequence[object], what: str, flag: str = '',
                  only_incompatible: bool = False, after_s: float = DEFAULT_SILENCE_S, repeat_s: float = 60.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, wanted_type: str = '') -> None:
         self._node, self.topic, self._requested = node, topic, tuple(requested)
+        self._wanted_type = wanted_type
+        self._own_prefix = node.get_fully_qualified_name().rstrip('/') + '/'
         self._what, self._flag, self._only_incompatible = what, flag, only_incompatible
         self.timer = SilenceTimer(after_s, repeat_s, clock)
         self.diagnosis: Optional[Diagnosis] = None
@@ -176,7 +188,8 @@ class InputWatch:
             self.diagnosis = None
             return None
         try:
-            diagnosis = diagnose(graph_snapshot(self._node, self.topic), self._requested, flag=self._flag)
+            diagnosis = diagnose(graph_snapshot(self._node, self.topic), self._requested, flag=self._flag,
+                                 own_prefix=self._own_prefix, wanted_type=self._wanted_type)
         except Exception as exc:  # a graph query during shutdown: nothing to tell
             self._node.get_logger().debug(f'graph query for {self.topic} failed: {exc}')
             return self.diagnosis

@@ -23,7 +23,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from std_msgs.msg import String
 
 from talk2dino_ros.ros.control_worker import ControlWorker
-from talk2dino_ros.ros.input_watch import InputWatch
+from talk2dino_ros.ros.input_watch import InputWatch, type_name
 from talk2dino_ros.ros.qos import latched_qos, vocabulary_volatile_qos
 from talk2dino_ros.ros.vocabulary import MAX_NAMES, ParsedVocabulary, parse_vocabulary
 
@@ -118,7 +118,7 @@ class ControlMixin:
     def _watch_input(self, camera: str, subscription: Any, qos: Any, flag: str) -> None:
         """Explain a silent camera topic after a few seconds (``flag``: the name to remap, e.g. ``image``)."""
         self._input_watches[camera] = InputWatch(self, subscription.topic_name, (qos,), 'no images',
-                                                 flag=flag)
+                                                 flag=flag, wanted_type=type_name(subscription.msg_type))
 
     def _input_seen(self, camera: str) -> None:
         watch = self._input_watches.get(camera)

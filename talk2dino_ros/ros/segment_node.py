@@ -7,8 +7,46 @@ Pip-only equivalent of the launch file:
 """
 from __future__ import annotations
 
+import os
 import sys
+import textwrap
+import threading
 from typing import Any, Callable, List, Optional
+
+
+def usage(prog: str, lifecycle: bool = False) -> str:
+    """The ``--help`` text: what the node does, how to start it, its topics and every parameter."""
+    from talk2dino_ros.ros.parameters import PARAMETERS
+
+    kind = ('lifecycle variant (configure loads the model, activate segments) of the ' if lifecycle else '')
+    lines = [
+        f'usage: {prog} [--help] [--ros-args -p NAME:=VALUE ... -r image:=TOPIC -r vocab:=TOPIC ...]',
+        '',
+        f'The {kind}talk2dino_ros open-vocabulary segmentation node: camera images in, per-pixel class labels',
+        'out, for class names that can change at any time.',
+        '',
+        'examples:',
+        f'  {prog} --ros-args --params-file config/params.yaml -r image:=/camera/image_raw -r vocab:=/t2d/vocab',
+        f'  {prog} --ros-args -p vocabulary:="[person, car, tree]" -r image:=/camera/image_raw',
+        '',
+        'inputs:  image (sensor_msgs/Image; image/compressed with compressed_input:=true), vocab (std_msgs/',
+        '         String, latched or not), ~/set_vocabulary (service)',
+        'outputs: ~/labels, ~/class_info, ~/label_info, ~/masks, ~/mask/<class>, ~/confidence,',
+        '         ~/confidence_mono8, ~/background, ~/overlay, /diagnostics',
+        '',
+        'parameters (ros2 param describe <node> <name> shows ranges):',
+    ]
+    for spec in PARAMETERS:
+        default = '(unset)' if spec.default is None else repr(spec.default)
+        lines.append(f'  {spec.name} = {default}{"  [read-only]" if spec.read_only else ""}')
+        lines.extend(textwrap.wrap(spec.description, 100, initial_indent=' ' * 6, subsequent_indent=' ' * 6))
+    return '\n'.join(lines)
+
+
+def _asks_for_help(argv: List[str]) -> bool:
+    """--help / -h among the node's own arguments (everything after --ros-args belongs to ROS)."""
+    own = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
+    return any(a in ('-h', '--help') for a in own)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -16,7 +54,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     def make():
         from talk2dino_ros.ros.segmentation_node import SegmentationNode
         return SegmentationNode()
-    return _run(make, 'segment_node', argv)
+    return run_node(make, 'segment_node', argv)
 
 
 def main_lifecycle(argv: Optional[List[str]] = None) -> int:
@@ -25,16 +63,32 @@ def main_lifecycle(argv: Optional[List[str]] = None) -> int:
     def make():
         from talk2dino_ros.ros.lifecycle_node import SegmentationLifecycleNode
         return SegmentationLifecycleNode()
-    return _run(make, 'segment_lifecycle_node', argv)
+    return run_node(make, 'segment_lifecycle_node', argv, lifecycle=True)
 
 
-def _run(make: Callable[[], Any], prog: str, argv: Optional[List[str]]) -> int:
+def run_node(make: Callable[[], Any], prog: str, argv: Optional[List[str]], lifecycle: bool = False) -> int:
+    """Start ROS, build the node with ``make()``, spin it until Ctrl-C / SIGTERM / an external shutdown,
+    clean up; returns the exit code. ``--help`` prints :func:`usage` and starts nothing.
+
+    A stop can come in the middle of a long frame (or a model load, or a text encoding): the node's
+    threads get a short grace period to finish, and if one is still inside the engine the process
+    leaves without the interpreter's teardown, which would otherwise kill that thread inside native
+    code and abort ("terminate called without an active exception").
+    """
+    args = sys.argv if argv is None else [prog] + list(argv)
+    if _asks_for_help(args[1:]):
+        try:
+            print(usage(prog, lifecycle))
+        except BrokenPipeError:  # `segment_node --help | head`
+            sys.stdout = open(os.devnull, 'w')
+        return 0
+
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
     from talk2dino_ros.errors import Talk2DinoError
 
-    args = sys.argv if argv is None else [prog] + list(argv)
+    code = 0
     try:
         rclpy.init(args=args)
     except Exception as exc:  # malformed --ros-args: one line, no traceback
@@ -48,12 +102,35 @@ def _run(make: Callable[[], Any], prog: str, argv: Optional[List[str]]) -> int:
         pass
     except Talk2DinoError as exc:
         print(f'error: {exc}', file=sys.stderr)
-        return 2
+        code = 2
     finally:
-        if node is not None:
-            node.destroy_node()
+        try:
+            if node is not None:
+                node.destroy_node()
+        except KeyboardInterrupt:  # a second Ctrl-C while cleaning up: stop waiting
+            pass
         rclpy.try_shutdown()
-    return 0
+    busy = [t.name for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive()]
+    if busy:
+        print(f'[{prog}] stopped while busy ({", ".join(busy)}); exiting without waiting for it',
+              file=sys.stderr)
+        _exit_now(code)
+    return code
+
+
+def _exit_now(code: int) -> None:
+    """Flush what was written and end the process without the interpreter's teardown."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    try:  # C-level buffers (the ROS logger writes through stdio)
+        import ctypes
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+    os._exit(code)
 
 
 if __name__ == '__main__':

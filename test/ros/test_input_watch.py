@@ -71,3 +71,17 @@ def test_silence_timer_logs_once_then_throttled_and_resets_on_input():
 def test_diagnosis_line_is_one_line():
     d = Diagnosis('/x', 2, ('/a offers best_effort/volatile, we request reliable/volatile (...)',), (), 'hint')
     assert '\n' not in d.line('no images') and d.line('no images').endswith('; hint')
+
+
+def test_own_outputs_are_not_offered_and_the_hint_picks_the_subscribed_type():
+    topics = TOPICS + (('/talk2dino/labels', ('sensor_msgs/msg/Image',)),)
+    d = diagnose(GraphSnapshot('/talk2dino/image/compressed', (), topics), [BEST_EFFORT],
+                 flag='image/compressed', own_prefix='/talk2dino/', wanted_type='sensor_msgs/msg/CompressedImage')
+    assert '/talk2dino/labels' not in d.image_topics
+    assert '-r image/compressed:=/camera/image_raw/compressed' in d.hint
+
+
+def test_type_name():
+    from sensor_msgs.msg import CompressedImage, Image
+    from talk2dino_ros.ros.input_watch import type_name
+    assert type_name(Image) == 'sensor_msgs/msg/Image' and type_name(CompressedImage).endswith('/CompressedImage')
