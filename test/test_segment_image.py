@@ -223,3 +223,17 @@ def test_node_preset_matches_the_node_defaults():
     assert {k: node[k] for k in NODE_DEFAULTS} == NODE_DEFAULTS
     assert node['background'] and not node['pamr']
     assert segment_image.build_parser().parse_args(['x', '--vocab', 'a', '--out', 'o']).preset == 'benchmark'
+
+
+def test_too_wide_image_is_refused_before_any_output(tmp_path, images, tiny_weights, capsys):
+    wide = _write_rgb(tmp_path / 'wide.png', np.zeros((1, 20000, 3), np.uint8))
+    bomb = tmp_path / 'bomb.png'  # a header claiming 65000x65000 (never decoded)
+    bomb.write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00\x00\x00\rIHDR' + (65000).to_bytes(4, 'big') * 2
+                     + b'\x08\x02\x00\x00\x00' + b'\x00' * 64)
+    for bad, needle in ((wide, '20000x1'), (bomb, '65000x65000')):
+        out = tmp_path / f'o_{bad.stem}'
+        argv = [str(images[0][0]), str(bad), '--vocab', 'a', '--out', str(out)] + _weight_args(tiny_weights)
+        assert segment_image.main(argv) == 2
+        line = _one_error_line(capsys.readouterr().err)
+        assert str(bad) in line and needle in line and '16384' in line
+        assert not out.exists()

@@ -81,6 +81,29 @@ def check_image_file(path: Path) -> Optional[str]:
             return 'not an image in a format OpenCV can read'
     except cv2.error:
         return 'not an image in a format OpenCV can read'
+    return _size_problem(path)
+
+
+#: bytes of a file searched for its size (PNG/JPEG/Pillow headers; a JPEG's frame header follows its
+#: metadata segments, which rarely take more than a few hundred kB)
+_HEADER_BYTES = 1 << 20
+
+
+def _size_problem(path: Path) -> Optional[str]:
+    """Why the size in ``path``'s header is more than the engine takes (None when fine or not measurable:
+    the decoder then has the last word). A header claiming 65000x65000 is refused before decoding."""
+    from talk2dino_ros.ros.image_conversion import ImageTooLargeError, check_input_size, compressed_size
+
+    try:
+        with open(path, 'rb') as fh:
+            head = fh.read(_HEADER_BYTES)
+        size = compressed_size(head)
+        if size is not None:
+            check_input_size(*size)
+    except ImageTooLargeError as exc:
+        return str(exc)
+    except OSError as exc:
+        return exc.strerror or str(exc)
     return None
 
 
@@ -94,6 +117,12 @@ def read_image_rgb(path: Path) -> np.ndarray:
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)  # 8-bit, 3 channels, EXIF orientation applied
     if bgr is None or bgr.size == 0:
         raise CliError(f'cannot read image {path}: decoding failed (corrupt or truncated file?)')
+    from talk2dino_ros.ros.image_conversion import ImageTooLargeError, check_input_size
+
+    try:  # a size the header did not tell: refused here, before the engine would
+        check_input_size(bgr.shape[1], bgr.shape[0])
+    except ImageTooLargeError as exc:
+        raise CliError(f'cannot read image {path}: {exc}') from None
     return np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
 
 
