@@ -58,3 +58,14 @@ def test_broken_connection_leaves_no_partial_file(tmp_path, serve):
     with pytest.raises(fetch_weights.FetchError, match='download of .* failed'):
         fetch_weights.download(_spec(data), tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_folder_is_one_line(tmp_path, serve, monkeypatch, capsys):
+    data = b'abc'
+    serve(data)
+    monkeypatch.setattr(fetch_weights, '_selected', lambda args: [_spec(data)])
+    blocker = tmp_path / 'file'
+    blocker.write_text('not a folder')
+    assert fetch_weights.main(['--dir', str(blocker / 'weights')]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: cannot write to ') and err.count('\n') == 1 and 'Traceback' not in err

@@ -152,6 +152,10 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     except FetchError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. an unwritable --dir: one line, not a traceback
+        where = exc.filename if exc.filename is not None else args.dir.expanduser()
+        print(f'error: cannot write to {where}: {exc.strerror or exc}', file=sys.stderr)
+        return 2
     print(f'{len(paths)} file(s) in {args.dir.expanduser()}; pass --weights-dir {args.dir} (or the '
           'node parameter weights_dir) to use them')
     return 0
