@@ -18,8 +18,8 @@ whitespace/control-character, over-long and 1,000-name vocabularies. It records:
   ``duplicate_outputs``, ``labels_exceed_legend`` (a label value above the highest class id of the
   vocabulary the frame was computed with), ``encoding_mismatch`` (mono8 vs mono16 for that class count),
   ``masks_mismatch`` (``~/masks`` that disagree with the labels), ``stale_legend`` (a frame computed with
-  an older vocabulary than one already published, or acknowledged by the service / parameter answer,
-  before the frame was sent; or whose version has no ``~/class_info`` with the same names),
+  an older vocabulary than one already published, or acknowledged by the service answer (or, for
+  the topic and the parameter, by its legend) before the frame was sent; or whose version has no ``~/class_info`` with the same names),
   ``legend_not_applied`` (a change that should take effect and did not, or a refused one that changed
   the legend), ``vocab_response_mismatch`` (service / parameter answers that disagree with the node's
   documented vocabulary rules), ``node_tracebacks`` and a node that died.
@@ -409,7 +409,7 @@ class Soak:
         change = self.pending
         if change is not None:
             future = change['future']
-            if future is not None and not change['acked']:
+            if future is not None and not change.get('answered'):
                 if not future.done():
                     if now - change['started'] > self.args.change_timeout:
                         self.fault('legend_not_applied', f"{change['kind']} via {change['channel']}: no answer "
@@ -417,8 +417,10 @@ class Soak:
                         self.finish_change(change)
                     return
                 self.check_answer(change)
-                change['acked'] = True
-                self.acked_change = change['index']
+                change['answered'] = True
+                if change['channel'] == 'service':  # answers once the new vocabulary is installed
+                    change['acked'] = True
+                    self.acked_change = change['index']
             want = ('background',) + change['in_effect']
             applied = self.legend is not None and tuple(self.legend.class_names) == want
             if not applied:
@@ -434,7 +436,9 @@ class Soak:
                 if any(v[0] > change['started'] and v[2] != want for v in self.legends):
                     self.fault('legend_not_applied',
                                f"refused {change['kind']} via {change['channel']} changed the legend")
-            if change['channel'] == 'topic' and not change['acked']:
+            # a topic message has no answer and a parameter answer only means "accepted" (the text encoding
+            # runs off the executor): both are in effect once their legend is seen
+            if change['channel'] != 'service' and not change['acked']:
                 change['acked'] = True
                 self.acked_change = change['index']
             if change['expected']:
