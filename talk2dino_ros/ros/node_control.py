@@ -177,6 +177,14 @@ class ControlMixin:
         names = tuple(names) if names is not None else None
 
         def run() -> Tuple[bool, str]:
+            target = names
+            if target is None and len(self._host.names) > self.max_classes():
+                # max_classes was lowered: the rebuilt legend keeps the first names, the parameter follows
+                target = self._host.names[:self.max_classes()]
+                self.get_logger().warning(f'max_classes is {self.max_classes()}: keeping the first '
+                                          f'{len(target)} of {len(self._host.names)} classes')
+                self._sync_vocabulary_parameter(target)
+                return self.apply_vocabulary(target, sync_parameter=False)
             synced = names is not None and sync_parameter and names != self._host.names
             if synced:
                 self._sync_vocabulary_parameter(names)

@@ -328,3 +328,19 @@ def test_stop_in_the_middle_of_a_long_frame_exits_cleanly_and_soon(ros_context, 
     assert 'terminate called' not in err and 'Traceback' not in err, err
     assert elapsed < 6.0, f'took {elapsed:.1f} s to stop'
     assert 'exiting without waiting' in err
+
+
+def test_lowering_max_classes_trims_the_vocabulary_in_use(make_node):
+    node, probe, _ = make_node(vocabulary=['a', 'b', 'c', 'd'])
+    assert node.set_parameters([Parameter('max_classes', value=2)])[0].successful
+    wait_for(lambda: node.legend_state.names == ('a', 'b'), what='trimmed legend')
+    assert node.get_parameter('vocabulary').value == ['a', 'b']
+    probe.vocab_pub.publish(String(data='w, x, y, z'))
+    wait_for(lambda: node.legend_state.names == ('w', 'x'), what='a new vocabulary within the limit')
+
+
+def test_lifecycle_entry_point_help():
+    proc = subprocess.run([sys.executable, '-c', 'import sys; from talk2dino_ros.ros.segment_node import main_lifecycle; '
+                           'sys.exit(main_lifecycle(["--help"]))'], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.startswith('usage: segment_lifecycle_node')
+    assert 'lifecycle variant' in proc.stdout
