@@ -52,8 +52,9 @@ class ImageTooLargeError(ImageConversionError):
         super().__init__(message, reason='too_large')
 
 
-#: widest/tallest frame the engine accepts: OpenCV's resize/remap index rows and columns with 16-bit
-#: fixed-point maps, and beyond this the engine's own upsampling fails instead of refusing cleanly
+#: widest/tallest frame the engine accepts (``talk2dino_ros.model.segmenter.MAX_IMAGE_SIDE``, kept equal by a
+#: test; repeated here so that this module stays free of torch): larger frames are refused as input here
+#: instead of failing in the engine
 MAX_INPUT_SIDE = 16384
 #: default pixel budget of a frame (4096 x 4096 = 16.7 MP): above every common camera (4K UHD is
 #: 8.3 MP, a 12 MP sensor 4000 x 3000) while capping the decoded RGB copy at 50 MB

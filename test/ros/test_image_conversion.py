@@ -372,3 +372,8 @@ def test_rejection_reasons_are_machine_readable():
     with pytest.raises(ImageConversionError) as info:
         to_rgb8(Image(height=2, width=2, encoding='rgb8', step=6, data=bytes(3)))
     assert info.value.reason == 'malformed'
+
+
+def test_side_limit_matches_the_engine():
+    from talk2dino_ros.model.segmenter import MAX_IMAGE_SIDE
+    assert MAX_INPUT_SIDE == MAX_IMAGE_SIDE
