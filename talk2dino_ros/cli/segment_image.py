@@ -1,7 +1,8 @@
 """``segment_image``: open-vocabulary segmentation of image files, no ROS needed.
 
-  segment_image IMAGE [IMAGE ...] --vocab "cat,dog,grass" --out DIR [--weights-dir DIR | --dinov2-weights F
-                --clip-weights F --proj-weights F] [--bg-clean] [--pamr] [--background-threshold T] [--device D]
+  segment_image IMAGE [IMAGE ...] --vocab "cat,dog,grass" --out DIR [--preset benchmark|node]
+                [--weights-dir DIR | --dinov2-weights F --clip-weights F --proj-weights F]
+                [--bg-clean] [--pamr] [--background-threshold T] [--device D]
 
 For each image it writes
 
@@ -161,7 +162,12 @@ def save_result(out_dir: Path, stem: str, result, rgb: Optional[np.ndarray], alp
 def describe_settings(preset: str, config: Any) -> str:
     """One line: the preset, the settings it ended with (after the flags) and the label convention."""
     opts = config.options
-    background = f'background class at {opts.background_threshold:g}' if opts.background else 'no background class'
+    if not opts.background:
+        background = 'no background class'
+    elif getattr(config, 'method', 'talk2dino') == 'clip_dinoiser':  # a text class plus the saliency rule
+        background = 'background class (saliency rule)'
+    else:
+        background = f'background class at {opts.background_threshold:g}'
     labels = ('labels: 0 = background, class i of --vocab = i + 1' if opts.background
               else 'labels: 0 = the first class of --vocab, class i = i')
     return (f"preset {preset}: mode {config.mode}, {background}, cleaning {'on' if opts.bg_clean else 'off'}, "
