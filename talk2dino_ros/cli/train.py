@@ -24,11 +24,13 @@ from typing import Any, Dict, List, Optional, Sequence, Type
 
 import yaml
 
+from talk2dino_ros import catalog
 from talk2dino_ros.cli.common import run_cli
 from talk2dino_ros.errors import Talk2DinoError
 
 SECTIONS = ('extract', 'fit')
-VARIANT_CHOICES = ('vits', 'vitb', 'vitl')
+#: the backbones a ψ can be trained for (the catalog's Talk2DINO variants)
+VARIANT_CHOICES = tuple(catalog.get_method('talk2dino').variant_names)
 DEVICE_TEXT = 'auto (CUDA when available), cpu, cuda or cuda:N'
 
 #: section -> option -> (help text, choices or None); every option of ExtractConfig / FitConfig has one
@@ -41,7 +43,7 @@ OPTION_HELP: Dict[str, Dict[str, Any]] = {
         'dinov2': ('DINOv2 reg4 checkpoint (official dinov2_vit*14_reg4_pretrain.pth or timm layout)', None),
         'clip': ("OpenAI CLIP ViT-B/16 (ViT-B-16.pt) or an open_clip state dict; its text tower encodes the "
                  'captions', None),
-        'variant': ("DINOv2 size the --dinov2 file must be (empty: accept whichever published size it is)",
+        'variant': ("backbone the --dinov2 file must be (empty: accept whichever published one it is)",
                     VARIANT_CHOICES),
         'resolution': ('short side after the bicubic resize, then a centre crop to a square of this size',
                        None),
@@ -72,7 +74,7 @@ OPTION_HELP: Dict[str, Dict[str, Any]] = {
         'seed': ('seed of the initialisation and of the caption shuffling', None),
         'device': (DEVICE_TEXT, None),
         'resume': ('continue from the checkpoint in the run folder when one exists', None),
-        'variant': ('refuse features not extracted with this DINOv2 size (empty: no check)', VARIANT_CHOICES),
+        'variant': ('refuse features not extracted with this backbone (empty: no check)', VARIANT_CHOICES),
         'dinov2': ('refuse features not extracted with this exact DINOv2 file (compared by sha256; empty: no '
                    'check)', None),
         'val_max_images': ('validate on the first N validation images only (0: all; retrieval cost grows '

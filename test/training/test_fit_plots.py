@@ -64,7 +64,7 @@ def test_every_option_has_a_description(section, cls):
     text = build_parser()._subparsers._group_actions[0].choices[section].format_help()
     assert 'built-in default' not in text
     if section == 'extract':
-        assert '{vits,vitb,vitl}' in text and '{float16,float32}' in text
+        assert '{vits,vitb,vitl,' in text and '{float16,float32}' in text
 
 
 def test_extract_with_random_weights_ends_with_the_reminder(tmp_path, tiny_weights, capsys):
