@@ -12,18 +12,21 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import os
 import socket
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Iterable, List, Optional
+from typing import Dict, Iterable, List, Optional
 
 from talk2dino_ros import catalog
 from talk2dino_ros.model.checkpoints import git_blob_sha1, sha256_file
 from talk2dino_ros.model.pretrained import DEFAULT_WEIGHTS_DIR, PRETRAINED, PretrainedFile, bundle
 
 CHUNK = 1 << 20
+#: a Hugging Face access token, sent only to huggingface.co (gated files such as DINOv3 need one)
+HF_TOKEN_ENV = 'HF_TOKEN'
 
 
 class FetchError(Exception):
@@ -76,7 +79,7 @@ def download(spec: PretrainedFile, dest_dir: Path, timeout: float = 30.0, force:
     # the temporary file is removed when the download or the check fails; dest changes only when both pass
     with atomic_open(dest, 'wb') as out:
         try:
-            req = urllib.request.Request(spec.url, headers={'User-Agent': 'talk2dino_ros-fetch_weights'})
+            req = urllib.request.Request(spec.url, headers=request_headers(spec.url))
             with urllib.request.urlopen(req, timeout=timeout) as resp:
                 total = int(resp.headers.get('Content-Length') or 0) or None
                 bar = None
@@ -90,11 +93,26 @@ def download(spec: PretrainedFile, dest_dir: Path, timeout: float = 30.0, force:
                 if bar:
                     bar.close()
             out.flush()
+        except urllib.error.HTTPError as exc:
+            hint = ''
+            if spec.gated and exc.code in (401, 403):
+                hint = (f'; {spec.filename} is gated: accept its licence on the model page, then export '
+                        f'{HF_TOKEN_ENV}=<your Hugging Face token> ({spec.licence})')
+            raise FetchError(f'download of {spec.url} failed: {exc}{hint}') from None
         except (urllib.error.URLError, OSError) as exc:
             raise FetchError(f'download of {spec.url} failed: {exc}') from None
         verify(Path(out.name), spec, shown=dest)
     print(f'fetched  {dest}')
     return dest
+
+
+def request_headers(url: str) -> Dict[str, str]:
+    """HTTP headers for a download; ``$HF_TOKEN`` goes to huggingface.co only, never to another host."""
+    headers = {'User-Agent': 'talk2dino_ros-fetch_weights'}
+    token = os.environ.get(HF_TOKEN_ENV, '').strip()
+    if token and urllib.request.urlparse(url).hostname == 'huggingface.co':
+        headers['Authorization'] = f'Bearer {token}'
+    return headers
 
 
 def fetchable_variants() -> List[str]:

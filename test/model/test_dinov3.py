@@ -139,3 +139,14 @@ def test_fetch_weights_has_dinov3_bundles():
     assert files['dinov3'].url.endswith('timm/vit_large_patch16_dinov3.lvd1689m/resolve/main/model.safetensors')
     assert files['dinov3'].gated and 'DINOv3 License' in files['dinov3'].licence
     assert files['proj'].url.endswith('/weights/dinov3_vitl_mlp_infonce.pth')
+
+
+def test_hf_token_goes_to_huggingface_only(monkeypatch):
+    from talk2dino_ros.cli import fetch_weights
+    monkeypatch.setenv('HF_TOKEN', 'hf_secret')
+    dinov3 = catalog.PUBLISHED['dinov3_vitb16_lvd1689m']
+    assert fetch_weights.request_headers(dinov3.url)['Authorization'] == 'Bearer hf_secret'
+    for name in ('clip_vitb16_openai', 'talk2dino_dinov3_vitb', 'dinov2_vitb14_reg'):
+        assert 'Authorization' not in fetch_weights.request_headers(catalog.PUBLISHED[name].url)
+    monkeypatch.delenv('HF_TOKEN')
+    assert 'Authorization' not in fetch_weights.request_headers(dinov3.url)
