@@ -197,6 +197,7 @@ class MethodSpec:
     default_variant: str
     # benchmark protocol defaults
     protocol_pamr: bool           # PAMR on by default in the protocol
+    background_is_threshold: bool  # background = a constant score channel (else a text class)
     protocol_bg_clean: bool       # the benchmark's background-cleaning switch applies
     background_rule_from_benchmark: bool  # saliency rule per benchmark (else: whenever there is a background)
     class_list: str               # which class list of a benchmark the method is evaluated on
@@ -262,7 +263,7 @@ METHODS: Dict[str, MethodSpec] = {m.name: m for m in [
             _dinov3('dinov3_vitb', 'B', 768, 12, 12, 'vit_base_patch16_dinov3.lvd1689m'),
             _dinov3('dinov3_vitl', 'L', 1024, 24, 16, 'vit_large_patch16_dinov3.lvd1689m'),
         ),
-        default_variant='vitb', protocol_pamr=True, protocol_bg_clean=True,
+        default_variant='vitb', protocol_pamr=True, background_is_threshold=True, protocol_bg_clean=True,
         background_rule_from_benchmark=False, class_list='talk2dino'),
     MethodSpec(
         name='clip_dinoiser', title='CLIP-DINOiser: OpenCLIP dense features refined by a DINO-trained head',
@@ -270,7 +271,7 @@ METHODS: Dict[str, MethodSpec] = {m.name: m for m in [
         variants=(Variant('vitb', 'OpenCLIP ViT-B/16 (LAION-2B)',
                           {'openclip': 'open_clip_pytorch_model.bin', 'clip_dinoiser': 'last.pt'},
                           {'openclip': 'openclip_vitb16_laion2b', 'clip_dinoiser': 'clip_dinoiser'}),),
-        default_variant='vitb', protocol_pamr=False, protocol_bg_clean=False,
+        default_variant='vitb', protocol_pamr=False, background_is_threshold=False, protocol_bg_clean=False,
         background_rule_from_benchmark=True, class_list='clip_dinoiser'),
 ]}
 
@@ -290,6 +291,20 @@ def get_method(name: str) -> MethodSpec:
 
 def get_variant(method: str, variant: Optional[str] = None) -> Variant:
     return get_method(method).variant(variant)
+
+
+def background_is_threshold(method: str) -> bool:
+    """True when the method's background is a constant score (a threshold); False for unknown methods."""
+    spec = METHODS.get(method)
+    return bool(spec and spec.background_is_threshold)
+
+
+def describe(method: str, variant: Optional[str] = None) -> str:
+    """``method/variant`` for a method with several backbones, else the method name (logs, reports)."""
+    spec = METHODS.get(method)
+    if spec is None or not spec.has_variants:
+        return method
+    return f'{method}/{spec.variant(variant).name}' if variant in spec.variant_names else f'{method}/{variant}'
 
 
 def variant_names() -> Tuple[str, ...]:

@@ -151,3 +151,10 @@ def test_make_random_weights_writes_the_catalog_files(method, variant, tmp_path)
     assert make_random_weights.main([str(tmp_path), '--method', method, '--variant', variant]) == 0
     files = catalog.get_variant(method, variant).files
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files.values())
+
+
+def test_method_specific_wording_comes_from_the_catalog():
+    assert catalog.background_is_threshold('talk2dino') and not catalog.background_is_threshold('clip_dinoiser')
+    assert not catalog.background_is_threshold('no_such_method')
+    assert catalog.describe('talk2dino', 'dinov3_vitl') == 'talk2dino/dinov3_vitl'
+    assert catalog.describe('clip_dinoiser', 'vitl') == 'clip_dinoiser'

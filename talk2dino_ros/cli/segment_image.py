@@ -36,6 +36,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from talk2dino_ros import catalog
 from talk2dino_ros.atomic_files import atomic_open, atomic_path
 from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_model_arguments, build_segmenter,
                                       one_line, parse_vocab_arg, run_cli)
@@ -164,7 +165,8 @@ def describe_settings(preset: str, config: Any) -> str:
     opts = config.options
     if not opts.background:
         background = 'no background class'
-    elif getattr(config, 'method', 'talk2dino') == 'clip_dinoiser':  # a text class plus the saliency rule
+    elif not catalog.background_is_threshold(getattr(config, 'method', catalog.DEFAULT_METHOD)):
+        # a text class plus the saliency rule
         background = 'background class (saliency rule)'
     else:
         background = f'background class at {opts.background_threshold:g}'

@@ -268,7 +268,8 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
         log(f'  {dev.type} {size} {stage} ...')
         times, cpu_times, rss, cuda_mb = measure(fn, reps or repeats, warmup if warm is None else warm, dev)
         authors = None
-        if cfg.method == 'talk2dino' and dev.type == 'cpu' and len(names) == 5 and \
+        # the authors' figures were measured with Talk2DINO on DINOv2 ViT-B only
+        if (cfg.method, cfg.variant) == ('talk2dino', 'vitb') and dev.type == 'cpu' and len(names) == 5 and \
                 size in ('-', '%dx%d' % AUTHORS_SIZE):
             authors = AUTHORS_CPU.get(stage)
         rows.append(Row(dev.type, size, stage, [t / per for t in times], [t / per for t in cpu_times], per, rss,

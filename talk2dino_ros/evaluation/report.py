@@ -8,6 +8,8 @@ from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from talk2dino_ros import catalog
+
 
 def finite_or_none(value: float) -> Optional[float]:
     value = float(value)
@@ -44,7 +46,7 @@ def format_result(result: Dict[str, Any]) -> str:
     lines = [f"{result['benchmark']}: {result['title']}",
              f"  method {proto['method']} {proto['variant']}, pamr {'on' if proto['pamr'] else 'off'}"
              + (f", background {proto['background_threshold']}" if proto['background']
-                and proto['method'] == 'talk2dino' else '')
+                and catalog.background_is_threshold(proto['method']) else '')
              + f", {result['num_images']} images"
              + (f" ({len(result['skipped'])} skipped)" if result['skipped'] else ''),
              f"  {'class':<{width}}    IoU    Acc"]

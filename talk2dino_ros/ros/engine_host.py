@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from talk2dino_ros import catalog
 from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.outputs.colors import class_colors
 from talk2dino_ros.ros.outputs import mask_topic_names
@@ -193,8 +194,7 @@ class EngineHost:
                 self._model_key = settings.model_key()
                 self._model_error = self._load_error = ''
                 self._model_device = str(getattr(segmenter, 'device', settings.device))
-                self._model_label = (f'{settings.method}/{settings.variant}' if settings.method == 'talk2dino'
-                                     else settings.method)
+                self._model_label = catalog.describe(settings.method, settings.variant)
                 self._install(state)
         except Talk2DinoError as exc:
             error = f'model load failed: {exc}'
