@@ -292,8 +292,6 @@ def decode_compressed(msg: Any, max_pixels: Optional[int] = None,
     The size is read from the header first: a header that cannot be read is refused as undecodable, and
     one above ``max_pixels`` / ``max_side`` raises :class:`ImageTooLargeError` without decoding.
     """
-    import cv2
-
     fmt = str(getattr(msg, 'format', ''))
     if 'compresseddepth' in fmt.lower():
         raise ImageConversionError(f'CompressedImage format {fmt!r} is a depth image, not a colour image',
@@ -308,6 +306,8 @@ def decode_compressed(msg: Any, max_pixels: Optional[int] = None,
             f'could not decode CompressedImage (format {fmt!r}, {raw.size} bytes): no readable image header',
             'undecodable')
     check_input_size(size[0], size[1], max_pixels, max_side, f'CompressedImage (format {fmt!r})')
+    import cv2
+
     bgr = cv2.imdecode(raw, cv2.IMREAD_COLOR)  # always 3-channel BGR 8 bit
     if bgr is None or bgr.size == 0:
         raise ImageConversionError(
