@@ -181,7 +181,7 @@ def build_backbone(path: os.PathLike | str, expected_variant: str | None = None,
     The family is read from the file; with ``expected_variant`` (a catalog variant) the file must be
     that family and size (a test width is accepted with ``allow_test_width``).
     """
-    from talk2dino_ros.model.dinov3 import infer_dinov3_arch, is_dinov3_state_dict
+    from talk2dino_ros.model.dinov3 import infer_dinov3_arch, is_dinov3_state_dict, without_zero_qkv_bias
 
     family = _expected_family(expected_variant)
     what = _FAMILY_NAMES.get(family or 'dinov2')
@@ -193,6 +193,8 @@ def build_backbone(path: os.PathLike | str, expected_variant: str | None = None,
             raise CheckpointError(f'{what} file {path} is a {_FAMILY_NAMES[found]} checkpoint but variant '
                                   f'{expected_variant} was selected (choose {hint})')
         what = _FAMILY_NAMES[found]
+        if found == 'dinov3':
+            sd = without_zero_qkv_bias(sd, path)
         arch = infer_dinov3_arch(sd, path) if found == 'dinov3' else infer_dinov2_arch(sd, path)
         if arch.variant == 'test' and not allow_test_width:
             raise RandomWeightsRefused(f'{what} file {path} has a non-standard width/depth '

@@ -40,6 +40,21 @@ def _to_timm_keys(sd: StateDict) -> StateDict:
     return out
 
 
+def without_zero_qkv_bias(sd: StateDict, path: os.PathLike | str) -> StateDict:
+    """Drop the all-zero qkv biases of Meta's files (timm's model has none); refuse non-zero ones.
+
+    timm's own filter would skip them silently, which is only right while they are zero.
+    """
+    biases = [k for k in sd if k.endswith('attn.qkv.bias')]
+    if not biases:
+        return sd
+    nonzero = [k for k in biases if torch.count_nonzero(sd[k]) > 0]
+    if nonzero:
+        raise CheckpointError(f'DINOv3 file {path} has non-zero qkv biases ({nonzero[0]}, ...): not one of the '
+                              'distilled LVD-1689M models this backbone is built for')
+    return {k: v for k, v in sd.items() if k not in set(biases)}
+
+
 def infer_dinov3_arch(sd: StateDict, path: os.PathLike | str):
     """Width/depth/heads of a DINOv3 state dict; variant is the catalog name or 'test'."""
     from talk2dino_ros.model.backbone import BackboneArch, heads_for_width

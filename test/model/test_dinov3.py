@@ -150,3 +150,36 @@ def test_hf_token_goes_to_huggingface_only(monkeypatch):
         assert 'Authorization' not in fetch_weights.request_headers(catalog.PUBLISHED[name].url)
     monkeypatch.delenv('HF_TOKEN')
     assert 'Authorization' not in fetch_weights.request_headers(dinov3.url)
+
+
+def _meta_layout(sd):
+    """timm's names -> Meta's original DINOv3 names (storage tokens, ls1/ls2, zero qkv bias, rope periods)."""
+    out = {}
+    for k, v in sd.items():
+        k = k.replace('reg_token', 'storage_tokens').replace('gamma_1', 'ls1.gamma').replace('gamma_2', 'ls2.gamma')
+        out[k] = v
+        if k.endswith('attn.qkv.weight'):
+            out[k.replace('weight', 'bias')] = torch.zeros(v.shape[0])
+            out[k.replace('weight', 'bias_mask')] = torch.ones(v.shape[0])
+    out['rope_embed.periods'] = torch.ones(4)
+    out['mask_token'] = torch.zeros(1, sd['cls_token'].shape[-1])
+    return out
+
+
+def test_meta_layout_loads_like_timm_layout(v3_weights, tmp_path):
+    from safetensors.torch import load_file
+    sd = load_file(str(v3_weights['dinov3']))
+    meta = tmp_path / 'dinov3_meta.pth'
+    torch.save(_meta_layout(sd), meta)
+    a = build_backbone(v3_weights['dinov3'], allow_test_width=True)
+    b = build_backbone(meta, expected_variant='dinov3_vitb', allow_test_width=True)
+    x = normalize_rgb255(torch.rand(1, 3, 48, 64) * 255)
+    with torch.no_grad():
+        fa, la = a(x)
+        fb, lb = b(x)
+    assert torch.equal(fa, fb) and torch.equal(la, lb)
+    bad = _meta_layout(sd)
+    bad['blocks.0.attn.qkv.bias'] = torch.ones_like(bad['blocks.0.attn.qkv.bias'])
+    torch.save(bad, meta)
+    with pytest.raises(CheckpointError, match='non-zero qkv biases'):
+        build_backbone(meta, allow_test_width=True)
