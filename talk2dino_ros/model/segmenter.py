@@ -21,6 +21,7 @@ from talk2dino_ros.errors import InputError, Talk2DinoError
 from talk2dino_ros.model.methods import get_builder, weight_roles
 from talk2dino_ros.model.fast_path import FastModule, select_backend
 from talk2dino_ros.model.methods.base import SegmentationMethod
+from talk2dino_ros.model.pamr import FUSED_PAMR
 from talk2dino_ros.model.preprocess import to_model_input
 from talk2dino_ros.model.score_maps import ScoreMaps
 from talk2dino_ros.model.stage_timer import StageTimer
@@ -143,6 +144,8 @@ class Segmenter:
             self.fast_module = FastModule(getattr(self.method, name), backend, capture_lock=self._infer_lock,
                                           on_event=on_event)
             setattr(self.method, name, self.fast_module)
+            if self.device.type == 'cuda':  # PAMR as one kernel per iteration once built (eager until then)
+                FUSED_PAMR.start(self.device)
         self._apply_mode()
 
     # ---------------------------------------------------------------- construction

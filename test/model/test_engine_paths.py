@@ -252,3 +252,37 @@ def test_compiled_fast_path_on_cpu_matches_eager(tiny_weights):
     np.testing.assert_allclose(res.scores, ref.scores, atol=1e-5, rtol=0)
     np.testing.assert_array_equal(res.labels, ref.labels)
     fast.fast_module.shutdown()
+
+
+# ------------------------------------------------------------------ fused PAMR
+
+def test_pamr_propagate_equals_pamr_apply():
+    from talk2dino_ros.model.pamr import pamr_affinity, pamr_apply, pamr_propagate
+
+    gen = torch.Generator().manual_seed(2)
+    image = torch.rand(2, 3, 40, 50, generator=gen) * 255
+    masks = torch.rand(2, 7, 40, 50, generator=gen)
+    aff = pamr_affinity(image)
+    ref = pamr_apply(aff, masks, 10)
+    got = pamr_propagate(aff, masks, 10)
+    assert (got - ref).abs().max() <= 1e-6
+
+
+@pytest.mark.slow
+def test_fused_pamr_compiled_on_cpu_is_used_and_within_1e5():
+    """The fused build on the CPU (one dilation keeps the compilation short): ready, and within 1e-5."""
+    pytest.importorskip('torch._inductor')
+    from talk2dino_ros.model.pamr import FusedPamr, pamr_affinity, pamr_propagate
+
+    cpu = torch.device('cpu')
+    fused = FusedPamr(dilations=(2,), check_shapes=((2, 20, 24), (3, 16, 30)))
+    fused.start(cpu, wait=True)
+    assert fused.state(cpu) == 'ready', fused.state(cpu)
+    assert fused.get(cpu) is None  # built for other dilations than the default: the eager path stays
+    gen = torch.Generator().manual_seed(3)
+    image = torch.rand(1, 3, 30, 40, generator=gen) * 255
+    masks = torch.rand(1, 5, 30, 40, generator=gen)
+    aff = pamr_affinity(image, (2,))
+    with torch.inference_mode():
+        got = pamr_propagate(aff, masks, 10, (2,), step=fused.get(cpu, (2,)))
+    assert (got - pamr_propagate(aff, masks, 10, (2,))).abs().max() <= 1e-5
