@@ -307,6 +307,11 @@ def describe(method: str, variant: Optional[str] = None) -> str:
     return f'{method}/{spec.variant(variant).name}' if variant in spec.variant_names else f'{method}/{variant}'
 
 
+def variants_help(method: str = DEFAULT_METHOD) -> str:
+    """One line listing a method's variants with their backbones (``--variant`` help, node description)."""
+    return ', '.join(f'{v.name} = {v.title}' for v in get_method(method).variants)
+
+
 def variant_names() -> Tuple[str, ...]:
     """Every variant name of every method (the choices of ``--variant`` and the node's ``variant``)."""
     out: list = []

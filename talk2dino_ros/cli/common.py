@@ -86,8 +86,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
                    help=f'segmentation method (default {catalog.DEFAULT_METHOD})')
     default_variant = catalog.get_method(catalog.DEFAULT_METHOD).default_variant
     g.add_argument('--variant', default=default_variant, choices=VARIANTS,
-                   help=f'Talk2DINO backbone: DINOv2 vits/vitb/vitl or DINOv3 dinov3_vitb/dinov3_vitl '
-                        f'(default {default_variant})')
+                   help=f'backbone of {catalog.DEFAULT_METHOD}: {catalog.variants_help()} (default '
+                        f'{default_variant}; single-backbone methods ignore it)')
     for role in catalog.all_roles():
         owners = '/'.join(catalog.role_methods(role.name))
         g.add_argument(role.flag, type=Path, default=None, metavar='FILE',

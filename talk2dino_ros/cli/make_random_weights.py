@@ -1,8 +1,9 @@
 """``make_random_weights``: write RANDOM checkpoints in the published formats (tests and smoke runs only).
 
-The files have the exact key layouts of the official DINOv2 reg4 ``.pth``, the OpenAI CLIP ``ViT-B-16.pt``
-(TorchScript) and Talk2DINO's ψ (or CLIP-DINOiser's ``last.pt`` + OpenCLIP ``.bin``). Their outputs are
-meaningless; ``tiny`` widths are refused by the node unless ``allow_random_weights`` is set.
+The files have the exact key layouts and names of the published ones: the official DINOv2 reg4 ``.pth`` or
+timm's DINOv3 ``.safetensors`` (``--variant dinov3_vitb``), the OpenAI CLIP ``ViT-B-16.pt`` (TorchScript) and
+Talk2DINO's ψ (or CLIP-DINOiser's ``last.pt`` + OpenCLIP ``.bin``). Their outputs are meaningless; ``tiny``
+widths are refused by the node unless ``allow_random_weights`` is set.
 """
 from __future__ import annotations
 

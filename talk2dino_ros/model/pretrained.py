@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Dict, Tuple
 
+from talk2dino_ros import catalog
 from talk2dino_ros.catalog import PUBLISHED, METHODS, PublishedFile, published_bundle
 from talk2dino_ros.catalog import default_weights_dir as _default_weights_dir
 
@@ -34,5 +35,6 @@ def bundle(method: str, variant: str = 'vitb') -> Dict[str, PublishedFile]:
 
 def default_paths(method: str, variant: str = 'vitb', weights_dir: os.PathLike | str | None = None) -> Dict[str, Path]:
     """Where ``fetch_weights`` puts each file of a bundle (role -> path)."""
-    root = Path(weights_dir).expanduser() if weights_dir else DEFAULT_WEIGHTS_DIR
-    return {role: root / f.filename for role, f in bundle(method, variant).items()}
+    bundle(method, variant)  # KeyError when a file of this variant is not published
+    root = weights_dir if weights_dir else DEFAULT_WEIGHTS_DIR
+    return {role: Path(path) for role, path in catalog.default_weight_paths(method, variant, root).items()}

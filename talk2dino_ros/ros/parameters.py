@@ -85,8 +85,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     # model: loaded in the background, swapped atomically
     ParamSpec('method', catalog.DEFAULT_METHOD, 'Segmentation method.', 'model', choices=METHODS),
     ParamSpec('variant', catalog.get_method(catalog.DEFAULT_METHOD).default_variant,
-              'Backbone for talk2dino: DINOv2 vits/vitb/vitl or DINOv3 dinov3_vitb/dinov3_vitl (the '
-              'projection weights must match).', 'model', choices=VARIANTS),
+              f'Backbone for {catalog.DEFAULT_METHOD}: {catalog.variants_help()} (the projection weights '
+              'must match).', 'model', choices=VARIANTS),
     ParamSpec('weights_dir', '', 'Directory where fetch_weights put the files; a *_weights parameter left '
               'empty means "the published file of this method/variant in weights_dir". Empty: '
               '$T2D_WEIGHTS_DIR or ~/.cache/talk2dino_ros.', 'model'),
