@@ -183,3 +183,20 @@ def test_meta_layout_loads_like_timm_layout(v3_weights, tmp_path):
     torch.save(bad, meta)
     with pytest.raises(CheckpointError, match='non-zero qkv biases'):
         build_backbone(meta, allow_test_width=True)
+
+
+def test_gated_download_refusal_says_how_to_get_access(monkeypatch, tmp_path):
+    import urllib.error
+    from talk2dino_ros.cli import fetch_weights
+    seen = {}
+
+    def refuse(req, timeout):
+        seen['auth'] = req.get_header('Authorization')
+        raise urllib.error.HTTPError(req.full_url, 401, 'Unauthorized', {}, None)
+    monkeypatch.setattr(fetch_weights, 'check_network', lambda url, timeout: None)
+    monkeypatch.setattr(fetch_weights.urllib.request, 'urlopen', refuse)
+    monkeypatch.delenv('HF_TOKEN', raising=False)
+    spec = catalog.PUBLISHED['dinov3_vitb16_lvd1689m']
+    with pytest.raises(fetch_weights.FetchError, match='gated.*HF_TOKEN.*DINOv3 License'):
+        fetch_weights.download(spec, tmp_path, progress=False)
+    assert seen['auth'] is None and not list(tmp_path.iterdir())
