@@ -37,6 +37,20 @@ def reduce_zero_label(label: np.ndarray) -> np.ndarray:
     return out
 
 
+def _checked_pair(pred: np.ndarray, label: np.ndarray, num_classes: int,
+                  reduce_zero_label: bool) -> Tuple[np.ndarray, np.ndarray]:
+    """Both maps as arrays of one shape, with ``reduce_zero_label`` applied to the label once."""
+    pred = np.asarray(pred)
+    label = np.asarray(label)
+    if pred.shape != label.shape:
+        raise ValueError(f'prediction shape {pred.shape} != label shape {label.shape}')
+    if num_classes < 1:
+        raise ValueError(f'num_classes must be >= 1, got {num_classes}')
+    if reduce_zero_label:
+        label = _reduce_zero_label(label)
+    return pred, label
+
+
 def intersect_and_union(pred: np.ndarray, label: np.ndarray, num_classes: int,
                         ignore_index: int = 255, reduce_zero_label: bool = False) -> Areas:
     """Per-class (intersection, union, predicted, ground-truth) pixel areas of one image.
@@ -46,14 +60,7 @@ def intersect_and_union(pred: np.ndarray, label: np.ndarray, num_classes: int,
     (shifted) label equals ``ignore_index`` are excluded. Returns four int64 arrays of length
     ``num_classes``; union = pred + label - intersect.
     """
-    pred = np.asarray(pred)
-    label = np.asarray(label)
-    if pred.shape != label.shape:
-        raise ValueError(f'prediction shape {pred.shape} != label shape {label.shape}')
-    if num_classes < 1:
-        raise ValueError(f'num_classes must be >= 1, got {num_classes}')
-    if reduce_zero_label:
-        label = _reduce_zero_label(label)
+    pred, label = _checked_pair(pred, label, num_classes, reduce_zero_label)
     valid = label != ignore_index
     pred = pred[valid].astype(np.int64, copy=False)
     label = label[valid].astype(np.int64, copy=False)
@@ -73,14 +80,7 @@ def confusion_matrix(pred: np.ndarray, label: np.ndarray, num_classes: int, igno
     once); a pixel whose label or prediction lies outside ``0..K-1`` is not counted. Its diagonal is the
     intersection, its row sums the label areas of in-range predictions.
     """
-    pred = np.asarray(pred)
-    label = np.asarray(label)
-    if pred.shape != label.shape:
-        raise ValueError(f'prediction shape {pred.shape} != label shape {label.shape}')
-    if num_classes < 1:
-        raise ValueError(f'num_classes must be >= 1, got {num_classes}')
-    if reduce_zero_label:
-        label = _reduce_zero_label(label)
+    pred, label = _checked_pair(pred, label, num_classes, reduce_zero_label)
     pred = pred.astype(np.int64, copy=False).ravel()
     label = label.astype(np.int64, copy=False).ravel()
     keep = (label != ignore_index) & (label >= 0) & (label < num_classes) & (pred >= 0) & (pred < num_classes)
