@@ -237,7 +237,8 @@ class Soak:
 
     def on_diagnostics(self, msg) -> None:
         for status in msg.status:
-            if status.name.startswith('talk2dino'):
+            # the node names its status after its fully qualified name, e.g. "/talk2dino: segmentation"
+            if status.name.lstrip('/').startswith('talk2dino') and status.name.endswith('segmentation'):
                 self.diag = {kv.key: kv.value for kv in status.values}
                 self.diag['_level'] = str(int.from_bytes(bytes(status.level), 'little')
                                           if isinstance(status.level, (bytes, bytearray)) else status.level)
@@ -486,7 +487,10 @@ class Soak:
             'changes_by_kind': self.by_kind, 'refused_as_expected': self.refused_as_expected,
             'legends_received': self.counts['legends_received'],
             'vocabulary_apply_ms': {k: {'n': len(v), 'p50': round(float(np.median(v)), 1),
+                                        'p99': round(float(np.percentile(v, 99)), 1),
                                         'max': round(float(np.max(v)), 1)} for k, v in self.apply_ms.items()},
+            'vocabulary_apply_ms_all': {k: (None if v is None else round(v, 1)) for k, v in
+                                        percentiles([x for v in self.apply_ms.values() for x in v]).items()},
             'last_vocabulary_version': self.legends[-1][1] if self.legends else None,
             'faults': faults, 'fault_examples': self.examples,
             'rss': rss,
@@ -510,8 +514,9 @@ def format_summary(s: Dict[str, Any]) -> str:
         f"  latency ms: p50 {lat['p50']}, p90 {lat['p90']}, p99 {lat['p99']}, max {lat['max']}",
         f"  vocabulary changes: {s['vocabulary_changes']} {s['changes_by_channel']}, refused as expected "
         f"{s['refused_as_expected']}, legends received {s['legends_received']} (last v{s['last_vocabulary_version']})",
-        '  vocabulary applied in ms (p50/max): ' + ', '.join(
-            f"{k} {v['p50']}/{v['max']}" for k, v in s['vocabulary_apply_ms'].items()),
+        '  vocabulary applied in ms (p50/p99/max): ' + ', '.join(
+            f"{k} {v['p50']}/{v['p99']}/{v['max']}" for k, v in s['vocabulary_apply_ms'].items())
+        + '; all kinds p50 {p50} / p99 {p99} / max {max}'.format(**s['vocabulary_apply_ms_all']),
         f"  RSS MB: start {rss.get('start_mb')}, end {rss.get('end_mb')}, max {rss.get('max_mb')}; after the "
         f"{rss.get('warmup_s')} s warm-up, [floor, peak] of the first {rss.get('window_s')} s window "
         f"{rss.get('first_window_mb')} -> last window {rss.get('last_window_mb')}: peak growth "

@@ -17,6 +17,9 @@ def test_soak_smoke_has_no_mismatches(tmp_path):
     assert summary['faults'] == {k: 0 for k in summary['faults']}, summary['fault_examples']
     assert proc.returncode == 0 and summary['ok'], proc.stdout + proc.stderr[-3000:]
     assert summary['labels_received'] > 0 and summary['node']['exit_code'] == 0
+    # the node's own counters come from /diagnostics: a renamed status must not read as zeros
+    assert summary['node_frames_processed'] > 0, summary['node']['last_diagnostics']
+    assert summary['vocabulary_apply_ms_all']['p99'] is not None
     assert all(n >= 1 for n in summary['changes_by_channel'].values()), summary['changes_by_channel']
     assert summary['refused_as_expected'] + summary['changes_by_kind'].get('empty', 0) >= 1
     assert summary['rss']['samples'] >= 4 and summary['latency_ms']['p50'] is not None
