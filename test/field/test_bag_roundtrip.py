@@ -8,6 +8,7 @@ from talk2dino_ros.cli import make_demo_bag, segment_bag
 from talk2dino_ros.evaluation.bag import evaluate_bag
 from talk2dino_ros.bags.resume import ResumeError
 from talk2dino_ros.ros.image_conversion import image_to_numpy
+from talk2dino_ros.model.types import confidence_mono8
 
 CLASSES = list(make_demo_bag.CLASSES)
 IMG, GT = make_demo_bag.IMAGE_TOPIC, make_demo_bag.LABEL_TOPIC
@@ -47,7 +48,7 @@ def test_roundtrip_preserves_topics_and_stamps_and_scores(tmp_path, small_segmen
     conf = image_to_numpy(got['/talk2dino/confidence'][0][1])
     conf8 = image_to_numpy(got['/talk2dino/confidence_mono8'][0][1])
     assert got['/talk2dino/confidence'][0][1].encoding == '32FC1'
-    np.testing.assert_array_equal(conf8, segment_bag.confidence_mono8(conf))
+    np.testing.assert_array_equal(conf8, confidence_mono8(conf))
     assert got['/talk2dino/overlay'][0][1].encoding == 'rgb8'
 
     (t_info, info, _, _), = got['/talk2dino/class_info']
