@@ -197,6 +197,12 @@ class PamrRefiner:
         self._affinity: Optional[torch.Tensor] = None
         self._key: Optional[tuple] = None
 
+    def release(self) -> None:
+        """Drop the cached affinity (it is rebuilt if called again): frees it as soon as the last classes
+        are refined, as a single :func:`pamr` call would."""
+        self._affinity = None
+        self._key = None
+
     def __call__(self, masks: torch.Tensor) -> torch.Tensor:
         """Refined masks [B, N, H, W], computed in float32 (float64 kept), returned in the masks' dtype."""
         image = self.image

@@ -302,13 +302,12 @@ class Segmenter:
                     C = stages.channels
                     wh, ww = batch.shape[-2:]
                     chunk = max(1, WINDOW_CHUNK_ELEMENTS // max(1, len(group) * wh * ww))
-                    for n in {n for n, _ in group}:
-                        if canvases[n] is None:
-                            canvases[n] = torch.zeros((C, h, w), dtype=torch.float32, device=self.device)
                     for start in range(0, C, chunk):
                         stop = min(C, start + chunk)
                         part = stages.render(start, stop).float()
                         for j, (n, win) in enumerate(group):
+                            if canvases[n] is None:  # after the first render: its temporaries are gone by now
+                                canvases[n] = torch.zeros((C, h, w), dtype=torch.float32, device=self.device)
                             canvases[n][start:stop, win.y1:win.y2, win.x1:win.x2] += part[j]
                         del part
                     del stages

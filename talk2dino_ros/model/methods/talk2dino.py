@@ -96,6 +96,8 @@ class _Talk2DinoWindowScores(WindowScores):
             scores = upsample_scores(self.grid[:, lo:hi], self.size)
             if self.refiner is not None:
                 scores = self.refiner(scores)
+                if hi >= self.channels - self.offset:  # the last classes: free the affinity now
+                    self.refiner.release()
             parts.append(scores)
         if self.offset and start == 0 and stop > 0:
             B = self.grid.shape[0]
