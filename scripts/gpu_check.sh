@@ -95,7 +95,7 @@ for mode, options in (('whole', None), ('whole', full), ('slide', None)):
     print(f'exactness {tag}: {device} eager fp32 vs cpu fp32 max|d| {np.abs(eager_s - ref_s).max():.2e}, '
           f'labels identical {np.array_equal(eager_l, ref_l)}')
     print(f'exactness {tag}: {device} fast path fp32 vs eager max|d| {np.abs(fast_s - eager_s).max():.2e}, '
-          f'labels identical {np.array_equal(fast_l, eager_l)}; fast path states {sorted(set(states.values()))}')
+          f'labels identical {np.array_equal(fast_l, eager_l)}; fast path states {sorted(set(map(str, states.values())))}')
     if device == 'cuda':
         h_s, h_l, _ = run(device, 'auto', fp16=True, mode=mode, options=options)
         print(f'exactness {tag}: cuda fast path fp16 vs cpu fp32 max|d| {np.abs(h_s - ref_s).max():.2e}, '

@@ -309,7 +309,7 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
             add_times(size, 'first frame', [time.perf_counter() - start])
             if fresh_seg.fast_module is not None:
                 start = time.perf_counter()
-                fresh_seg.fast_module.wait()
+                fresh_seg.wait_fast_path()
                 add_times(size, 'fast path ready', [time.perf_counter() - start])
             del fresh_seg
 
@@ -323,7 +323,7 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
             voc = vocab_bg if opts.background else vocab
             if segmenter.fast_module is not None:  # never time a shape that is still being prepared
                 segmenter.segment(image, vocabulary=voc, options=opts)
-                segmenter.fast_module.wait()
+                segmenter.wait_fast_path()
             slow = opts.pamr and dev.type == 'cpu'
             reps = max(1, min(repeats, 3)) if slow else None
             add(size, stage, lambda: segmenter.segment(image, vocabulary=voc, options=opts).labels, reps=reps)
@@ -353,7 +353,7 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
 
             backbone_alone()
             if segmenter.fast_module is not None:
-                segmenter.fast_module.wait()
+                segmenter.wait_fast_path()
             kind = 'graph' if segmenter.fast_module is not None and segmenter.fast_module.backend == 'graph' else \
                 ('compiled' if segmenter.fast_module is not None else 'eager')
             add(size, f'backbone alone B=1 ({kind})', backbone_alone)
@@ -369,7 +369,7 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
 
             if segmenter.fast_module is not None:
                 batched()
-                segmenter.fast_module.wait()
+                segmenter.wait_fast_path()
             add(size, f'cameras x{cameras} batched (per frame)', batched, per=cameras)
             segmenter.with_options(mode=base_mode)
 
@@ -383,7 +383,7 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
                 voc = _random_vocabulary(segmenter, n, vocab)
                 segmenter.segment(image, vocabulary=voc, options=plain)  # warm (allocator, fast path)
                 if segmenter.fast_module is not None:
-                    segmenter.fast_module.wait()
+                    segmenter.wait_fast_path()
                 start = time.perf_counter()
                 peak, how = _frame_peak_mb(segmenter, image, voc, plain)
                 row = Row(dev.type, size, f'memory {n} classes', [time.perf_counter() - start])

@@ -130,6 +130,7 @@ class FusedPamr:
         self._lock = threading.Lock()
         self._ready: Dict[str, object] = {}
         self._state: Dict[str, str] = {}
+        self._threads: Dict[str, threading.Thread] = {}
 
     def state(self, device: torch.device) -> Optional[str]:
         with self._lock:
@@ -144,10 +145,19 @@ class FusedPamr:
             else:
                 self._state[key] = 'preparing'
                 thread = threading.Thread(target=self._build, args=(device,), name='t2d-fused-pamr', daemon=True)
+                self._threads[key] = thread
         if thread is not None:
             thread.start()
             if wait:
                 thread.join()
+
+    def wait(self, device: torch.device, timeout: Optional[float] = None) -> Optional[str]:
+        """Wait for the build for ``device`` (if one was started); returns its state."""
+        with self._lock:
+            thread = self._threads.get(str(device))
+        if thread is not None:
+            thread.join(timeout)
+        return self.state(device)
 
     def _build(self, device: torch.device) -> None:
         key = str(device)

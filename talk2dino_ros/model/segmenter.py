@@ -339,8 +339,22 @@ class Segmenter:
         for (height, width) in sizes:
             frames = [np.zeros((height, width, 3), np.uint8)] * batch
             self._segment_group(frames, vocab, options, [None] * batch)
-        return self.fast_module.wait(timeout)
+        return self.wait_fast_path(timeout)
+
+    def wait_fast_path(self, timeout: Optional[float] = None) -> Dict:
+        """Wait until every queued fast-path preparation (and the fused PAMR build on CUDA) is done."""
+        if self.fast_module is None:
+            return {}
+        states = self.fast_module.wait(timeout)
+        if self.device.type == 'cuda':
+            FUSED_PAMR.wait(self.device, timeout)
+        return states
 
     def fast_path_status(self) -> Dict:
-        """Backbone input key -> 'preparing' | 'ready' | 'failed: ...' (empty when the fast path is off)."""
-        return {} if self.fast_module is None else self.fast_module.states()
+        """Backbone input key -> 'preparing' | 'ready' | 'failed: ...', plus 'pamr' on CUDA (empty when off)."""
+        if self.fast_module is None:
+            return {}
+        states: Dict = dict(self.fast_module.states())
+        if self.device.type == 'cuda':
+            states['pamr'] = FUSED_PAMR.state(self.device)
+        return states
