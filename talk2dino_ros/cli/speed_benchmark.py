@@ -47,7 +47,7 @@ import numpy as np
 
 from talk2dino_ros import catalog
 from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_model_arguments, config_from_args,
-                                      one_line, parse_vocab_arg, run_cli)
+                                      parse_vocab_arg, run_cli)
 
 DEFAULT_VOCAB = 'person,car,tree,road,sky'
 #: --random-weights: test widths, or the published size of a catalog backbone
