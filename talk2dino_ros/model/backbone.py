@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-from dataclasses import dataclass
 from typing import Dict, Tuple
 
 import torch
@@ -21,6 +20,7 @@ from timm.models.eva import checkpoint_filter_fn as eva_checkpoint_filter_fn
 from timm.models.vision_transformer import checkpoint_filter_fn
 
 from talk2dino_ros import catalog
+from talk2dino_ros.model.backbone_arch import BackboneArch, heads_for_width
 from talk2dino_ros.model.checkpoints import (StateDict, describe_shapes, load_into,
                                           load_state_dict_file, malformed_checkpoint, require_keys)
 from talk2dino_ros.errors import CheckpointError, RandomWeightsRefused
@@ -38,27 +38,6 @@ PATCH_SIZE = 14
 
 #: the hooked qkv of the forward running on this thread, per backbone (slot name -> tensor)
 _HOOKED_QKV = threading.local()
-
-
-@dataclass(frozen=True)
-class BackboneArch:
-    """Shape of a DINOv2 reg4 backbone as read from a checkpoint."""
-
-    variant: str  # a catalog variant ('vitb', 'dinov3_vitl', ...) or 'test' (random test weights only)
-    embed_dim: int
-    depth: int
-    num_heads: int
-    family: str = 'dinov2'        # 'dinov2' | 'dinov3' (also the weight role of its file)
-    patch_size: int = PATCH_SIZE
-    timm_name: str = ''           # '' = the DINOv2 model of this variant
-
-
-def heads_for_width(dim: int) -> int:
-    """Attention heads of a width: published DINO models use 64-wide heads, tiny test models 16-wide."""
-    return dim // 64 if dim >= 384 else max(1, dim // 16)
-
-
-_heads_for_width = heads_for_width
 
 
 def infer_dinov2_arch(sd: StateDict, path: os.PathLike | str) -> BackboneArch:
@@ -79,7 +58,7 @@ def infer_dinov2_arch(sd: StateDict, path: os.PathLike | str) -> BackboneArch:
     for name, (_, d, dep, _) in DINOV2_VARIANTS.items():
         if d == dim and dep == depth:
             variant = name
-    heads = _heads_for_width(dim)
+    heads = heads_for_width(dim)
     if dim % heads or dim % 2:
         raise CheckpointError(f'DINOv2 file {path} has width {dim}, which no DINOv2 head layout divides')
     for key in ('pos_embed', 'patch_embed.proj.weight', 'norm.weight'):

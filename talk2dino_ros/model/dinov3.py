@@ -16,6 +16,7 @@ import torch
 
 from talk2dino_ros import catalog
 from talk2dino_ros.errors import CheckpointError
+from talk2dino_ros.model.backbone_arch import BackboneArch, heads_for_width
 from talk2dino_ros.model.checkpoints import StateDict, require_keys
 
 PATCH_SIZE = 16
@@ -57,7 +58,6 @@ def without_zero_qkv_bias(sd: StateDict, path: os.PathLike | str) -> StateDict:
 
 def infer_dinov3_arch(sd: StateDict, path: os.PathLike | str):
     """Width/depth/heads of a DINOv3 state dict; variant is the catalog name or 'test'."""
-    from talk2dino_ros.model.backbone import BackboneArch, heads_for_width
 
     sd = _to_timm_keys(sd)
     require_keys(sd, ['cls_token', 'reg_token', 'patch_embed.proj.weight', 'norm.weight'], path, 'DINOv3')
@@ -91,7 +91,6 @@ def dinov3_timm_state_dict(dim: int, depth: int, seed: int = 0) -> Dict[str, tor
     import talk2dino_ros.model  # noqa: F401  (torchvision workaround before timm)
     import timm
 
-    from talk2dino_ros.model.backbone import heads_for_width
 
     timm_name = next((b.timm_name for b in catalog.backbones().values()
                       if b.family == 'dinov3' and (b.embed_dim, b.depth) == (dim, depth)), TEST_TIMM_NAME)
