@@ -8,6 +8,30 @@ import pytest
 from talk2dino_ros.cli import speed_benchmark as benchmark
 
 
+def test_benchmark_variants_in_one_run_give_one_block_each(tmp_path, capsys):
+    """DINOv3-B against DINOv2-B in one run: the same rows for each variant, labelled by variant."""
+    out = tmp_path / 'bench.json'
+    argv = ['--random-weights', 'tiny', '--variants', 'vitb,dinov3_vitb', '--repeats', '1', '--warmup', '0',
+            '--sizes', '48x64', '--vocab', 'a', '--pipelines', 'whole-plain', '--devices', 'cpu', '--threads', '1',
+            '--quiet', '--cameras', '1', '--memory-classes', 'none', '--no-first-frame', '--json', str(out)]
+    assert benchmark.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert 'talk2dino vitb,dinov3_vitb' in printed
+    rows = json.loads(out.read_text())['rows']
+    by_variant = {}
+    for row in rows:
+        by_variant.setdefault(row['device'], []).append(row['stage'])
+    assert set(by_variant) == {'cpu vitb', 'cpu dinov3_vitb'}
+    assert by_variant['cpu vitb'] == by_variant['cpu dinov3_vitb']
+    assert 'pipeline whole-plain' in by_variant['cpu vitb']
+
+
+def test_benchmark_variants_are_checked(capsys):
+    assert benchmark.main(['--variants', 'vitb,dinov9', '--random-weights', 'tiny']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and '--variants' in err and 'dinov9' in err
+
+
 def test_benchmark_tiny_random_weights_prints_table(tmp_path, capsys):
     out = tmp_path / 'bench.json'
     # one thread: a shared, busy test machine makes multi-threaded ops wait for each other

@@ -492,6 +492,10 @@ def build_parser() -> argparse.ArgumentParser:
                         'avoid threads waiting for each other at every operation')
     p.add_argument('--random-weights', choices=RANDOM_WIDTHS, default=None,
                    help='write random weights of this width to a temp dir and time those (timing only)')
+    p.add_argument('--variants', default=None, metavar='V,V,...',
+                   help='time several Talk2DINO variants in one run, one block of rows each, e.g. '
+                        '"vitb,dinov3_vitb" (DINOv3-B against DINOv2-B); with --random-weights each variant gets '
+                        'random weights of its own published size (or tiny ones with --random-weights tiny)')
     p.add_argument('--json', type=Path, default=None, metavar='OUT', help='also write the rows as JSON')
     p.add_argument('--quiet', action='store_true', help='no progress lines on stderr')
     add_model_arguments(p)
@@ -535,6 +539,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         raise CliError(f'--memory-classes must be a comma list of integers, got {args.memory_classes!r}') from None
     if any(n < 1 for n in args.memory_classes_list):
         raise CliError('--memory-classes must be positive')
+    args.variant_list = _variant_list(args)
 
     import torch
 
@@ -547,44 +552,77 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         torch.set_num_threads(threads_before)  # main() may run inside another program (tests)
 
 
+def _variant_list(args: argparse.Namespace) -> List[Optional[str]]:
+    """The variants to time: ``--variants`` (Talk2DINO only), else just the one the flags choose (None)."""
+    if not args.variants:
+        return [None]
+    if not catalog.get_method(args.method).has_variants:
+        raise CliError(f'--variants: method {args.method} has a single backbone')
+    variants = [v.strip() for v in args.variants.split(',') if v.strip()]
+    known = tuple(catalog.backbones())
+    bad = [v for v in variants if v not in known]
+    if bad or not variants:
+        raise CliError(f'--variants: unknown {bad or args.variants!r}; choose among {", ".join(known)}')
+    return variants
+
+
+def _variant_config(args: argparse.Namespace, variant: Optional[str], tmp: str, log) -> 'object':
+    """The segmenter config of one variant (random weights of that variant written into ``tmp``)."""
+    if variant is not None:
+        args.variant = variant
+    random_paths = None
+    if args.random_weights:
+        from talk2dino_ros.model.random_weights import write_random_weights
+
+        width = args.random_weights
+        if variant is not None and width != 'tiny':
+            width = variant  # each variant at its own published size
+        elif width != 'tiny':
+            args.variant = width
+        folder = Path(tmp) / (variant or 'weights')
+        log(f'writing {width} random weights for {args.method} to {folder} ...')
+        random_paths = write_random_weights(folder, method=args.method, width=width, variant=args.variant)
+    # the flags give the geometry; the pipelines below set the post-processing themselves
+    geometry = {k: v for k, v in (('window', args.window), ('stride', args.stride)) if v is not None}
+    base = config_from_args(args, **geometry)
+    base = dataclasses.replace(base, fast_path=args.fast_path)
+    if random_paths is not None:
+        base = dataclasses.replace(base, weights={k: str(v) for k, v in random_paths.items()},
+                                   allow_random_weights=True)
+    return base
+
+
 def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> int:
     from talk2dino_ros.model.segmenter import Segmenter
 
     memory_classes = args.memory_classes_list
+    variants = getattr(args, 'variant_list', [None])
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     with tempfile.TemporaryDirectory(prefix='t2d_bench_') as tmp:
-        random_paths = None
-        if args.random_weights:
-            from talk2dino_ros.model.random_weights import write_random_weights
-
-            log(f'writing {args.random_weights} random weights for {args.method} to {tmp} ...')
-            if args.random_weights != 'tiny':
-                args.variant = args.random_weights
-            random_paths = write_random_weights(tmp, method=args.method, width=args.random_weights,
-                                                variant=args.variant)
-        # the flags give the geometry; the pipelines below set the post-processing themselves
-        geometry = {k: v for k, v in (('window', args.window), ('stride', args.stride)) if v is not None}
-        base = config_from_args(args, **geometry)
-        base = dataclasses.replace(base, fast_path=args.fast_path)
-        if random_paths is not None:
-            base = dataclasses.replace(base, weights={k: str(v) for k, v in random_paths.items()},
-                                       allow_random_weights=True)
         rows: List[Row] = []
         notes: List[str] = []
         load_start = load_average()
-        for device in _devices(args.devices):
-            log(f'loading {args.method} on {device} ...')
-            dev_cfg = dataclasses.replace(base, device=device)
-            segmenter = Segmenter.from_config(dev_cfg, on_event=log)
-            reload = None if args.no_first_frame else (lambda c=dev_cfg: Segmenter.from_config(c, on_event=log))
-            rows += bench_device(segmenter, names, args.sizes, args.image, args.repeats, args.warmup,
-                                 pipelines, _custom_run(args), log, cameras=args.cameras,
-                                 memory_classes=memory_classes, reload=reload, notes=notes)
-            if segmenter.fast_module is not None:
-                segmenter.fast_module.shutdown()
-            del segmenter
+        for variant in variants:
+            base = _variant_config(args, variant, tmp, log)
+            for device in _devices(args.devices):
+                log(f'loading {args.method} {base.variant} on {device} ...')
+                dev_cfg = dataclasses.replace(base, device=device)
+                segmenter = Segmenter.from_config(dev_cfg, on_event=log)
+                reload = None if args.no_first_frame else (lambda c=dev_cfg: Segmenter.from_config(c, on_event=log))
+                device_rows = bench_device(segmenter, names, args.sizes, args.image, args.repeats, args.warmup,
+                                           pipelines, _custom_run(args), log, cameras=args.cameras,
+                                           memory_classes=memory_classes, reload=reload, notes=notes)
+                if variant is not None and len(variants) > 1:
+                    for row in device_rows:  # one table, a block per variant
+                        row.device = f'{row.device} {variant}'
+                rows += device_rows
+                if segmenter.fast_module is not None:
+                    segmenter.fast_module.shutdown()
+                del segmenter
         load_end = load_average()
+        if len(variants) > 1:
+            base = dataclasses.replace(base, variant=','.join(variants))
 
     env = environment()
     weights_note = (f'RANDOM WEIGHTS ({args.random_weights} width): timing only, the outputs mean nothing'
