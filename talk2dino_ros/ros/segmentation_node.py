@@ -21,6 +21,7 @@ Threads and who owns what:
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import traceback
@@ -51,6 +52,22 @@ from talk2dino_ros.ros.stats import FrameStats
 from talk2dino_ros.ros.vocabulary import ParsedVocabulary
 
 
+#: the interpreter's thread switch interval the node runs with (Python's default is 5 ms)
+GIL_SWITCH_INTERVAL_S = 0.0005
+
+
+def responsive_gil() -> None:
+    """Let callbacks get the GIL quickly while other threads run Python-heavy work.
+
+    Vocabulary encoding (tokenising thousands of prompts) and the frame worker are long Python loops on
+    their own threads; with the default 5 ms switch interval a parameter or service answer that needs the
+    GIL several times waits behind them for 100 ms and more (measured on 2 cores). A shorter interval is
+    process-wide, so it is only ever lowered, never raised.
+    """
+    if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+
+
 @dataclass
 class _Frame:
     msg: Any
@@ -69,6 +86,7 @@ class SegmentationCore(ControlMixin):
     # ------------------------------------------------------------------ setup
     def _init_core(self, segmenter_factory: Optional[SegmenterFactory]) -> None:
         """Parameters, engine host and counters; no topics yet."""
+        responsive_gil()
         declare_parameters(self)
         self._start_fixes: Dict[str, Any] = {}   # read-only parameters whose start value was invalid
         self._fix_invalid_start_values()
