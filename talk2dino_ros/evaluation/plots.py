@@ -94,8 +94,7 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path
     side = min(40.0, max(5.0, 0.28 * k + 3.0))
     fig, ax = plt.subplots(figsize=(side + 1.2, side))
     try:
-        cmap = plt.get_cmap('Blues').copy()
-        cmap.set_bad('#DDDDDD')  # classes absent from the ground truth
+        cmap = plt.get_cmap('Blues').with_extremes(bad='#DDDDDD')  # grey: classes absent from the ground truth
         image = ax.imshow(np.ma.masked_invalid(norm), cmap=cmap, vmin=0.0, vmax=1.0, interpolation='nearest')
         names = [repr(n) if n != n.strip() else n for n in class_names]
         size = _tick_size(k)
