@@ -59,6 +59,7 @@ else
     echo "error: no CUDA device visible to $PY (use --smoke for a CPU run of the script)" >&2; exit 2; }
 fi
 VOCAB=person,car,tree,road,sky,building
+VARIANTS=vitb,dinov3_vitb  # DINOv3-B against DINOv2-B, one run
 echo "# gpu_check: output in $OUT" >&2
 
 # ---------------------------------------------------------------- 1. exactness and PAMR alone
@@ -130,6 +131,12 @@ bench() {  # bench NAME args...
 bench t2d_fp16 "${FP16[@]}" --cameras "$CAMERAS" --memory-classes "$MEM"
 bench cd_fp16 --method clip_dinoiser "${FP16[@]}" --pipelines whole-plain --cameras 1 --memory-classes none \
   --no-first-frame
+# DINOv3-B against DINOv2-B in one run (whole plain and full, each at its own published size)
+echo "# benchmark dinov3_vs_dinov2 ..." >&2
+"$PY" -m talk2dino_ros.cli.speed_benchmark --random-weights "$WIDTH" --variants "$VARIANTS" --devices "$DEVICE" \
+  --sizes "$SIZE" --vocab "$VOCAB" --repeats "$REPEATS" --warmup 3 --fast-path "$FAST" --quiet \
+  --pipelines whole-plain,whole-full --cameras 1 --memory-classes none --no-first-frame "${FP16[@]}" \
+  --json "$OUT/dinov3_vs_dinov2.json" | tee "$OUT/dinov3_vs_dinov2.txt"
 if [ "$FP32" = 1 ]; then
   bench t2d_fp32 --cameras "$CAMERAS" --memory-classes none
   bench cd_fp32 --method clip_dinoiser --pipelines whole-plain --cameras 1 --memory-classes none --no-first-frame
