@@ -128,15 +128,20 @@ def image_connections(reader, topic: str) -> List[Any]:
     return conns
 
 
-def decode_image(raw: bytes, msgtype: str) -> Tuple[Any, np.ndarray]:
+def decode_image(raw: bytes, msgtype: str, max_pixels: Optional[int] = None) -> Tuple[Any, np.ndarray]:
     """(header, RGB uint8 [H, W, 3]) of a serialized Image or CompressedImage.
 
-    Raises ``ImageConversionError`` (a Talk2DinoError) for an unsupported encoding or a broken image.
+    Frames are measured before decoding with the node's limits (``max_pixels``, default the node's
+    ``max_input_pixels`` default; sides up to what the engine takes), so a decompression bomb in a bag is
+    refused like one on a topic. Raises ``ImageConversionError`` (a Talk2DinoError) for an unsupported
+    encoding, a broken or a too-large image.
     """
-    from talk2dino_ros.ros.image_conversion import decode_compressed, to_rgb8
+    from talk2dino_ros.ros.image_conversion import (DEFAULT_MAX_INPUT_PIXELS, MAX_INPUT_SIDE, decode_compressed,
+                                                    to_rgb8)
 
+    limits = dict(max_pixels=DEFAULT_MAX_INPUT_PIXELS if max_pixels is None else max_pixels, max_side=MAX_INPUT_SIDE)
     msg = make_typestore().deserialize_cdr(raw, msgtype)
-    rgb = decode_compressed(msg) if msgtype == COMPRESSED_TYPE else to_rgb8(msg)
+    rgb = decode_compressed(msg, **limits) if msgtype == COMPRESSED_TYPE else to_rgb8(msg, **limits)
     return msg.header, rgb
 
 
