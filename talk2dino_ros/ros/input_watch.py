@@ -105,7 +105,10 @@ def diagnose(snapshot: GraphSnapshot, requested: Sequence[object], listed_types:
     if not snapshot.publishers and listed and flag:
         shown = ', '.join(listed[:MAX_LISTED]) + (' ...' if len(listed) > MAX_LISTED else '')
         hint = f'topics of that type that exist: {shown}'
-        if same_type:
+        if same_type and flag.startswith('/'):
+            # an absolute name comes from the image_topics parameter: that is what to change
+            hint += f' (set the image_topics parameter, e.g. {same_type[0]} instead of {flag})'
+        elif same_type:
             hint += f' (remap with -r {flag}:={same_type[0]})'
     elif not snapshot.publishers and flag:
         hint = 'no topic of that type exists: is the camera driver running, in this ROS_DOMAIN_ID?'

@@ -24,6 +24,14 @@ def test_wrong_topic_lists_the_image_topics_that_exist_with_a_remap_hint():
     assert d.values['image_topics'] == '/camera/image_raw, /camera/image_raw/compressed'
 
 
+def test_a_camera_of_image_topics_points_to_the_parameter():
+    d = diagnose(GraphSnapshot('/front/image', (), TOPICS), [BEST_EFFORT], flag='/front/image',
+                 wanted_type='sensor_msgs/msg/Image')
+    line = d.line('no images for 5 s')
+    assert 'set the image_topics parameter, e.g. /camera/image_raw instead of /front/image' in line
+    assert '-r ' not in line
+
+
 def test_no_image_topic_at_all_says_so():
     d = diagnose(GraphSnapshot('/talk2dino/image', (), TOPICS[3:]), [BEST_EFFORT], flag='image')
     assert 'no topic of that type exists' in d.line('x') and d.values['image_topics'] == ''
