@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import talk2dino_ros.model  # noqa: F401  (torchvision workaround before torchvision/timm)
+from talk2dino_ros import catalog
 from talk2dino_ros.model.backbone import IMAGENET_MEAN, IMAGENET_STD, PATCH_SIZE, build_backbone
 from talk2dino_ros.model.checkpoints import sha256_file
 from talk2dino_ros.errors import Talk2DinoError
@@ -122,8 +123,13 @@ def _check_config(cfg: ExtractConfig) -> None:
             raise ExtractError(f'extract needs `{name}` (flag --{name.replace("_", "-")} or the yaml)')
     if cfg.dtype not in DTYPES:
         raise ExtractError(f'dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}')
-    if cfg.resolution < PATCH_SIZE or cfg.resolution % PATCH_SIZE:
-        raise ExtractError(f'resolution must be a positive multiple of {PATCH_SIZE}, got {cfg.resolution}')
+    # the variant's patch size when it is known up front (14 for DINOv2, 16 for DINOv3); otherwise the
+    # loaded backbone's is checked once its file is read
+    backbone = catalog.backbones().get(cfg.variant) if cfg.variant else None
+    patch = backbone.patch_size if backbone is not None else PATCH_SIZE
+    if cfg.resolution < patch or (backbone is not None and cfg.resolution % patch):
+        raise ExtractError(f'resolution must be a positive multiple of {patch} (the backbone patch size {patch}), '
+                           f'got {cfg.resolution}')
     if min(cfg.shard_size, cfg.batch_size, cfg.text_batch_size, cfg.workers) < 1:
         raise ExtractError('shard_size, batch_size, text_batch_size and workers must be >= 1')
 

@@ -49,3 +49,12 @@ def test_extract_refuses_a_resolution_that_is_not_a_multiple_of_16(tmp_path):
     _coco(tmp_path)
     with pytest.raises(ex.ExtractError, match='patch size 16'):
         ex.run_extract(_cfg(tmp_path, weights, resolution=126), log=lambda s: None)
+
+
+def test_extract_takes_a_multiple_of_16_that_is_not_one_of_14(tmp_path):
+    """The resolution rule follows the variant's patch size (DINOv3: 16), not DINOv2's 14."""
+    weights = write_random_weights(tmp_path / 'w', 'talk2dino', 'tiny', variant='dinov3_vitb')
+    _coco(tmp_path)
+    stats = ex.run_extract(_cfg(tmp_path, weights, resolution=32), log=lambda s: None)
+    assert stats['images'] == 3
+    assert fmt.FeatureSet(tmp_path / 'out').arrays['patches'].gather([0])[0].shape[0] == (32 // 16) ** 2
