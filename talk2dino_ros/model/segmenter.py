@@ -174,8 +174,13 @@ class Segmenter:
     def options(self) -> InferenceOptions:
         return self.config.options
 
-    def with_options(self, **changes) -> None:
-        """Change inference options or geometry (mode, resolution, ...) atomically for later frames."""
+    def with_options(self, *, vocabulary_names: Optional[Sequence[str]] = None, **changes) -> None:
+        """Change inference options or geometry (mode, resolution, ...) atomically for later frames.
+
+        ``vocabulary_names``: the vocabulary to install under the new options. A change of the background
+        option re-encodes the vocabulary; given the names here, that happens once, for these names, not once
+        for the old names and again for the new ones.
+        """
         opt_fields = {f.name for f in dataclasses.fields(InferenceOptions)}
         opt_changes = {k: v for k, v in changes.items() if k in opt_fields}
         cfg_changes = {k: v for k, v in changes.items() if k not in opt_fields}
@@ -189,7 +194,9 @@ class Segmenter:
             old_bg = self.config.options.background
             self.config = new
             self._apply_mode()
-        if self._vocabulary is not None and options.background != old_bg:
+        if vocabulary_names is not None:
+            self.set_vocabulary(vocabulary_names)
+        elif self._vocabulary is not None and options.background != old_bg:
             self.set_vocabulary(self._vocabulary.names)
 
     # ---------------------------------------------------------------- vocabulary

@@ -278,10 +278,11 @@ class EngineHost:
                      settings: NodeSettings) -> LegendState:
         """Encode ``names`` with ``segmenter`` under the options of ``settings`` (raises Talk2DinoError)."""
         options = inference_options(settings)
+        # one call: a flipped background option encodes the new names once (not the old ones first)
         segmenter.with_options(background=options.background,
                                background_threshold=options.background_threshold,
-                               bg_clean=options.bg_clean, pamr=options.pamr)
-        vocabulary = segmenter.set_vocabulary(list(names))
+                               bg_clean=options.bg_clean, pamr=options.pamr, vocabulary_names=list(names))
+        vocabulary = segmenter.vocabulary
         try:
             colors = class_colors(names, settings.color_overrides)
         except ValueError:

@@ -32,9 +32,11 @@ class NullSegmenter:
 
         self.device = torch.device('cpu')
         self._version = 0
+        self.vocabulary = None
 
-    def with_options(self, **changes) -> None:
-        pass
+    def with_options(self, *, vocabulary_names=None, **changes) -> None:
+        if vocabulary_names is not None:
+            self.set_vocabulary(vocabulary_names)
 
     def set_vocabulary(self, names):
         import torch
@@ -42,8 +44,9 @@ class NullSegmenter:
         from talk2dino_ros.model.types import Vocabulary
 
         self._version += 1
-        return Vocabulary(names=tuple(names), text_names=tuple(names), embeddings=torch.zeros(len(names), 1),
-                          background=True, version=self._version)
+        self.vocabulary = Vocabulary(names=tuple(names), text_names=tuple(names),
+                                     embeddings=torch.zeros(len(names), 1), background=True, version=self._version)
+        return self.vocabulary
 
     def segment(self, image, *, vocabulary=None, options=None, output_size=None):
         from talk2dino_ros.model.types import SegmentationResult

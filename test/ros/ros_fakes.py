@@ -39,7 +39,7 @@ class FakeSegmenter:
     def vocabulary(self):
         return self._vocabulary
 
-    def with_options(self, **changes) -> None:
+    def with_options(self, *, vocabulary_names=None, **changes) -> None:
         unknown = set(changes) - _OPTION_FIELDS - {'mode', 'resolution'}
         if unknown:
             raise TypeError(f'unknown options {sorted(unknown)}')
@@ -47,6 +47,8 @@ class FakeSegmenter:
             self.mode = changes.pop('mode', self.mode)
             self.resolution = changes.pop('resolution', self.resolution)
             self.options = replace(self.options, **changes)
+        if vocabulary_names is not None:
+            self.set_vocabulary(vocabulary_names)
 
     def set_vocabulary(self, names):
         names = tuple(names)

@@ -152,7 +152,9 @@ def test_labels_switch_to_mono16_above_255_classes(make_node):
     values = image_to_numpy(labels)
     assert values.max() == 300 and values.min() == 1
     # per-class topics only for the first mask_topics_limit classes (each is a DDS publisher)
-    assert set(node.outputs_for().mask_pubs) == {f'class_{i}' for i in range(32)}
+    # (made on the executor thread after the legend: wait for them rather than race them)
+    expected = {f'class_{i}' for i in range(32)}
+    wait_for(lambda: set(node.outputs_for().mask_pubs) == expected, what='the per-class mask publishers')
 
 
 def test_vocabulary_via_topic_parameter_service_and_late_legend_subscriber(make_node, ros_context):
