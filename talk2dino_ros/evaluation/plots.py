@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -39,10 +40,24 @@ def require_matplotlib():
     return plt
 
 
-def save_figure(fig, path: Path) -> None:
-    """Save a figure as a 100 dpi image atomically (the format follows the suffix, which the temporary keeps)."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100)
+@contextmanager
+def saved_figure(path: Path, figsize: Tuple[float, float]) -> Iterator[Tuple[Any, Any, Any]]:
+    """``(plt, fig, ax)`` of a new figure; on leaving the block it is laid out, saved atomically as a 100 dpi
+    image (the format follows the suffix, which the temporary keeps) and closed, also on errors (closed only)."""
+    plt = require_matplotlib()
+    fig, ax = plt.subplots(figsize=figsize)
+    try:
+        yield plt, fig, ax
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100)
+    finally:
+        plt.close(fig)
+
+
+def _visible_names(names: Sequence[str]) -> List[str]:
+    """Class names as drawn: names with outer spaces (ADE20K's 'bed ') quoted so they stay visible."""
+    return [repr(n) if n != n.strip() else n for n in names]
 
 
 def safe_stem(text: str) -> str:
@@ -55,12 +70,10 @@ def safe_stem(text: str) -> str:
 def plot_class_iou(iou: Mapping[str, Optional[float]], path: Path, title: str,
                    miou: Optional[float] = None) -> Path:
     """Horizontal bars of per-class IoU (percent) in class order; classes without pixels show 'n/a'."""
-    plt = require_matplotlib()
-    names = [repr(n) if n != n.strip() else n for n in iou]  # ADE20K's 'bed ' stays visible
+    names = _visible_names(list(iou))
     values = [_finite(v) for v in iou.values()]
     height = max(2.5, 0.22 * len(names) + 1.2)
-    fig, ax = plt.subplots(figsize=(8, height))
-    try:
+    with saved_figure(path, (8, height)) as (_, fig, ax):
         pos = np.arange(len(names))
         ax.barh(pos, [0.0 if v is None else v for v in values], color='#4C72B0')
         for y, v in zip(pos, values):
@@ -76,27 +89,21 @@ def plot_class_iou(iou: Mapping[str, Optional[float]], path: Path, title: str,
             ax.axvline(miou, color='#C44E52', linestyle='--', label=f'mIoU {miou:.2f}')
             ax.legend(loc='lower right')
         ax.set_title(title)
-        fig.tight_layout()
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
     return path
 
 
 def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
     """Row-normalised confusion matrix (each ground-truth row sums to 1) with class names on both axes."""
-    plt = require_matplotlib()
     confusion = np.asarray(confusion)
     k = len(class_names)
     if confusion.shape != (k, k):
         raise ValueError(f'confusion matrix of shape {confusion.shape} for {k} classes')
     norm = normalize_confusion(confusion)
     side = min(40.0, max(5.0, 0.28 * k + 3.0))
-    fig, ax = plt.subplots(figsize=(side + 1.2, side))
-    try:
+    with saved_figure(path, (side + 1.2, side)) as (plt, fig, ax):
         cmap = plt.get_cmap('Blues').with_extremes(bad='#DDDDDD')  # grey: classes absent from the ground truth
         image = ax.imshow(np.ma.masked_invalid(norm), cmap=cmap, vmin=0.0, vmax=1.0, interpolation='nearest')
-        names = [repr(n) if n != n.strip() else n for n in class_names]
+        names = _visible_names(class_names)
         size = _tick_size(k)
         ax.set_xticks(np.arange(k), names, rotation=90, fontsize=size)
         ax.set_yticks(np.arange(k), names, fontsize=size)
@@ -110,10 +117,6 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path
         ax.set_ylabel('ground-truth class')
         ax.set_title(title + '\n(rows normalised: share of each ground-truth class; grey = absent)')
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label='fraction of the row')
-        fig.tight_layout()
-        save_figure(fig, path)
-    finally:
-        plt.close(fig)
     return path
 
 
@@ -141,30 +144,24 @@ def write_evaluation_plots(result: Mapping[str, Any], out_dir: Path, name: str, 
 def write_training_plots(history: Sequence[Mapping[str, float]], out_dir: Path) -> List[Path]:
     """``loss.png`` (training loss per epoch) and, when validation ran, ``recall.png`` (recall@k in both
     retrieval directions per epoch) in ``out_dir``; returns the files written."""
-    plt = require_matplotlib()
+    require_matplotlib()  # a missing matplotlib is reported even when there is nothing to draw yet
     if not history:
         return []
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     epochs = [int(r['epoch']) for r in history]
     written = []
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    try:
+    with saved_figure(out_dir / 'loss.png', (7, 4.5)) as (_, fig, ax):
         ax.plot(epochs, [float(r['loss']) for r in history], marker='o', markersize=3, color='#4C72B0')
         ax.set_xlabel('epoch')
         ax.set_ylabel('training loss (InfoNCE / B²)')
         ax.set_title(f'Training loss of the projection, {len(epochs)} epochs')
         ax.grid(True, alpha=0.3)
         _integer_epochs(ax)
-        fig.tight_layout()
-        save_figure(fig, out_dir / 'loss.png')
-        written.append(out_dir / 'loss.png')
-    finally:
-        plt.close(fig)
+    written.append(out_dir / 'loss.png')
     keys = sorted({k for r in history for k in r if k.startswith(('t2i_r', 'i2t_r'))}, key=_recall_order)
     if keys:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        try:
+        with saved_figure(out_dir / 'recall.png', (7, 4.5)) as (_, fig, ax):
             for key in keys:
                 points = [(int(r['epoch']), float(r[key])) for r in history if key in r]
                 ax.plot([p[0] for p in points], [p[1] for p in points], marker='o', markersize=3,
@@ -176,11 +173,7 @@ def write_training_plots(history: Sequence[Mapping[str, float]], out_dir: Path) 
             ax.grid(True, alpha=0.3)
             ax.legend()
             _integer_epochs(ax)
-            fig.tight_layout()
-            save_figure(fig, out_dir / 'recall.png')
-            written.append(out_dir / 'recall.png')
-        finally:
-            plt.close(fig)
+        written.append(out_dir / 'recall.png')
     return written
 
 
