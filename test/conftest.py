@@ -32,3 +32,18 @@ def fresh_tiny_segmenter(tiny_weights):
     from talk2dino_ros.model.random_weights import tiny_segmenter_config
     from talk2dino_ros.model.segmenter import Segmenter
     return Segmenter.from_config(tiny_segmenter_config(tiny_weights))
+
+
+@pytest.fixture
+def hide_matplotlib(monkeypatch):
+    """Call it to make ``import matplotlib`` fail for the rest of the test (the optional plots extra missing)."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_matplotlib(name, *args, **kwargs):
+        if name == 'matplotlib' or name.startswith('matplotlib.'):
+            raise ImportError('No module named matplotlib')
+        return real_import(name, *args, **kwargs)
+
+    return lambda: monkeypatch.setattr(builtins, '__import__', no_matplotlib)

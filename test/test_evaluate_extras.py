@@ -1,6 +1,5 @@
 """evaluate --plot (benchmark and bag), confusion matrix in the JSON, classes read from the bag, the
 random-weights reminder (issue 18)."""
-import builtins
 import json
 import sys
 from pathlib import Path
@@ -129,15 +128,8 @@ def test_bag_without_classes_names_the_flag(tmp_path, capsys):
     assert err.startswith('error: ') and err.count('\n') == 1 and '--classes' in err
 
 
-def test_missing_matplotlib_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name == 'matplotlib' or name.startswith('matplotlib.'):
-            raise ImportError('No module named matplotlib')
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, '__import__', no_matplotlib)
+def test_missing_matplotlib_is_one_line_before_any_work(tmp_path, capsys, hide_matplotlib):
+    hide_matplotlib()
     bag = _demo_bag(tmp_path)
     rc = ev.main(['--bag', str(bag), '--image-topic', IMG, '--label-topic', GT, '--quiet',
                   '--plot', str(tmp_path / 'plots')])

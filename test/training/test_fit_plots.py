@@ -1,5 +1,4 @@
 """train fit draws loss and recall curves after every epoch (optional matplotlib extra)."""
-import builtins
 
 import numpy as np
 import pytest
@@ -36,18 +35,11 @@ def test_curves_after_every_epoch(small, monkeypatch):
             assert im.format == 'PNG' and im.size[0] > 300
 
 
-def test_no_plots_option_and_missing_matplotlib(small, monkeypatch):
+def test_no_plots_option_and_missing_matplotlib(small, hide_matplotlib):
     fit(_cfg(small, 'off', epochs=1, plots=False), log=lambda s: None)
     assert not list((small / 'off' / 'run').glob('*.png'))
 
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name == 'matplotlib' or name.startswith('matplotlib.'):
-            raise ImportError('No module named matplotlib')
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, '__import__', no_matplotlib)
+    hide_matplotlib()
     lines = []
     result = fit(_cfg(small, 'nompl', epochs=1), log=lines.append)
     assert result.output.is_file()  # training is not stopped by a missing extra
