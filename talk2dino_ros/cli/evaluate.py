@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -94,16 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The weight file's SHA256 for the report; a missing or unreadable file is one CLI error."""
+    from talk2dino_ros.model.checkpoints import sha256_file as file_digest
+
     try:
-        with open(path, 'rb') as f:
-            for chunk in iter(lambda: f.read(1 << 20), b''):
-                digest.update(chunk)
+        return file_digest(path)
     except FileNotFoundError:
         raise Talk2DinoError(f'weight file {path} does not exist') from None
     except OSError as exc:
         raise Talk2DinoError(f'cannot read weight file {path}: {exc.strerror or exc}') from None
-    return digest.hexdigest()
 
 
 def collect_weights(args: argparse.Namespace) -> Dict[str, Path]:

@@ -9,10 +9,6 @@ from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.model.methods.base import SegmentationMethod
 
 
-def method_names() -> Tuple[str, ...]:
-    return catalog.method_names()
-
-
 def weight_roles(method: str, variant: Optional[str] = None) -> Tuple[str, ...]:
     """The roles a method/variant loads (``variant=None``: the method's default variant)."""
     try:
