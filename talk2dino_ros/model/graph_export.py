@@ -35,7 +35,7 @@ OPSET = 17
 INPUT_NAMES = ('image', 'grid_table')
 META_PREFIX = 'talk2dino_ros.'
 #: method name -> the weight role the exported network is loaded from
-NETWORK_ROLE = {'talk2dino': None, 'clip_dinoiser': 'openclip'}  # talk2dino: the backbone's family role
+NETWORK_ROLE = {'clip_dinoiser': 'openclip'}  # talk2dino: the role of its backbone's family
 
 
 class ExportError(Talk2DinoError):
@@ -119,9 +119,13 @@ def network_graph(method: torch.nn.Module) -> NetworkGraph:
     raise ExportError(f'method {method.name!r} has no exportable network')
 
 
-def network_role(method_name: str, variant_family: str) -> str:
+def network_role(method: torch.nn.Module) -> str:
     """The weight role whose file the exported network is made from (its SHA-256 goes in the metadata)."""
-    return NETWORK_ROLE.get(method_name) or variant_family
+    role = NETWORK_ROLE.get(method.name)
+    if role:
+        return role
+    backbone = getattr(method, method.fast_path_module)
+    return getattr(backbone, 'inner', backbone).arch.family  # 'dinov2' or 'dinov3'
 
 
 # ------------------------------------------------------------------------------------------ metadata
