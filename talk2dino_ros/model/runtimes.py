@@ -16,13 +16,9 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
+from talk2dino_ros.backend_names import BACKENDS, PRECISIONS, RUNTIME_PACKAGES
 from talk2dino_ros.errors import Talk2DinoError
 
-BACKENDS = ('torch', 'openvino', 'onnxruntime', 'tensorrt')
-PRECISIONS = ('fp32', 'bf16', 'fp16')
-#: backend -> (python module, pip extra of this package)
-PACKAGES = {'openvino': ('openvino', 'openvino'), 'onnxruntime': ('onnxruntime', 'onnxruntime'),
-            'tensorrt': ('tensorrt', 'tensorrt')}
 #: shapes one runtime keeps compiled at once (cameras x window batches); the oldest is dropped beyond
 MAX_SHAPES = 8
 
@@ -32,7 +28,7 @@ class BackendUnavailable(Talk2DinoError):
 
 
 def _module(backend: str):
-    name, extra = PACKAGES[backend]
+    name, extra = RUNTIME_PACKAGES[backend]
     try:
         return importlib.import_module(name)
     except ImportError:
