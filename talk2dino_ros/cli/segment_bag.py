@@ -105,8 +105,8 @@ def _spatial_items(header: Any, rgb: np.ndarray, labels: np.ndarray, confidence:
     image, info = depth
     metres = depth_to_metres(image_to_numpy(image), str(image.encoding), options.depth_max_m)
     frame = build_spatial(labels, confidence, names, metres, intrinsics_from_camera_info(info), options, rgb=rgb)
-    # 3D outputs are in the depth camera's frame with the colour frame's stamp (what the labels belong to)
-    depth_header = bag_io.header_msg(header.stamp.sec, header.stamp.nanosec, image.header.frame_id)
+    # the cloud and the 3D boxes carry the depth image's header: its frame and its stamp
+    depth_header = image.header
     return {'points': bag_io.serialize(messages.point_cloud_msg(kit, depth_header, frame.cloud)),
             'detections': bag_io.serialize(messages.detection_2d_array_msg(kit, header, frame.detections)),
             'detections_3d': bag_io.serialize(messages.detection_3d_array_msg(kit, depth_header, frame.detections))}

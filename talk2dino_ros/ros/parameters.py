@@ -28,6 +28,9 @@ from talk2dino_ros.ros.cameras import CameraConfigError, configure_cameras
 from talk2dino_ros.ros.image_conversion import DEFAULT_MAX_INPUT_PIXELS
 from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
 from talk2dino_ros.ros.vocabulary import DEFAULT_MAX_CLASSES, MAX_NAMES, parse_vocabulary
+from talk2dino_ros.spatial.depth import DEFAULT_DEPTH_MAX_M
+from talk2dino_ros.spatial.pairing import DEFAULT_TOLERANCE_NS
+from talk2dino_ros.spatial.regions import DEFAULT_MIN_REGION_PIXELS
 
 METHODS = catalog.method_names()
 VARIANTS = catalog.variant_names()
@@ -159,6 +162,26 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('camera_names', None, 'Names of the image_topics cameras (their output namespaces), in the same '
               'order. Empty: derived from the topics (/front/camera/image_raw -> front).', 'input',
               read_only=True),
+    # 3D outputs from a registered depth image
+    ParamSpec('depth', False, 'Subscribe to a depth image registered to each camera (16UC1 millimetres or 32FC1 '
+              'metres) and its CameraInfo, for ~/points, ~/detections_3d and 3D answers of ~/locate. Topics: '
+              '<camera namespace>/depth/image_raw and .../depth/camera_info (remappable), or depth_topics.',
+              'input', read_only=True),
+    ParamSpec('depth_topics', None, 'Depth image topics, one per camera in image_topics order (the CameraInfo '
+              'is the camera_info beside each). Empty: derived from the camera topics.', 'input', read_only=True),
+    ParamSpec('depth_sync_tolerance', DEFAULT_TOLERANCE_NS / 1e9, 'Largest stamp difference, in seconds, of a '
+              'camera frame and the depth frame paired with it (default: one frame at 30 Hz).', 'output',
+              float_range=(0.0, 1.0)),
+    ParamSpec('depth_max_m', DEFAULT_DEPTH_MAX_M, 'Farthest depth used, in metres; farther pixels (and 0, '
+              'NaN, inf) are no measurement.', 'output', float_range=(0.01, 1000.0)),
+    ParamSpec('points_stride', 1, 'Use every n-th depth pixel in both directions for ~/points and the 3D boxes.',
+              'output', int_range=(1, 64)),
+    ParamSpec('points_voxel_size', 0.0, 'At most one ~/points point per cube of this size, in metres (0 = off).',
+              'output', float_range=(0.0, 10.0)),
+    ParamSpec('points_rgb', False, 'Add the camera colour to ~/points (an rgb field).', 'output'),
+    ParamSpec('min_region_pixels', DEFAULT_MIN_REGION_PIXELS, 'Smallest connected region of a class, in pixels, '
+              'that is a detection (~/detections, ~/detections_3d, ~/locate).', 'output',
+              int_range=(1, 16384 * 16384)),
 )
 SPECS: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
@@ -215,6 +238,10 @@ def validate(name: str, value: Any, values: Mapping[str, Any]) -> Optional[str]:
         return f'exported_model: file {value!r} does not exist (make it with export_model, or leave it empty)'
     if name == 'weights_dir' and value and os.path.isfile(os.path.expanduser(value)):
         return f'weights_dir {value!r} is a file, not a directory'
+    if name == 'depth_topics' and value:
+        topics = values.get('image_topics') or ['image']
+        if len(value) != len(topics) or any(not str(t).strip() for t in value):
+            return f'depth_topics has {len(value)} topics for {len(topics)} cameras (one non-empty topic each)'
     if name in ('image_topics', 'camera_names'):
         try:
             configure_cameras(values.get('image_topics'), values.get('camera_names'))
@@ -259,6 +286,14 @@ class NodeSettings:
     @property
     def color_overrides(self) -> Tuple[str, ...]:
         return tuple(self.values.get('colors') or ())
+
+    def spatial_options(self):
+        """The SpatialOptions of the 3D outputs."""
+        from talk2dino_ros.spatial.scene import SpatialOptions
+
+        return SpatialOptions(stride=int(self.points_stride), voxel_size=float(self.points_voxel_size),
+                              depth_max_m=float(self.depth_max_m), min_region_pixels=int(self.min_region_pixels),
+                              rgb=bool(self.points_rgb))
 
     def weights_dir(self) -> str:
         """The directory searched for files whose *_weights parameter is empty."""

@@ -29,7 +29,7 @@ def test_params_yaml_lists_every_parameter_with_its_default_type_and_valid_value
     values = load_params_yaml()
     assert set(values) <= set(SPECS), set(values) - set(SPECS)
     # unset string arrays: shown as comments
-    assert set(SPECS) - set(values) == {'colors', 'image_topics', 'camera_names'}
+    assert set(SPECS) - set(values) == {'colors', 'image_topics', 'camera_names', 'depth_topics'}
     for name, value in values.items():
         default = SPECS[name].default
         if default is None:
