@@ -49,6 +49,8 @@ OUTPUTS = {
 }
 #: the node's model defaults (talk2dino_ros/ros/parameters.py)
 NODE_DEFAULTS = dict(mode='whole', background_threshold=0.55, bg_clean=True)
+#: marks a skipped frame whose message did not deserialise (kept in the resume records)
+BAD_MESSAGE = 'bad_message'
 
 
 def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
@@ -103,7 +105,9 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
 
     Returns a summary: output path, storage, frames, segmented / resumed / skipped counts, topics, timings.
     Raises :class:`~talk2dino_ros.bags.bag_io.BagError` for a missing topic (listing the bag's topics), an
-    unreadable bag or an image that cannot be converted (unless ``skip_bad``).
+    unreadable bag or an image that cannot be converted (unless ``skip_bad``). A message that is not
+    valid CDR is always skipped, logged on stderr with its frame index and reason, and counted in
+    ``bad_messages``.
     """
     from talk2dino_ros.outputs.colors import class_colors
 
@@ -153,7 +157,7 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
 
         total = sum(c.msgcount for c in image_conns)
         image_ids = {c.id for c in image_conns}
-        counts = {'frames': 0, 'segmented': 0, 'resumed': 0, 'skipped': 0}
+        counts = {'frames': 0, 'segmented': 0, 'resumed': 0, 'skipped': 0, 'bad_messages': 0}
         skipped: List[Dict[str, Any]] = []
         segment_s = 0.0
         bar = _progress(total, progress, already)
@@ -166,8 +170,13 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 continue
             frame = counts['frames']
             counts['frames'] += 1
+            header = None
             if not legend_written:
-                header = bag_io.make_typestore().deserialize_cdr(raw, conn.msgtype).header
+                try:
+                    header = bag_io.deserialize(raw, conn.msgtype).header
+                except bag_io.BadMessageError:
+                    pass  # the legend goes with the first frame that reads
+            if header is not None:
                 writer.write(info_conn, timestamp, bag_io.serialize(bag_io.class_info_msg(
                     header, vocab.version, getattr(getattr(segmenter, 'config', None), 'method', 'talk2dino'), names, colors,
                     threshold)))
@@ -181,6 +190,9 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 t0 = time.perf_counter()
                 try:
                     items = _frame_outputs(raw, conn.msgtype, segmenter, vocab, names, colors, confidence, overlay)
+                except bag_io.BadMessageError as exc:
+                    # a corrupt message never stops the run; skip_bad only decides the exit code (see _run)
+                    items = {'skipped': str(exc).encode(), BAD_MESSAGE: b''}
                 except Talk2DinoError as exc:
                     where = f'frame {frame} of {image_topic} (bag time {timestamp} ns)'
                     if not skip_bad:
@@ -191,7 +203,11 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 counts['segmented'] += 'skipped' not in items
             if 'skipped' in items:
                 counts['skipped'] += 1
-                skipped.append({'frame': frame, 'timestamp': timestamp, 'error': items['skipped'].decode()})
+                counts['bad_messages'] += BAD_MESSAGE in items
+                entry = {'frame': frame, 'timestamp': timestamp, 'error': items['skipped'].decode(),
+                         'bad_message': BAD_MESSAGE in items}
+                skipped.append(entry)
+                _log(bar, f"skipped frame {frame} of {image_topic} (bag time {timestamp} ns): {entry['error']}")
             for key, data in items.items():
                 if key in out_conns:
                     writer.write(out_conns[key], timestamp, data)
@@ -222,6 +238,14 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
     }
 
 
+def _log(bar: Any, line: str) -> None:
+    """One line on stderr, above the progress bar when there is one."""
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
 def _progress(total: int, enabled: bool, already: int):
     if not enabled:
         return None
@@ -249,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='output storage (default: the input bag\'s)')
     p.add_argument('--resume', action='store_true', help='continue an interrupted run (OUT.partial)')
     p.add_argument('--skip-bad', action='store_true',
-                   help='skip frames that cannot be decoded (listed in the summary) instead of stopping')
+                   help='skip frames that cannot be decoded (listed in the summary) instead of stopping; a message '
+                        'that is not valid CDR is always skipped and listed, and without this flag makes the '
+                        'exit code 1')
     p.add_argument('--json', type=Path, default=None, metavar='FILE', help='write the summary as JSON')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     add_model_arguments(p)
@@ -276,8 +302,6 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     print(f"wrote {summary['out']} ({summary['storage']}): {summary['frames']} frames, "
           f"{summary['segmented']} segmented, {summary['resumed']} resumed, {summary['skipped']} skipped"
           + (f', {fps:.2f} frames/s' if fps else '') + f"; topics: {', '.join(summary['topics'].values())}")
-    for entry in summary['skipped_frames'][:10]:
-        print(f"  skipped frame {entry['frame']}: {entry['error']}", file=sys.stderr)
     if summary['not_copied']:
         print('warning: not copied (no message definition in the bag): ' + ', '.join(summary['not_copied']),
               file=sys.stderr)
@@ -285,10 +309,15 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         from talk2dino_ros.atomic_files import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(summary, indent=1))
+    bad = summary['bad_messages'] and not args.skip_bad
+    if bad:
+        print(f"error: {summary['bad_messages']} message(s) of {args.image_topic} are not valid image messages "
+              'and were skipped (listed above; the output holds every other frame); --skip-bad accepts that',
+              file=sys.stderr)
     from talk2dino_ros.cli.reminders import remind_random_weights
 
     remind_random_weights(args)  # last, so it is the last line a user reads
-    return 0
+    return 1 if bad else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
