@@ -115,3 +115,20 @@ def test_legend_with_a_rejected_name_is_refused(tmp_path):
             stored_classes(reader)
     finally:
         reader.close()
+
+
+def test_corrupt_depth_and_camera_info_messages_are_skipped(tmp_path, capsys):
+    from talk2dino_ros.spatial.scene import SpatialOptions
+
+    bag = corrupted(tmp_path, {make_demo_bag.DEPTH_TOPIC: {1}, make_demo_bag.DEPTH_INFO_TOPIC: {0}, IMG: {2}},
+                    frames=4)
+    depth = segment_bag.DepthInput(make_demo_bag.DEPTH_TOPIC, make_demo_bag.DEPTH_INFO_TOPIC, 1_000_000,
+                                   SpatialOptions(min_region_pixels=5))
+    summary = segment_bag.segment_bag(OracleSegmenter(make_demo_bag._COLOURS), bag, tmp_path / 'seg', IMG, CLASSES,
+                                      progress=False, depth=depth)
+    assert summary['bad_messages'] == 3 and summary['segmented'] == 3
+    assert sorted((m['topic'], m['index']) for m in summary['skipped_messages']) == sorted([
+        (make_demo_bag.DEPTH_TOPIC, 1), (make_demo_bag.DEPTH_INFO_TOPIC, 0)])
+    err = capsys.readouterr().err
+    assert f'skipped message 1 of {make_demo_bag.DEPTH_TOPIC}' in err and f'skipped frame 2 of {IMG}' in err
+    assert counts(tmp_path / 'seg')['/talk2dino/points'] == 2  # frame 1 lost its depth, frame 2 itself
