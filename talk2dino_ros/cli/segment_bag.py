@@ -407,6 +407,7 @@ def _progress(total: int, enabled: bool, already: int):
 def build_parser() -> argparse.ArgumentParser:
     from talk2dino_ros.cli.common import add_inference_arguments, add_model_arguments
     from talk2dino_ros.cli.spatial_args import add_spatial_arguments
+    from talk2dino_ros.spatial.pairing import DEFAULT_TOLERANCE_S
 
     p = argparse.ArgumentParser(prog='segment_bag', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -425,7 +426,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'and detections_3d')
     p.add_argument('--camera-info-topic', default=None,
                    help='CameraInfo of the depth images (default: camera_info next to --depth-topic)')
-    p.add_argument('--depth-sync-tolerance', type=float, default=1 / 30, metavar='S',
+    p.add_argument('--depth-sync-tolerance', type=float, default=DEFAULT_TOLERANCE_S, metavar='S',
                    help='largest stamp difference of a camera frame and its depth frame, seconds (default 1/30)')
     p.add_argument('--detections', action='store_true',
                    help='write <ns>/detections (2D) also without depth')

@@ -29,7 +29,7 @@ from talk2dino_ros.ros.image_conversion import DEFAULT_MAX_INPUT_PIXELS
 from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
 from talk2dino_ros.ros.vocabulary import DEFAULT_MAX_CLASSES, MAX_NAMES, parse_vocabulary
 from talk2dino_ros.spatial.depth import DEFAULT_DEPTH_MAX_M
-from talk2dino_ros.spatial.pairing import DEFAULT_TOLERANCE_NS
+from talk2dino_ros.spatial.pairing import DEFAULT_TOLERANCE_S
 from talk2dino_ros.spatial.regions import DEFAULT_MIN_REGION_PIXELS
 
 METHODS = catalog.method_names()
@@ -169,7 +169,7 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'input', read_only=True),
     ParamSpec('depth_topics', None, 'Depth image topics, one per camera in image_topics order (the CameraInfo '
               'is the camera_info beside each). Empty: derived from the camera topics.', 'input', read_only=True),
-    ParamSpec('depth_sync_tolerance', DEFAULT_TOLERANCE_NS / 1e9, 'Largest stamp difference, in seconds, of a '
+    ParamSpec('depth_sync_tolerance', DEFAULT_TOLERANCE_S, 'Largest stamp difference, in seconds, of a '
               'camera frame and the depth frame paired with it (default: one frame at 30 Hz).', 'output',
               float_range=(0.0, 1.0)),
     ParamSpec('depth_max_m', DEFAULT_DEPTH_MAX_M, 'Farthest depth used, in metres; farther pixels (and 0, '

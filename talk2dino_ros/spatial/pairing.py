@@ -12,8 +12,9 @@ import threading
 from collections import deque
 from typing import Any, Deque, Optional, Tuple
 
-#: default tolerance: one frame at 30 Hz, in nanoseconds
-DEFAULT_TOLERANCE_NS = 33_333_333
+#: default tolerance: one frame at 30 Hz (seconds, and in nanoseconds)
+DEFAULT_TOLERANCE_S = 1.0 / 30.0
+DEFAULT_TOLERANCE_NS = int(round(DEFAULT_TOLERANCE_S * 1e9))
 DEFAULT_CAPACITY = 8
 
 

@@ -199,5 +199,6 @@ def test_interface_doc_lists_every_parameter_and_topic():
     for spec in PARAMETERS:
         assert f'`{spec.name}`' in doc, spec.name
     for topic in ('~/labels', '~/class_info', '~/masks', '~/mask/<class>', '~/confidence', '~/background',
-                  '~/overlay', '/diagnostics', '/t2d/vocab', '~/set_vocabulary', 'image/compressed'):
+                  '~/overlay', '/diagnostics', '/t2d/vocab', '~/set_vocabulary', 'image/compressed', '~/points',
+                  '~/detections', '~/detections_3d', '~/locate'):
         assert f'`{topic}`' in doc, topic
