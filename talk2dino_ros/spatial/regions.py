@@ -37,18 +37,29 @@ class Regions:
     """The regions of one label image, in order of class id, then size (largest first).
 
     ``class_ids``/``pixels``: int64 [R]; ``boxes``: int64 [R, 4] (x, y, width, height) in pixels;
-    ``scores``: float32 [R] mean confidence (NaN without a confidence map). ``index``: int32 [H, W]
-    region index + 1 for each pixel of a region, 0 elsewhere (None when not asked for).
+    ``scores``: float32 [R] mean confidence (NaN without a confidence map). With ``with_index``:
+    ``components`` int32 [H, W] (a component id per pixel, 0 = background) and ``lut`` (component id ->
+    region index + 1, 0 for components too small to count); :meth:`region_at` combines them.
     """
 
     class_ids: np.ndarray
     pixels: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
-    index: Optional[np.ndarray] = None
+    components: Optional[np.ndarray] = None
+    lut: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(self.class_ids.shape[0])
+
+    def region_at(self, flat_pixels: np.ndarray) -> np.ndarray:
+        """Region index + 1 (0 = none) of the given flat pixel indices (only those are looked up)."""
+        return self.lut[self.components.reshape(-1)[flat_pixels]]
+
+    @property
+    def index(self) -> np.ndarray:
+        """int32 [H, W]: region index + 1 of every pixel, 0 elsewhere."""
+        return self.lut[self.components]
 
 
 def find_regions(labels: np.ndarray, confidence: Optional[np.ndarray] = None,
@@ -95,13 +106,12 @@ def find_regions(labels: np.ndarray, confidence: Optional[np.ndarray] = None,
         scores = (sums[keep] / area[keep]).astype(np.float32)
     else:
         scores = np.full(keep.size, np.nan, np.float32)
-    index = None
+    lut = None
     if with_index:
         lut = np.zeros(base, np.int32)
         lut[keep] = np.arange(1, keep.size + 1, dtype=np.int32)
-        index = lut[comp_ids]
     boxes = stats[keep][:, [cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]]
-    return Regions(classes[keep], area[keep].copy(), boxes, scores, index)
+    return Regions(classes[keep], area[keep].copy(), boxes, scores, comp_ids if with_index else None, lut)
 
 
 @dataclass

@@ -61,6 +61,17 @@ def run_probe(prefix: Path, *args, timeout=120) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def test_test_only_detection_types_match_the_bag_writer(test_msgs_prefix):
+    """The node's Detection2DArray/Detection3DArray (test-only package) and segment_bag's are one type."""
+    from talk2dino_ros.bags import bag_io
+
+    store = bag_io.make_typestore()
+    for name in ('Detection2DArray', 'Detection3DArray'):
+        described = json.loads((test_msgs_prefix / f'share/vision_msgs/msg/{name}.json').read_text())
+        hashes = {h['type_name']: h['hash_string'] for h in described['type_hashes']}
+        assert hashes[f'vision_msgs/msg/{name}'] == store.hash_rihs01(f'vision_msgs/msg/{name}'), name
+
+
 def test_threshold_is_clamped_to_label_info_range():
     assert [label_info_threshold(t) for t in (-1.0, 0.0, 0.55, 1.0, 3.0)] == [0.0, 0.0, 0.55, 1.0, 1.0]
 
