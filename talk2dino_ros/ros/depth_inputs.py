@@ -105,10 +105,16 @@ class DepthInputs:
         pairer = self._pairers.get(camera)
         return None if pairer is None else pairer.take(_stamp_ns(colour_header))
 
-    def decode(self, camera: str, image: Any, depth_max_m: float) -> Optional[DepthFrame]:
-        """Metres and intrinsics of a paired depth Image; None (counted, logged) when it cannot be used."""
+    def latest_info(self, camera: str) -> Optional[Any]:
+        """The camera's last CameraInfo (None before one arrived)."""
         with self._lock:
-            info = self._infos.get(camera)
+            return self._infos.get(camera)
+
+    def decode(self, camera: str, image: Any, depth_max_m: float, info: Optional[Any] = None) -> Optional[DepthFrame]:
+        """Metres and intrinsics of a paired depth Image (``info``: its CameraInfo, default the latest); None
+        (counted, logged) when it cannot be used."""
+        if info is None:
+            info = self.latest_info(camera)
         try:
             if info is None:
                 raise DepthError(f'no CameraInfo received on {self._resolved(self.info_topics[camera])} yet')
