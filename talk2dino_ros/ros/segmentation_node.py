@@ -48,6 +48,7 @@ from talk2dino_ros.ros.parameters import (
     SPECS, WEIGHT_PARAM_NAMES, NodeSettings, current_values, declare_parameters, group_of, validate,
     validate_changes)
 from talk2dino_ros.ros.qos import diagnostics_qos, image_input_qos
+from talk2dino_ros.ros.spatial_part import SpatialPart
 from talk2dino_ros.ros.stats import FrameStats
 from talk2dino_ros.ros.vocabulary import ParsedVocabulary
 
@@ -101,6 +102,7 @@ class SegmentationCore(ControlMixin):
         self._reload = threading.Event()
         self._threads: List[threading.Thread] = []
         self._outputs: Dict[str, FrameOutputs] = {}
+        self._spatial: Optional[SpatialPart] = None
         self._inputs: List[Any] = []
         # validated at start (an invalid list falls back to the single image topic)
         self._cameras: Tuple[Camera, ...] = configure_cameras(self._settings.image_topics,
@@ -144,8 +146,11 @@ class SegmentationCore(ControlMixin):
         return NodeSettings({**current_values(self), **self._start_fixes})
 
     def _create_outputs(self) -> None:
-        """The output publishers (one namespace per camera)."""
+        """The output publishers (one namespace per camera), the 3D publishers and ~/locate."""
         self._outputs = {c.name: FrameOutputs(self, c.prefix) for c in self._cameras}
+        self._spatial = SpatialPart(self, self._cameras, self._settings, self._submit,
+                                    lambda msg, compressed: self._decode(_Frame(msg, 0.0, compressed)),
+                                    self.parse_names, lambda: self._host.state)
 
     def _create_inputs(self) -> None:
         """The camera and vocabulary subscriptions and the vocabulary service."""
@@ -156,6 +161,8 @@ class SegmentationCore(ControlMixin):
         s = self._settings
         qos = image_input_qos(s.image_reliability, int(s.image_depth))
         subs = []
+        if self._spatial is not None:
+            self._spatial.start_depth(qos)
         for camera in self._cameras:
             if s.compressed_input:  # image_transport's convention: <topic>/compressed
                 subs.append(self.create_subscription(
@@ -261,6 +268,8 @@ class SegmentationCore(ControlMixin):
 
     def _on_parameters_set(self, params: List[Parameter]) -> None:
         self._settings = self._read_settings()
+        if self._spatial is not None:
+            self._spatial.settings_changed(self._settings)
         if self._syncing_param == threading.get_ident():
             return
         names = {p.name for p in params}
@@ -436,36 +445,43 @@ class SegmentationCore(ControlMixin):
         settings = self._settings
         jobs = []
         unread = 0
+        spatial = self._spatial
         for frame in frames:
             out = self._outputs[frame.camera]
+            # every frame is paired with its depth and kept for ~/locate, read or not (nothing is decoded)
+            stored = spatial.remember(frame.camera, frame.msg, frame.compressed) if spatial is not None else None
             wanted = out.wanted(state, settings)
-            if not wanted:  # lazy: nothing reads this camera's outputs, so nothing is computed
+            wanted_3d = spatial.wanted(frame.camera) if spatial is not None else set()
+            if not wanted and not wanted_3d:  # lazy: nothing reads this camera's outputs, so nothing is computed
                 unread += 1
                 continue
             rgb = self._decode(frame)
             if rgb is not None:
                 out.last_frame_id = frame.msg.header.frame_id
-                jobs.append((frame, out, rgb, wanted))
+                jobs.append((frame, out, rgb, wanted, stored, wanted_3d))
         self.stats.skipped_no_subscriber += unread
         self._idle = unread == len(frames)
         if not jobs:
             return
         started = time.perf_counter()
         try:
-            results = self._segment([rgb for _, _, rgb, _ in jobs], state)
+            results = self._segment([job[2] for job in jobs], state)
         except Talk2DinoError as exc:
             self.stats.failed_frames += len(jobs)
             self.stats.last_error = str(exc)
             self.get_logger().error(f'segmentation failed: {exc}', throttle_duration_sec=5.0)
             return
         self.stats.inference_ms.add((time.perf_counter() - started) * 1000.0)
-        for (frame, out, rgb, wanted), result in zip(jobs, results):
+        for (frame, out, rgb, wanted, stored, wanted_3d), result in zip(jobs, results):
             try:
                 images = build_frame_outputs(
                     result, wanted, rgb=rgb, colors=state.colors, names=state.names,
                     overlay_alpha=float(settings.overlay_alpha),
                     mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type)
                 out.publish(images, frame.msg.header, state, settings)
+                if wanted_3d:
+                    spatial.publish(frame.camera, stored, wanted_3d, rgb, images.labels, result.confidence(),
+                                    state.names)
             except Exception as exc:  # one camera's failure must not cost the others their outputs
                 if not rclpy.ok(context=self.context):
                     raise
@@ -507,6 +523,8 @@ class SegmentationCore(ControlMixin):
         status.level, status.message = self._diagnostic_level(input_message)
         values = dict(self.stats.summary(self._mailbox.dropped))
         values.update(input_values)
+        if self._spatial is not None:
+            values.update(self._spatial.diagnostics())
         values.update({
             'device': host.device or s.device,
             'model': host.label or 'none',

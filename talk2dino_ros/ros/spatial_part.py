@@ -25,7 +25,7 @@ class SpatialPart:
     """Depth inputs (with ``depth: true``), ``points`` / ``detections`` / ``detections_3d`` per camera and
     the ``~/locate`` service of a segmentation node."""
 
-    def __init__(self, node: Any, cameras: Sequence[Any], settings: Any, input_qos: Any,
+    def __init__(self, node: Any, cameras: Sequence[Any], settings: Any,
                  submit: Callable[[str, Callable[[], Any], Callable[[Any], None], bool], None],
                  decode_colour: Callable[[Any, bool], Optional[np.ndarray]],
                  parse_names: Callable[[Sequence[str]], Any], legend_state: Callable[[], Any]) -> None:
@@ -41,14 +41,25 @@ class SpatialPart:
         self._legend_state = legend_state
         self.publishers: Dict[str, SpatialPublishers] = {c.name: SpatialPublishers(node, c.prefix) for c in cameras}
         self.depth: Optional[DepthInputs] = None
-        if settings.depth:
-            self.depth = DepthInputs(node, cameras, [c.topic for c in cameras], list(settings.depth_topics or []),
-                                     float(settings.depth_sync_tolerance), input_qos)
         self.memory = LocateMemory()
         self._settings = settings
         self.spatial_ms: Dict[str, float] = {}
         self._service = node.create_service(Locate, LOCATE_SERVICE, self._on_locate,
                                             callback_group=ReentrantCallbackGroup())
+
+    def start_depth(self, input_qos: Any) -> None:
+        """Subscribe to every camera's depth image and CameraInfo (with the parameter ``depth``)."""
+        settings = self._settings
+        if settings.depth and self.depth is None:
+            self.depth = DepthInputs(self._node, self._cameras, [c.topic for c in self._cameras],
+                                     list(settings.depth_topics or []), float(settings.depth_sync_tolerance),
+                                     input_qos)
+
+    def stop_depth(self) -> None:
+        """Unsubscribe from depth (lifecycle deactivate); the 3D publishers and ~/locate stay."""
+        depth, self.depth = self.depth, None
+        if depth is not None:
+            depth.destroy()
 
     def settings_changed(self, settings: Any) -> None:
         self._settings = settings
@@ -59,9 +70,10 @@ class SpatialPart:
     def remember(self, camera: str, msg: Any, compressed: bool) -> StoredFrame:
         """Pair a frame the worker took with its depth frame (if any) and keep it for ``~/locate``."""
         depth = info = None
-        if self.depth is not None:
-            depth = self.depth.take(camera, msg.header)
-            info = self.depth.latest_info(camera) if depth is not None else None
+        inputs = self.depth
+        if inputs is not None:
+            depth = inputs.take(camera, msg.header)
+            info = inputs.latest_info(camera) if depth is not None else None
         stored = StoredFrame(msg, compressed, depth, info)
         self.memory.remember(camera, stored)
         return stored
@@ -79,8 +91,9 @@ class SpatialPart:
         settings = self._settings
         options = settings.spatial_options()
         depth = None
-        if stored.depth is not None and wanted & {POINTS, DETECTIONS_3D}:
-            depth = self.depth.decode(camera, stored.depth, options.depth_max_m, stored.info)
+        inputs = self.depth
+        if inputs is not None and stored.depth is not None and wanted & {POINTS, DETECTIONS_3D}:
+            depth = inputs.decode(camera, stored.depth, options.depth_max_m, stored.info)
         frame = build_spatial(labels, confidence, names, depth.metres if depth else None,
                               depth.intrinsics if depth else None, options, rgb=rgb if options.rgb else None,
                               cloud=depth is not None and POINTS in wanted,
@@ -102,7 +115,9 @@ class SpatialPart:
         options = self._settings.spatial_options()
 
         def decode_depth(stored: StoredFrame) -> Optional[Tuple[Any, Any]]:
-            decoded = self.depth.decode(camera, stored.depth, options.depth_max_m, stored.info)
+            inputs = self.depth
+            decoded = None if inputs is None else inputs.decode(camera, stored.depth, options.depth_max_m,
+                                                               stored.info)
             return None if decoded is None else (decoded.metres, decoded.intrinsics)
 
         def decode_colour(stored: StoredFrame) -> np.ndarray:
@@ -138,7 +153,6 @@ class SpatialPart:
     def destroy(self) -> None:
         for pubs in self.publishers.values():
             pubs.destroy()
-        if self.depth is not None:
-            self.depth.destroy()
+        self.stop_depth()
         self._node.destroy_service(self._service)
         self.memory.clear()
