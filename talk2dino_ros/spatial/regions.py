@@ -138,9 +138,9 @@ def robust_boxes(xyz: np.ndarray, region_of_point: np.ndarray, num_regions: int,
     without pulling in the background.
 
     ``pitch``: (x, y) spacing of neighbouring points per metre of depth (``stride / fx``, ``stride / fy``).
-    A point stands for its whole pixel, so before the percentiles each point is moved to an evenly spread
-    place inside its pixel's footprint (a fixed low-discrepancy pattern): the points then fill the object's
-    outline evenly instead of in rows and columns, and the extrapolated extent has no pixel-grid bias.
+    A point stands for its whole pixel, so before the percentiles each point is moved to a random (but
+    fixed) place inside its pixel's footprint: the points then fill the object's outline evenly instead of
+    in rows and columns, and the extrapolated extent has no pixel-grid bias.
     """
     if not 0.0 <= percentile < 50.0:
         raise ValueError(f'percentile must be in [0, 50), got {percentile}')
@@ -177,9 +177,11 @@ def robust_boxes(xyz: np.ndarray, region_of_point: np.ndarray, num_regions: int,
 
 
 def _footprint_offsets(n: int) -> tuple:
-    """Two arrays of ``n`` offsets in [-0.5, 0.5) that cover the unit square evenly (R2 sequence)."""
-    k = np.arange(1, n + 1, dtype=np.float64)
-    return np.modf(k * 0.7548776662466927)[0] - 0.5, np.modf(k * 0.5698402909980532)[0] - 0.5
+    """Two arrays of ``n`` offsets, uniform in [-0.5, 0.5), the same on every call. Pseudo-random rather than
+    a low-discrepancy sequence: the points come in raster order, and any regular sequence lines up with the
+    image's columns (every 4th point of a 4-pixel-wide stripe would get the same offset)."""
+    offsets = np.random.default_rng(0x7D2).random((2, n)) - 0.5
+    return offsets[0], offsets[1]
 
 
 def _capped(members: np.ndarray) -> np.ndarray:
