@@ -254,7 +254,7 @@ def test_silent_input_explains_topic_publishers_qos_and_existing_image_topics(ma
     try:
         cams.node.create_publisher(Image, '/image', QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
         cams.node.create_publisher(Image, '/camera/image_raw', QoSProfile(depth=5))
-        node._input_watches[''].timer.after_s = 0.3
+        node._watches.by_camera[''].timer.after_s = 0.3
         status = wait_for(lambda: [s for s in _diagnostics(probe) if _values(s).get('input_qos_incompatible')],
                           timeout=15.0, what='the silent-input diagnosis')[-1]
     finally:
