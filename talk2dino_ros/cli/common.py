@@ -59,13 +59,16 @@ def _device_arg(text: str) -> str:
 
 
 def background_threshold_arg(text: str) -> float:
-    """argparse ``type=`` of ``--background-threshold``: a number in [0, 1]."""
+    """argparse ``type=`` of ``--background-threshold``: a number in the node parameter's range
+    (``catalog.BACKGROUND_THRESHOLD_RANGE``); ``<= 0`` means no background class, as for the node."""
+    low, high = catalog.BACKGROUND_THRESHOLD_RANGE
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'background threshold must be a number, got {text!r}') from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f'background threshold must be in [0, 1] (a sigmoid score), got {value}')
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f'background threshold must be in [{low:g}, {high:g}] (<= 0: no '
+                                         f'background class), got {value}')
     return value
 
 
@@ -96,7 +99,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
                    help=f'folder with the published weight files (default ${WEIGHTS_DIR_ENV} or '
                         f'{DEFAULT_WEIGHTS_DIR})')
     g.add_argument('--device', type=_device_arg, default='auto', help='auto (default), cpu, cuda or cuda:N')
-    g.add_argument('--fp16', action='store_true', help='fp16 autocast on CUDA (ignored on CPU)')
+    g.add_argument('--fp16', action='store_true',
+                   help='half-precision autocast, not exact: fp16 on CUDA, bf16 on the CPU')
     g.add_argument('--allow-random-weights', action='store_true',
                    help='accept random test-width weight files (tests and smoke runs only)')
     return g
@@ -110,7 +114,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
     g.add_argument('--pamr', dest='pamr', action=argparse.BooleanOptionalAction, default=None,
                    help='PAMR mask refinement (slow on CPU)')
     g.add_argument('--background-threshold', type=background_threshold_arg, default=None, metavar='T',
-                   help='add a background class (channel 0) with constant score T, e.g. 0.55')
+                   help='add a background class (channel 0) with constant score T, e.g. 0.55; <= 0: no '
+                        'background class (the node\'s rule)')
     g.add_argument('--mode', choices=MODES, default=None,
                    help='slide: 448 windows, stride 224 (benchmark protocol, default); whole: one pass '
                         'over the frame; squash: resize to a square (authors\' demo)')
@@ -152,9 +157,31 @@ def resolve_weights(args: argparse.Namespace) -> Dict[str, str]:
                        'that file belongs to')
     folder = getattr(args, 'weights_dir', None)
     defaults = catalog.default_weight_paths(method, variant.name, folder)
+    unpublished = [role for role in variant.roles if role not in weights and not defaults[role]]
+    if unpublished:  # e.g. --variant vits: no ψ to download, so fetch_weights is no answer
+        raise CliError(catalog.unpublished_hint(method, variant.name))
     for role in variant.roles:
         weights.setdefault(role, defaults[role])
     return {role: weights[role] for role in variant.roles}
+
+
+def check_method_options(args: argparse.Namespace) -> None:
+    """Refuse an option the chosen method has no step for when it is switched on (``--pamr`` with
+    clip_dinoiser), and warn once, by name, when it is switched off (nothing to switch off)."""
+    method = getattr(args, 'method', None)
+    if method is None:
+        return
+    ignored = catalog.get_method(method).ignored_options
+    for name in ignored:
+        value = getattr(args, name, None)
+        if value is None or (name == 'background_threshold' and value <= 0):
+            continue
+        flag = '--' + name.replace('_', '-')
+        if value is False:
+            print(f'warning: --no-{flag[2:]} has no effect: {method} has no such step', file=sys.stderr)
+            continue
+        raise CliError(f'{flag} does not apply to {method}: it has no such step '
+                       f'({catalog.get_method(method).ignored_why}); drop the flag')
 
 
 def config_from_args(args: argparse.Namespace, **defaults):
@@ -176,13 +203,19 @@ def config_from_args(args: argparse.Namespace, **defaults):
         value = getattr(args, name, None)
         return defaults.get(name) if value is None else value
 
+    check_method_options(args)
     opt_kwargs = {k: v for k, v in defaults.items() if k in opt_fields}
     for name in _OPTION_FLAGS:
         value = pick(name)
         if value is not None:
             opt_kwargs[name] = value
-    if 'background' not in defaults and opt_kwargs.get('background_threshold') is not None:
-        opt_kwargs['background'] = True  # giving a threshold is how a user asks for the background class
+    given = getattr(args, 'background_threshold', None)
+    if given is not None:  # a threshold asks for the background class; <= 0 turns it off (the node's rule)
+        opt_kwargs['background'] = given > 0
+        if given <= 0:
+            opt_kwargs.pop('background_threshold')
+    elif 'background' not in defaults and opt_kwargs.get('background_threshold') is not None:
+        opt_kwargs['background'] = True
     options = InferenceOptions(**opt_kwargs)
 
     cfg_kwargs = {k: v for k, v in defaults.items() if k in cfg_fields}

@@ -49,6 +49,8 @@ OUTPUTS = {
 }
 #: the node's model defaults (talk2dino_ros/ros/parameters.py)
 NODE_DEFAULTS = dict(mode='whole', background_threshold=0.55, bg_clean=True)
+#: metadata.yaml custom_data key of an output bag made from random weights
+RANDOM_WEIGHTS_KEY = 'talk2dino_ros.random_weights'
 
 
 def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
@@ -71,7 +73,7 @@ def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
 
 
 def _frame_outputs(raw: bytes, msgtype: str, segmenter: Any, vocab: Any, names: Sequence[str],
-                   colors: np.ndarray, confidence: str, overlay: bool) -> Dict[str, bytes]:
+                   colors: np.ndarray, confidence: str, overlay: bool, banner: str = '') -> Dict[str, bytes]:
     """Segment one serialized camera image; returns record key -> serialized output message."""
     from talk2dino_ros.outputs import frame
 
@@ -82,7 +84,7 @@ def _frame_outputs(raw: bytes, msgtype: str, segmenter: Any, vocab: Any, names: 
     if overlay:
         wanted.add(frame.OVERLAY)
     try:
-        images = frame.build_frame_outputs(result, wanted, rgb=rgb, colors=colors, names=names)
+        images = frame.build_frame_outputs(result, wanted, rgb=rgb, colors=colors, names=names, banner=banner)
     except ValueError as exc:  # the engine's label map does not fit the frame
         raise Talk2DinoError(str(exc)) from None
     items = {'labels': bag_io.serialize(bag_io.image_msg(header, images.labels, images.label_encoding))}
@@ -105,8 +107,11 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
     Raises :class:`~talk2dino_ros.bags.bag_io.BagError` for a missing topic (listing the bag's topics), an
     unreadable bag or an image that cannot be converted (unless ``skip_bad``).
     """
+    from talk2dino_ros.outputs.banner import RANDOM_WEIGHTS_BANNER
     from talk2dino_ros.outputs.colors import class_colors
 
+    random_weights = bool(getattr(segmenter, 'random_weights', False))
+    banner = RANDOM_WEIGHTS_BANNER if random_weights else ''
     if confidence not in CONFIDENCE_CHOICES:
         raise bag_io.BagError(f'confidence must be one of {", ".join(CONFIDENCE_CHOICES)}, got {confidence!r}')
     namespace = '/' + namespace.strip('/') if namespace.strip('/') else ''
@@ -135,10 +140,13 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
             'bag_start': reader.start_time, 'bag_end': reader.end_time, 'image_topic': image_topic,
             'vocabulary': list(names), 'namespace': namespace, 'confidence': confidence, 'overlay': overlay,
             'storage': storage, 'skip_bad': skip_bad, 'model': _model_fingerprint(segmenter),
+            'random_weights': random_weights,
         }
         partial = PartialOutput(Path(out))
         already = partial.start(settings, resume)
         writer = bag_io.open_writer(partial.bag, storage)
+        if random_weights:  # the bag's metadata.yaml says so too, not only its overlays
+            writer.set_custom_data(RANDOM_WEIGHTS_KEY, 'true')
         copies = {}
         not_copied = []
         for conn in reader.connections:
@@ -180,7 +188,8 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
             else:
                 t0 = time.perf_counter()
                 try:
-                    items = _frame_outputs(raw, conn.msgtype, segmenter, vocab, names, colors, confidence, overlay)
+                    items = _frame_outputs(raw, conn.msgtype, segmenter, vocab, names, colors, confidence, overlay,
+                                           banner)
                 except Talk2DinoError as exc:
                     where = f'frame {frame} of {image_topic} (bag time {timestamp} ns)'
                     if not skip_bad:
@@ -215,6 +224,7 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
         reader.close()
     wall = time.perf_counter() - started
     return {
+        'random_weights': random_weights,
         'out': str(final), 'storage': storage, 'image_topic': image_topic, 'vocabulary': list(names),
         **counts, 'skipped_frames': skipped, 'topics': topics, 'not_copied': not_copied,
         'wall_s': wall, 'segment_s': segment_s,
@@ -273,6 +283,10 @@ def _run(argv: Optional[Sequence[str]]) -> int:
                           overlay=args.overlay, confidence=args.confidence, storage=args.storage,
                           resume=args.resume, skip_bad=args.skip_bad, progress=not args.quiet)
     fps = summary['segmented_fps']
+    if summary['random_weights']:
+        from talk2dino_ros.cli.reminders import RANDOM_WEIGHTS_HEADER
+
+        print(RANDOM_WEIGHTS_HEADER)
     print(f"wrote {summary['out']} ({summary['storage']}): {summary['frames']} frames, "
           f"{summary['segmented']} segmented, {summary['resumed']} resumed, {summary['skipped']} skipped"
           + (f', {fps:.2f} frames/s' if fps else '') + f"; topics: {', '.join(summary['topics'].values())}")
@@ -287,7 +301,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         atomic_write_text(args.json, json.dumps(summary, indent=1))
     from talk2dino_ros.cli.reminders import remind_random_weights
 
-    remind_random_weights(args)  # last, so it is the last line a user reads
+    remind_random_weights(args, random=summary['random_weights'])  # last, the last line a user reads
     return 0
 
 

@@ -514,8 +514,9 @@ def _devices(spec: str) -> List[str]:
 def _custom_run(args: argparse.Namespace) -> Optional[Dict]:
     if args.bg_clean is None and args.pamr is None and args.background_threshold is None and args.mode is None:
         return None
-    opts = dict(bg_clean=bool(args.bg_clean), pamr=bool(args.pamr), background=args.background_threshold is not None)
-    if args.background_threshold is not None:
+    background = args.background_threshold is not None and args.background_threshold > 0  # <= 0: none
+    opts = dict(bg_clean=bool(args.bg_clean), pamr=bool(args.pamr), background=background)
+    if background:
         opts['background_threshold'] = args.background_threshold
     return dict(mode=args.mode or 'slide', options=opts)
 

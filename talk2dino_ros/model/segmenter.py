@@ -167,6 +167,12 @@ class Segmenter:
             self.method.slide_square = self.config.mode == 'slide'
 
     @property
+    def random_weights(self) -> bool:
+        """True when the results mean nothing: a network of a test width was loaded, or the weights came in
+        through the ``allow_random_weights`` path (which exists only for random test and timing files)."""
+        return bool(self.config.allow_random_weights or getattr(self.method, 'test_width', False))
+
+    @property
     def text_cache(self) -> TextEmbeddingCache:
         return self._cache
 
