@@ -91,6 +91,9 @@ def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dic
     result = evaluate_bag(segmenter, args.bag, args.image_topic, args.label_topic, classes,
                           prediction_topic=prediction_topic, limit=getattr(args, 'limit', None),
                           progress=not getattr(args, 'quiet', False))
+    # what was loaded decides (a test width or the random-weights path); predictions from a bag: the flag
+    result['random_weights'] = bool(getattr(segmenter, 'random_weights', False)
+                                    or getattr(args, 'allow_random_weights', False))
     print(format_bag_result(result), flush=True)
     out = getattr(args, 'out', None)
     if out is not None:

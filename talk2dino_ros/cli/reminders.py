@@ -5,14 +5,14 @@ import argparse
 import sys
 from typing import Any, Optional, TextIO
 
+from talk2dino_ros.evaluation.report import RANDOM_WEIGHTS_HEADER  # noqa: F401 (re-export: tables' first line)
+
 RANDOM_WEIGHTS_NOTE = ('note: these results come from RANDOM weights; they mean '
                        'nothing; fetch the real ones with fetch_weights')
 RANDOM_FEATURES_NOTE = ('note: extracted with --allow-random-weights: features of RANDOM test weights train a '
                         'meaningless projection; fetch the real weights with fetch_weights')
 RANDOM_FIT_NOTE = ('note: the features were extracted from RANDOM test weights: this projection means nothing; '
                    're-extract with the real weights (fetch_weights) before training')
-#: the first line of every table, banner and title made from random weights
-RANDOM_WEIGHTS_HEADER = '!!! RANDOM WEIGHTS: these numbers mean nothing (tests and smoke runs only) !!!'
 
 
 def is_random(args: argparse.Namespace, segmenter: Any = None) -> bool:
