@@ -190,3 +190,12 @@ def test_bag_table_and_json_say_random(tmp_path, capsys):
     ev.run(ev.build_parser().parse_args(argv), make_segmenter=lambda: RandomOracle(make_demo_bag._COLOURS))
     assert RANDOM_WEIGHTS_HEADER in capsys.readouterr().out.splitlines()
     assert json.loads(out.read_text())['random_weights'] is True
+
+
+def test_duplicate_in_classes_names_classes(tmp_path, capsys):
+    bag = make_demo_bag.write_demo_bag(tmp_path / 'demo', frames=1, height=24, width=32)['path']
+    argv = ['--bag', str(bag), '--image-topic', make_demo_bag.IMAGE_TOPIC, '--label-topic',
+            make_demo_bag.LABEL_TOPIC, '--quiet', '--classes', 'sky,grass,sky']
+    assert ev.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith('error: --classes: rejected') and '--vocab' not in err and 'duplicate' in err

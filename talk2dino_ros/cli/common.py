@@ -15,7 +15,8 @@ Public API (small on purpose; segment_image, benchmark, evaluate, train and segm
 * ``config_from_args(args, **defaults) -> SegmenterConfig``: the config the flags describe; ``defaults``
   (SegmenterConfig or InferenceOptions field names) fill whatever the user did not give.
 * ``build_segmenter(args, **defaults) -> Segmenter``: ``Segmenter.from_config(config_from_args(...))``.
-* ``parse_vocab_arg(text) -> list[str]``: a comma/newline separated ``--vocab`` (the node's rules).
+* ``parse_vocab_arg(text, flag='--vocab') -> list[str]``: a comma/newline separated class list (the node's
+  rules); errors name ``flag``.
 * ``run_cli(fn, argv, interrupted=...) -> int``: runs ``fn(argv)``; a :class:`Talk2DinoError` (``CliError`` included) or
   an ``OSError`` naming a file becomes ONE stderr line ``error: ...`` and exit code 2, no traceback.
 """
@@ -246,18 +247,19 @@ def build_segmenter(args: argparse.Namespace, **defaults):
         raise
 
 
-def parse_vocab_arg(text: str) -> List[str]:
-    """Split ``--vocab`` on commas/newlines with the node's rules; empty items are skipped, any other
-    rejected name (duplicate, 'background', control character, too long) is an error."""
+def parse_vocab_arg(text: str, flag: str = '--vocab') -> List[str]:
+    """Split a class list flag (``--vocab``, evaluate's ``--classes``) on commas/newlines with the node's
+    rules; empty items are skipped, any other rejected name (duplicate, 'background', control character,
+    too long) is an error naming ``flag``."""
     from talk2dino_ros.ros.vocabulary import parse_vocabulary  # ROS-free module
 
     parsed = parse_vocabulary(text)
     bad = [r for r in parsed.rejected if r.reason != 'empty']
     if bad:
         shown = '; '.join(f'{r.name!r} ({r.reason})' for r in bad[:5])
-        raise CliError(f'--vocab: rejected {shown}')
+        raise CliError(f'{flag}: rejected {shown}')
     if not parsed.accepted:
-        raise CliError('--vocab is empty: give comma-separated class names, e.g. --vocab "cat,dog,grass"')
+        raise CliError(f'{flag} is empty: give comma-separated class names, e.g. {flag} "cat,dog,grass"')
     return list(parsed.accepted)
 
 

@@ -67,7 +67,7 @@ def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dic
         missing.append('--image-topic (or --prediction-topic)')
     if missing:
         raise bag_io.BagError(f'--bag needs {", ".join(missing)}')
-    classes = parse_vocab_arg(args.classes) if args.classes else None
+    classes = parse_vocab_arg(args.classes, '--classes') if args.classes else None
     reader = bag_io.open_bag(args.bag)  # wrong paths and topics fail before any weights load
     try:
         if classes is None:
