@@ -1,8 +1,8 @@
 """CLIP text tower through open_clip, prompt templates and the per-name embedding cache."""
 from __future__ import annotations
 
+import functools
 import os
-import re
 import threading
 from collections import OrderedDict
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -10,9 +10,10 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import torch
 
 import talk2dino_ros.model  # noqa: F401  (torchvision workaround before open_clip)
-import open_clip
 from open_clip.model import _build_text_tower
+from open_clip.tokenizer import SimpleTokenizer
 
+from talk2dino_ros.class_names import clip_text
 from talk2dino_ros.model.checkpoints import (StateDict, load_into, load_state_dict_file,
                                           malformed_checkpoint, require_keys)
 from talk2dino_ros.errors import CheckpointError
@@ -32,9 +33,20 @@ VOCAB_SIZE = 49408
 TEXT_KEYS = ('token_embedding.weight', 'positional_embedding', 'ln_final.weight', 'text_projection')
 
 
+@functools.lru_cache(maxsize=1)
+def _tokenizer() -> SimpleTokenizer:
+    tok = SimpleTokenizer(context_length=CONTEXT_LENGTH)
+    # the one normalisation of the package: class names are compared on exactly what is encoded
+    tok.clean_fn = clip_text
+    return tok
+
+
 def tokenize(texts: Sequence[str]) -> torch.Tensor:
-    """CLIP BPE tokens [len(texts), 77] (SOT + BPE + EOT, zero padded, truncated to 77)."""
-    return open_clip.tokenize(list(texts), context_length=CONTEXT_LENGTH)
+    """CLIP BPE tokens [len(texts), 77] (SOT + BPE + EOT, zero padded, truncated to 77).
+
+    The text is cleaned by :func:`talk2dino_ros.class_names.clip_text` (open_clip's own cleaning steps).
+    """
+    return _tokenizer()(list(texts), context_length=CONTEXT_LENGTH)
 
 
 def _text_state(sd: StateDict) -> StateDict:
