@@ -28,6 +28,11 @@ CLASS_INFO_TYPE = 'talk2dino_ros/msg/ClassInfo'
 LABEL_INFO_TYPE = 'vision_msgs/msg/LabelInfo'
 STORAGES = ('sqlite3', 'mcap')
 
+POINT_CLOUD_TYPE = 'sensor_msgs/msg/PointCloud2'
+CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
+DETECTION2D_ARRAY_TYPE = 'vision_msgs/msg/Detection2DArray'
+DETECTION3D_ARRAY_TYPE = 'vision_msgs/msg/Detection3DArray'
+
 # vision_msgs (ros-perception/vision_msgs 4.x) field lists: only the fields matter for the type hash,
 # so the definitions are kept here instead of depending on a package that pip cannot install.
 _VISION_MSGS = {
@@ -70,7 +75,9 @@ def make_typestore():
         for path in sorted(msg_dir().glob('*.msg')):
             types.update(get_types_from_msg(path.read_text(encoding='utf-8'),
                                             f'talk2dino_ros/msg/{path.stem}'))
-        for name, text in _VISION_MSGS.items():
+        from talk2dino_ros.spatial.messages import VISION_MSGS_DEFINITIONS
+
+        for name, text in {**_VISION_MSGS, **VISION_MSGS_DEFINITIONS}.items():
             types.update(get_types_from_msg(text, name))
         store.register(types)
         _TYPESTORE = store
@@ -199,6 +206,27 @@ def label_info_msg(header: Any, names: Sequence[str], threshold: float):
         header=header,
         class_map=[VisionClass(class_id=i, class_name=n) for i, n in enumerate([BACKGROUND] + list(names))],
         threshold=label_info_threshold(threshold))
+
+
+class RosbagsKit:
+    """The message kit of :mod:`talk2dino_ros.spatial.messages` for rosbags' classes."""
+
+    def make(self, type_name: str, **fields: Any) -> Any:
+        return make_typestore().types[type_name](**fields)
+
+    def byte_array(self, data: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+
+
+def camera_info_msg(header: Any, fx: float, fy: float, cx: float, cy: float, width: int, height: int):
+    """A rosbags sensor_msgs/CameraInfo of an undistorted pinhole camera."""
+    types = make_typestore().types
+    roi = types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    k = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64)
+    p = np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64)
+    return types[CAMERA_INFO_TYPE](header=header, height=int(height), width=int(width), distortion_model='plumb_bob',
+                                   d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=p, binning_x=0, binning_y=0,
+                                   roi=roi)
 
 
 def serialize(msg: Any) -> bytes:
