@@ -5,6 +5,8 @@
   same type names, definitions and RIHS01 hashes as the live node's topics.
 * :func:`open_bag`, :func:`image_connections`: open a bag (a rosbag2 folder, or a single ``.db3`` /
   ``.mcap`` file) and find an image topic, with errors that list what the bag does hold.
+* :func:`deserialize`: CDR bytes -> message, or :class:`BadMessageError` with the reason when the bytes
+  are not a valid message of their type (a bag with one corrupt message is still read to the end).
 * :func:`decode_image`: a ``sensor_msgs/Image`` (any encoding of the node) or ``CompressedImage`` message
   from the bag -> its header and an RGB uint8 array, through the node's own converter.
 * builders for the messages written back: :func:`image_msg`, :func:`class_info_msg`,
@@ -44,6 +46,10 @@ _VISION_MSGS = {
 
 class BagError(Talk2DinoError):
     """A bag that cannot be read or written as asked (missing topic, wrong type, bad path...)."""
+
+
+class BadMessageError(BagError):
+    """One message whose bytes are not valid CDR of its type: skipped and reported, never fatal."""
 
 
 # ------------------------------------------------------------------------------------------ types
@@ -135,6 +141,14 @@ def image_connections(reader, topic: str) -> List[Any]:
     return conns
 
 
+def deserialize(raw: bytes, msgtype: str) -> Any:
+    """The message in ``raw``; :class:`BadMessageError` saying why when it is not valid CDR of ``msgtype``."""
+    try:
+        return make_typestore().deserialize_cdr(raw, msgtype)
+    except Exception as exc:  # rosbags' decoder fails on bad bytes with struct, index, unicode, value errors...
+        raise BadMessageError(f'not a valid {msgtype} message ({type(exc).__name__}: {_first_line(exc)})') from None
+
+
 def decode_image(raw: bytes, msgtype: str, max_pixels: Optional[int] = None) -> Tuple[Any, np.ndarray]:
     """(header, RGB uint8 [H, W, 3]) of a serialized Image or CompressedImage.
 
@@ -147,7 +161,7 @@ def decode_image(raw: bytes, msgtype: str, max_pixels: Optional[int] = None) -> 
                                                     to_rgb8)
 
     limits = dict(max_pixels=DEFAULT_MAX_INPUT_PIXELS if max_pixels is None else max_pixels, max_side=MAX_INPUT_SIDE)
-    msg = make_typestore().deserialize_cdr(raw, msgtype)
+    msg = deserialize(raw, msgtype)
     rgb = decode_compressed(msg, **limits) if msgtype == COMPRESSED_TYPE else to_rgb8(msg, **limits)
     return msg.header, rgb
 

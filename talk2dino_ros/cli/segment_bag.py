@@ -37,7 +37,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -60,6 +60,8 @@ OUTPUTS = {
 NODE_DEFAULTS = dict(mode='whole', background_threshold=0.55, bg_clean=True)
 #: metadata.yaml custom_data key of an output bag made from random weights
 RANDOM_WEIGHTS_KEY = 'talk2dino_ros.random_weights'
+#: marks a skipped frame whose message did not deserialise (kept in the resume records)
+BAD_MESSAGE = 'bad_message'
 
 
 def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
@@ -156,7 +158,6 @@ class _DepthStream:
     def __init__(self, reader: Any, depth: DepthInput) -> None:
         from talk2dino_ros.spatial.pairing import StampPairer
 
-        store = bag_io.make_typestore()
         conns = [c for c in reader.connections if c.topic == depth.topic]
         info_conns = [c for c in reader.connections if c.topic == depth.info_topic]
         for topic, found, want in ((depth.topic, conns, bag_io.IMAGE_TYPE),
@@ -167,14 +168,28 @@ class _DepthStream:
             bad = sorted({c.msgtype for c in found if c.msgtype != want})
             if bad:
                 raise bag_io.BagError(f'topic {topic!r} has type {", ".join(bad)}; expected {want}')
+        #: messages of these topics that were not valid CDR (skipped), not yet reported by new_bad()
+        self._bad: List[Dict[str, Any]] = []
         # CameraInfo messages are small: all of them, by stamp (a calibration may change mid-bag)
-        self._infos = sorted(((bag_io.stamp_ns(m.header), m) for m in
-                              (store.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages(info_conns))),
+        self._infos = sorted(((bag_io.stamp_ns(m.header), m) for m in self._readable(reader, info_conns)),
                              key=lambda item: item[0])
-        self._images = (store.deserialize_cdr(raw, c.msgtype) for c, _, raw in reader.messages(conns))
+        self._images = self._readable(reader, conns)
         self._pairer = StampPairer(depth.tolerance_ns, capacity=16)
         self._ahead: Optional[Any] = None
         self.tolerance_ns = depth.tolerance_ns
+
+    def _readable(self, reader: Any, conns: List[Any]) -> Iterator[Any]:
+        """The messages of one topic that deserialise; the others are noted with their index and reason."""
+        for index, (conn, timestamp, raw) in enumerate(reader.messages(conns)):
+            try:
+                yield bag_io.deserialize(raw, conn.msgtype)
+            except bag_io.BadMessageError as exc:
+                self._bad.append({'topic': conn.topic, 'index': index, 'timestamp': timestamp, 'error': str(exc)})
+
+    def new_bad(self) -> List[Dict[str, Any]]:
+        """The skipped messages found since the last call."""
+        found, self._bad = self._bad, []
+        return found
 
     def take(self, stamp: int) -> Optional[Tuple[Any, Any]]:
         """(depth Image, CameraInfo) for a camera frame stamped ``stamp`` ns, or None."""
@@ -208,9 +223,10 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
 
     Returns a summary: output path, storage, frames, segmented / resumed / skipped counts, topics, timings.
     Raises :class:`~talk2dino_ros.bags.bag_io.BagError` for a missing topic (listing the bag's topics), an
-    unreadable bag or an image that cannot be converted (unless ``skip_bad``). ``depth``: the 3D outputs
-    (see the module docstring); ``detections``: 2D detections without depth; ``spatial``: SpatialOptions
-    of both (default: the defaults, or ``depth.options``).
+    unreadable bag or an image that cannot be converted (unless ``skip_bad``). A message that is not
+    valid CDR is always skipped, logged on stderr with its frame index and reason, and counted in
+    ``bad_messages``. ``depth``: the 3D outputs (see the module docstring); ``detections``: 2D detections
+    without depth; ``spatial``: SpatialOptions of both (default: the defaults, or ``depth.options``).
     """
     from talk2dino_ros.outputs.banner import RANDOM_WEIGHTS_BANNER
     from talk2dino_ros.outputs.colors import class_colors
@@ -283,8 +299,9 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
 
         total = sum(c.msgcount for c in image_conns)
         image_ids = {c.id for c in image_conns}
-        counts = {'frames': 0, 'segmented': 0, 'resumed': 0, 'skipped': 0}
+        counts = {'frames': 0, 'segmented': 0, 'resumed': 0, 'skipped': 0, 'bad_messages': 0}
         skipped: List[Dict[str, Any]] = []
+        skipped_messages: List[Dict[str, Any]] = []  # depth and CameraInfo messages that are not valid
         segment_s = 0.0
         bar = _progress(total, progress, already)
         legend_written = False
@@ -296,8 +313,13 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 continue
             frame = counts['frames']
             counts['frames'] += 1
+            header = None
             if not legend_written:
-                header = bag_io.make_typestore().deserialize_cdr(raw, conn.msgtype).header
+                try:
+                    header = bag_io.deserialize(raw, conn.msgtype).header
+                except bag_io.BadMessageError:
+                    pass  # the legend goes with the first frame that reads
+            if header is not None:
                 writer.write(info_conn, timestamp, bag_io.serialize(bag_io.class_info_msg(
                     header, vocab.version, getattr(getattr(segmenter, 'config', None), 'method', 'talk2dino'), names, colors,
                     threshold)))
@@ -306,8 +328,15 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 legend_written = True
             pair = None
             if depth_stream is not None:  # read along even for resumed frames, so pairing stays in step
-                pair = depth_stream.take(bag_io.stamp_ns(
-                    bag_io.make_typestore().deserialize_cdr(raw, conn.msgtype).header))
+                try:
+                    pair = depth_stream.take(bag_io.stamp_ns(bag_io.deserialize(raw, conn.msgtype).header))
+                except bag_io.BadMessageError:
+                    pass  # the frame itself is skipped below, with the reason
+                for entry in depth_stream.new_bad():
+                    counts['bad_messages'] += 1
+                    skipped_messages.append(entry)
+                    _log(bar, f"skipped message {entry['index']} of {entry['topic']} (bag time "
+                              f"{entry['timestamp']} ns): {entry['error']}")
             items = partial.done(frame, timestamp)
             if items is not None:
                 counts['resumed'] += 1
@@ -316,6 +345,9 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 try:
                     items = _frame_outputs(raw, conn.msgtype, segmenter, vocab, names, colors, confidence, overlay,
                                            spatial, pair, banner)
+                except bag_io.BadMessageError as exc:
+                    # a corrupt message never stops the run; skip_bad only decides the exit code (see _run)
+                    items = {'skipped': str(exc).encode(), BAD_MESSAGE: b''}
                 except Talk2DinoError as exc:
                     where = f'frame {frame} of {image_topic} (bag time {timestamp} ns)'
                     if not skip_bad:
@@ -326,7 +358,11 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 counts['segmented'] += 'skipped' not in items
             if 'skipped' in items:
                 counts['skipped'] += 1
-                skipped.append({'frame': frame, 'timestamp': timestamp, 'error': items['skipped'].decode()})
+                counts['bad_messages'] += BAD_MESSAGE in items
+                entry = {'frame': frame, 'timestamp': timestamp, 'error': items['skipped'].decode(),
+                         'bad_message': BAD_MESSAGE in items}
+                skipped.append(entry)
+                _log(bar, f"skipped frame {frame} of {image_topic} (bag time {timestamp} ns): {entry['error']}")
             for key, data in items.items():
                 if key in out_conns:
                     writer.write(out_conns[key], timestamp, data)
@@ -352,11 +388,19 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
     return {
         'random_weights': random_weights,
         'out': str(final), 'storage': storage, 'image_topic': image_topic, 'vocabulary': list(names),
-        **counts, 'skipped_frames': skipped, 'topics': topics, 'not_copied': not_copied,
+        **counts, 'skipped_frames': skipped, 'skipped_messages': skipped_messages, 'topics': topics, 'not_copied': not_copied,
         'wall_s': wall, 'segment_s': segment_s,
         'depth': depth_stream.counters() if depth_stream is not None else None,
         'segmented_fps': counts['segmented'] / segment_s if segment_s > 0 else None,
     }
+
+
+def _log(bar: Any, line: str) -> None:
+    """One line on stderr, above the progress bar when there is one."""
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _progress(total: int, enabled: bool, already: int):
@@ -396,7 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help='write <ns>/detections (2D) also without depth')
     p.add_argument('--resume', action='store_true', help='continue an interrupted run (OUT.partial)')
     p.add_argument('--skip-bad', action='store_true',
-                   help='skip frames that cannot be decoded (listed in the summary) instead of stopping')
+                   help='skip frames that cannot be decoded (listed in the summary) instead of stopping; a message '
+                        'that is not valid CDR is always skipped and listed, and without this flag makes the '
+                        'exit code 1')
     p.add_argument('--json', type=Path, default=None, metavar='FILE', help='write the summary as JSON')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     add_spatial_arguments(p)
@@ -454,8 +500,6 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         d = summary['depth']
         print(f"depth: {d['depth_paired']} frames paired, {d['colour_unpaired']} without depth, "
               f"{d['depth_unpaired']} depth frames unused")
-    for entry in summary['skipped_frames'][:10]:
-        print(f"  skipped frame {entry['frame']}: {entry['error']}", file=sys.stderr)
     if summary['not_copied']:
         print('warning: not copied (no message definition in the bag): ' + ', '.join(summary['not_copied']),
               file=sys.stderr)
@@ -463,10 +507,15 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         from talk2dino_ros.atomic_files import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(summary, indent=1))
+    bad = summary['bad_messages'] and not args.skip_bad
+    if bad:
+        print(f"error: {summary['bad_messages']} message(s) in {args.bag} are not valid messages and were "
+              'skipped (listed above; the output holds every other frame); --skip-bad accepts that',
+              file=sys.stderr)
     from talk2dino_ros.cli.reminders import remind_random_weights
 
     remind_random_weights(args, random=summary['random_weights'])  # last, the last line a user reads
-    return 0
+    return 1 if bad else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
