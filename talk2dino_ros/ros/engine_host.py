@@ -43,7 +43,8 @@ def default_segmenter_factory(settings: NodeSettings):
 
     config = SegmenterConfig(
         method=settings.method, variant=settings.variant, weights=settings.weights(),
-        device=settings.device, fp16=bool(settings.fp16), mode=settings.mode,
+        device=settings.device, fp16=bool(settings.fp16), backend=settings.backend, precision=settings.precision,
+        exported_model=os.path.expanduser(settings.exported_model or ''), mode=settings.mode,
         resolution=int(settings.resolution), options=inference_options(settings),
         allow_random_weights=bool(settings.allow_random_weights))
     return Segmenter.from_config(config)
@@ -178,9 +179,10 @@ class EngineHost:
             self._failed_missing = [path for _, path in missing] if all(p for _, p in missing) else []
             error = f'weight file not found: {files}'
             self._set_load_error(error)
+            how = (catalog.unpublished_hint(settings.method, settings.variant) if not all(p for _, p in missing)
+                   else fetch_hint(settings.method, settings.variant))  # nothing to download: say how to make it
             return LoadOutcome(False, error, missing=True, detail=(
-                f'{fetch_hint(settings.method, settings.variant)} (e.g. ros2 param set {node_name} '
-                f'{missing[0][0]} /path/to/file)'))
+                f'{how} (e.g. ros2 param set {node_name} {missing[0][0]} /path/to/file)'))
         self._failed_missing = []
         started = time.perf_counter()
         try:

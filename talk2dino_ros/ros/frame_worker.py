@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import rclpy
 
 from talk2dino_ros.errors import Talk2DinoError
+from talk2dino_ros.outputs.banner import RANDOM_WEIGHTS_BANNER
 from talk2dino_ros.outputs.frame import build_frame_outputs
 from talk2dino_ros.ros.cameras import Camera
 from talk2dino_ros.ros.engine_host import EngineHost, LegendState
@@ -171,7 +172,8 @@ class FrameWorker:
                 images = build_frame_outputs(
                     result, wanted, rgb=rgb, colors=state.colors, names=state.names,
                     overlay_alpha=float(settings.overlay_alpha),
-                    mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type)
+                    mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type,
+                    banner=RANDOM_WEIGHTS_BANNER if getattr(state.segmenter, 'random_weights', False) else '')
                 out.publish(images, frame.msg.header, state, settings)
             except Exception as exc:  # one camera's failure must not cost the others their outputs
                 if not rclpy.ok(context=self._node.context):

@@ -36,6 +36,7 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from talk2dino_ros import catalog
 from talk2dino_ros.atomic_files import atomic_torch_save
+from talk2dino_ros.class_names import is_background
 from talk2dino_ros.model import random_weights
 from talk2dino_ros.model.backbone import resize_square
 from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, malformed_checkpoint
@@ -125,9 +126,11 @@ class ClipDinoiser(SegmentationMethod):
         """'background' is a text class here: prepended as class 0 when the background is on."""
         names = list(names)
         if background:
-            if BACKGROUND in names:
+            # every spelling the tokenizer reads as 'background' (BACKGROUND, &#98;ackground, ...)
+            reserved = [n for n in names if is_background(n)]
+            if reserved:
                 raise InputError(f"'{BACKGROUND}' is added as class 0 automatically when the background is on; "
-                                 'remove it from the vocabulary')
+                                 f'remove {ascii(reserved[0])} from the vocabulary')
             return [BACKGROUND] + names
         return names
 
@@ -318,11 +321,13 @@ def build_clip_dinoiser(weights: Mapping[str, os.PathLike | str], variant: Optio
     ``variant`` is ignored: CLIP-DINOiser is published for ViT-B/16 only.
     """
     with malformed_checkpoint(weights.get('openclip'), 'OpenCLIP'):
-        clip, _ = _build_openclip(weights.get('openclip'), allow_test_width)
+        clip, standard = _build_openclip(weights.get('openclip'), allow_test_width)
     width = int(clip.visual.conv1.out_channels)
     with malformed_checkpoint(weights.get('clip_dinoiser'), 'CLIP-DINOiser'):
         obj_proj, bkg_decoder = _load_head(weights.get('clip_dinoiser'), width, allow_test_width)
-    return ClipDinoiser(clip, obj_proj, bkg_decoder).eval().requires_grad_(False)
+    method = ClipDinoiser(clip, obj_proj, bkg_decoder).eval().requires_grad_(False)
+    method.test_width = not standard or int(obj_proj.out_channels) != STANDARD['proj_dim']
+    return method
 
 
 # ------------------------------------------------------------------------------------------ random weights
