@@ -20,6 +20,7 @@ CONSOLE_SCRIPTS = {
     'make_demo_bag': 'talk2dino_ros.cli.make_demo_bag:main',
     'soak': 'talk2dino_ros.ros.soak:main',
     'convert_dataset': 'talk2dino_ros.cli.convert_dataset:main',
+    'export_model': 'talk2dino_ros.cli.export_model:main',
 }
 
 setup(
@@ -36,7 +37,12 @@ setup(
     ],
     install_requires=['setuptools'],
     # optional pictures: `evaluate --plot DIR` charts and `train fit` curves (pip install '.[plots]')
-    extras_require={'plots': ['matplotlib>=3.7']},
+    # optional runtimes for the exported backbone (`backend` openvino / onnxruntime / tensorrt); each
+    # brings the ONNX exporter's needs (onnx) with it. TensorRT on Jetson comes with JetPack instead.
+    extras_require={'plots': ['matplotlib>=3.7'],
+                    'openvino': ['openvino>=2024.0', 'onnx>=1.16'],
+                    'onnxruntime': ['onnxruntime>=1.18', 'onnx>=1.16'],
+                    'tensorrt': ['tensorrt>=10.0', 'onnx>=1.16']},
     zip_safe=True,
     maintainer='talk2dino_ros maintainers',
     maintainer_email='maintainers@talk2dino-ros.invalid',

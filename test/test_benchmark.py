@@ -13,7 +13,7 @@ def test_benchmark_variants_in_one_run_give_one_block_each(tmp_path, capsys):
     out = tmp_path / 'bench.json'
     argv = ['--random-weights', 'tiny', '--variants', 'vitb,dinov3_vitb', '--repeats', '1', '--warmup', '0',
             '--sizes', '48x64', '--vocab', 'a', '--pipelines', 'whole-plain', '--devices', 'cpu', '--threads', '1',
-            '--quiet', '--cameras', '1', '--memory-classes', 'none', '--no-first-frame', '--json', str(out)]
+            '--quiet', '--cameras', '1', '--memory-classes', 'none', '--no-first-frame', '--no-3d', '--json', str(out)]
     assert benchmark.main(argv) == 0
     printed = capsys.readouterr().out
     assert 'talk2dino vitb,dinov3_vitb' in printed
@@ -49,11 +49,14 @@ def test_benchmark_tiny_random_weights_prints_table(tmp_path, capsys):
                       + [f'  slide-full: {k}' for k in engine] + ['pipeline whole-plain']
                       + [f'  whole-plain: {k}' for k in engine]
                       + ['backbone alone B=1 (eager)', 'cameras x2 batched (per frame)', 'memory 3 classes',
-                         'memory 30 classes'])
+                         'memory 30 classes']
+                      + [f'3d {what} (stride {s})' for s in (1, 2)
+                         for what in ('cloud + detections', 'cloud', 'detections 2D + 3D')])
     for stage in stages:
         assert stage in printed
     for row in report['rows']:
-        assert row['device'] == 'cpu' and row['median_s'] > 0 and row['p90_s'] >= row['median_s']
+        assert row['device'] == ('numpy' if row['stage'].startswith('3d') else 'cpu')
+        assert row['median_s'] > 0 and row['p90_s'] >= row['median_s']
         if not row['stage'].startswith('memory'):
             assert row['rss_peak_mb'] is None or row['rss_peak_mb'] > 10
     assert report['meta']['random_weights'] == 'tiny' and report['meta']['classes'] == 1

@@ -1,7 +1,8 @@
 """The package's import graph, lazy (function-level) imports included: no cycles, and the layers stay apart.
 
 The layers: ``model`` is pure PyTorch/numpy (never rclpy, never a front end); ``catalog`` imports neither torch
-nor ROS; ``evaluation``, ``outputs``, ``bags`` and ``data`` never import the command-line front ends or rclpy.
+nor ROS; ``evaluation``, ``outputs``, ``bags`` and ``data`` never import the command-line front ends or rclpy;
+``spatial`` (the 3D outputs) is numpy and OpenCV only.
 """
 from __future__ import annotations
 
@@ -125,6 +126,8 @@ FORBIDDEN = {
     'bags': ('rclpy', 'talk2dino_ros.cli'),
     'data': ('rclpy', 'talk2dino_ros.cli', 'talk2dino_ros.ros'),
     'training': ('rclpy', 'talk2dino_ros.ros'),
+    'spatial': ('rclpy', 'torch', 'talk2dino_ros.ros', 'talk2dino_ros.cli', 'talk2dino_ros.model',
+                'talk2dino_ros.bags'),
 }
 
 

@@ -237,3 +237,56 @@ def test_too_wide_image_is_refused_before_any_output(tmp_path, images, tiny_weig
         line = _one_error_line(capsys.readouterr().err)
         assert str(bad) in line and needle in line and '16384' in line
         assert not out.exists()
+
+
+def test_depth_writes_a_ply_and_detections(tmp_path, images, tiny_weights, capsys):
+    import json
+
+    from talk2dino_ros.spatial.ply import read_ply
+
+    path, rgb = images[0]  # 42 x 56
+    depth_mm = np.full((21, 28), 2000, np.uint16)  # half resolution, a wall at 2 m ...
+    depth_mm[0, 0] = 0                               # ... with one pixel without a measurement
+    depth_png = tmp_path / 'depth.png'
+    assert cv2.imwrite(str(depth_png), depth_mm)
+    out = tmp_path / 'out'
+    argv = [str(path), '--vocab', 'cat,dog', '--out', str(out), '--depth', str(depth_png), '--intrinsics',
+            '20,20,13.5,10.5', '--min-region-pixels', '1', '--rgb'] + _weight_args(tiny_weights)
+    assert segment_image.main(argv) == 0
+    assert 'first.ply' in capsys.readouterr().out
+    cloud = read_ply(out / 'first.ply')
+    assert cloud['x'].size == 21 * 28 - 1
+    np.testing.assert_allclose(cloud['z'], 2.0)
+    v, u = np.divmod(np.arange(1, 21 * 28), 28)  # raster order, pixel (0, 0) dropped
+    np.testing.assert_allclose(cloud['x'], (u - 13.5) * 2.0 / 20, atol=1e-6)
+    np.testing.assert_allclose(cloud['y'], (v - 10.5) * 2.0 / 20, atol=1e-6)
+    with np.load(out / 'first.npz') as data:
+        labels = data['labels'].astype(int) + 1  # benchmark preset: channel i is class i + 1 in the cloud
+    nearest = labels[2 * v + 1, 2 * u + 1]
+    np.testing.assert_array_equal(cloud['label'], nearest)
+    np.testing.assert_array_equal(np.stack([cloud['red'], cloud['green'], cloud['blue']], 1), rgb[2 * v + 1, 2 * u + 1])
+    report = json.loads((out / 'first_detections.json').read_text())
+    assert report['classes'] == {'0': 'background', '1': 'cat', '2': 'dog'}
+    assert report['points'] == cloud['x'].size and report['detections']
+    assert sum(d['pixels'] for d in report['detections']) == labels.size  # every pixel is in a region
+    for det in report['detections']:
+        assert det['name'] == report['classes'][str(det['class_id'])]
+        assert det['bbox_3d']['center'][2] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize('extra, needle', [
+    (['--depth', 'D'], '--depth and --intrinsics go together'),
+    (['--depth', 'D', 'E', '--intrinsics', '1,1,1,1'], 'one file per image'),
+    (['--depth', 'D', '--intrinsics', '1,1,1'], 'four numbers'),
+    (['--depth', 'MISSING', '--intrinsics', '1,1,1,1'], 'no such file'),
+    (['--depth', 'D', '--intrinsics', '1,1,1,1', '--stride', '0'], 'stride'),
+])
+def test_depth_mistakes_are_one_line_before_loading(tmp_path, images, capsys, extra, needle):
+    depth = tmp_path / 'd.png'
+    assert cv2.imwrite(str(depth), np.ones((4, 4), np.uint16))
+    extra = [str(depth) if a in ('D', 'E') else str(tmp_path / a) if a == 'MISSING' else a for a in extra]
+    # no weights given: a mistake in the depth flags must be reported before the model would load
+    argv = [str(images[0][0]), '--vocab', 'cat', '--out', str(tmp_path / 'o'), '--weights-dir',
+            str(tmp_path / 'no_weights')] + extra
+    assert segment_image.main(argv) == 2
+    assert needle in _one_error_line(capsys.readouterr().err)

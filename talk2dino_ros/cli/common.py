@@ -5,7 +5,7 @@ Public API (small on purpose; segment_image, benchmark, evaluate, train and segm
 * ``add_model_arguments(parser)``: ``--method``, ``--variant``, the per-role weight flags of the
   catalog (``--dinov2-weights --dinov3-weights --clip-weights --proj-weights`` for talk2dino,
   ``--openclip-weights --clip-dinoiser-weights`` for clip_dinoiser), ``--weights-dir``, ``--device``, ``--fp16``,
-  ``--allow-random-weights``.
+  ``--backend``, ``--precision``, ``--exported-model``, ``--allow-random-weights``.
 * ``add_inference_arguments(parser)``: ``--bg-clean/--no-bg-clean``, ``--pamr/--no-pamr``,
   ``--background-threshold T``, ``--mode slide|whole|squash``, ``--resolution``. Every one defaults to
   ``None`` = "not given", so a caller's own default (``config_from_args(..., pamr=True)``) applies.
@@ -30,6 +30,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from talk2dino_ros.errors import Talk2DinoError
 
 from talk2dino_ros import catalog
+from talk2dino_ros.backend_names import BACKENDS, PRECISIONS
 from talk2dino_ros.catalog import DEFAULT_WEIGHTS_DIR, WEIGHTS_DIR_ENV, default_weights_dir  # noqa: F401 (re-export)
 
 METHODS = catalog.method_names()
@@ -43,7 +44,9 @@ WEIGHT_FLAGS: Dict[str, Dict[str, str]] = {
 #: InferenceOptions fields the inference flags set (background is derived from --background-threshold)
 _OPTION_FLAGS = ('bg_clean', 'pamr', 'background_threshold')
 #: SegmenterConfig fields the flags set
-_CONFIG_FLAGS = ('method', 'variant', 'device', 'fp16', 'mode', 'resolution', 'allow_random_weights')
+_CONFIG_FLAGS = ('method', 'variant', 'device', 'fp16', 'backend', 'precision', 'exported_model', 'mode',
+                 'resolution', 'allow_random_weights')
+
 
 
 class CliError(Talk2DinoError):
@@ -97,6 +100,13 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
                         f'{DEFAULT_WEIGHTS_DIR})')
     g.add_argument('--device', type=_device_arg, default='auto', help='auto (default), cpu, cuda or cuda:N')
     g.add_argument('--fp16', action='store_true', help='fp16 autocast on CUDA (ignored on CPU)')
+    g.add_argument('--backend', choices=BACKENDS, default=None,
+                   help='what runs the backbone: torch (default) or its exported file in openvino, onnxruntime '
+                        'or tensorrt (optional extras; built on first use, cached next to the weights)')
+    g.add_argument('--precision', choices=PRECISIONS, default=None,
+                   help='fp32 (default); bf16 on CPUs that have it; fp16 on GPUs (not exact)')
+    g.add_argument('--exported-model', type=str, default=None, metavar='FILE',
+                   help='an export_model file for --backend openvino/onnxruntime/tensorrt (default: the cache)')
     g.add_argument('--allow-random-weights', action='store_true',
                    help='accept random test-width weight files (tests and smoke runs only)')
     return g

@@ -76,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--resume', action='store_true',
                    help='re-score predictions already in --save-predictions DIR')
     p.add_argument('--skip-bad', action='store_true',
-                   help='skip (and count) unreadable or inconsistent samples instead of stopping')
+                   help='skip (and count) unreadable or inconsistent samples instead of stopping; with --bag, '
+                        'messages that are not valid CDR are always skipped and listed, and this flag keeps '
+                        'the exit code 0')
     p.add_argument('--out', type=Path, default=None, metavar='FILE',
                    help='write a JSON report here (settings, per-class IoU/Acc, confusion matrices, timings)')
     p.add_argument('--plot', type=Path, default=None, metavar='DIR',
@@ -149,7 +151,7 @@ def _select_benchmarks(name: str) -> List[Benchmark]:
 
 
 _BAG_ONLY = ('image_topic', 'label_topic', 'classes', 'prediction_topic', 'background_threshold')
-_BENCHMARK_ONLY = ('data_root', 'save_predictions', 'resume', 'skip_bad')
+_BENCHMARK_ONLY = ('data_root', 'save_predictions', 'resume')
 
 
 def _check_mode(args: argparse.Namespace) -> None:
@@ -314,9 +316,14 @@ def _write_json(path: Path, report: Dict[str, Any]) -> None:
 
 def _run(argv: Optional[Sequence[str]]) -> int:
     args = build_parser().parse_args(argv)
-    run(args)
+    report = run(args)
+    bad = len(report.get('bag', {}).get('bad_messages', ()))
+    if bad and not args.skip_bad:
+        # each was logged when skipped; the score is over the other frames
+        print(f'error: {bad} message(s) in {args.bag} are not valid messages and were skipped (listed above); '
+              '--skip-bad accepts that', file=sys.stderr)
     remind_random_weights(args)
-    return 0
+    return 1 if bad and not args.skip_bad else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:

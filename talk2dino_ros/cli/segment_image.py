@@ -10,7 +10,11 @@ For each image it writes
   size, before argmax; with ``--background-threshold`` channel 0 is the background and vocabulary class i
   is channel i + 1), ``labels`` ([H, W] uint8, uint16 above 256 channels: argmax of ``scores``) and
   ``classes`` (the channel names, 'background' first when present);
-* ``DIR/<stem>_overlay.png``: the class colours blended over the image, with a legend.
+* ``DIR/<stem>_overlay.png``: the class colours blended over the image, with a legend;
+* with ``--depth`` (a depth image registered to the image, one per image) and ``--intrinsics``:
+  ``DIR/<stem>.ply``, the semantic point cloud (x y z in metres in the camera's optical frame, label,
+  confidence; ``--rgb`` adds colour), and ``DIR/<stem>_detections.json``, one entry per object (class,
+  mean confidence, 2D box in pixels, robust 3D centre and size in metres).
 
 Images are read as RGB at their own size (EXIF orientation applied, alpha dropped, grey expanded to
 three channels); nothing is squashed. An unreadable image stops the run with exit code 2 before the
@@ -41,6 +45,7 @@ from talk2dino_ros.atomic_files import atomic_open, atomic_path
 from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_model_arguments, build_segmenter,
                                       one_line, parse_vocab_arg, run_cli)
 from talk2dino_ros.cli.reminders import remind_random_weights
+from talk2dino_ros.cli.spatial_args import add_spatial_arguments, read_depth_file, spatial_options
 
 
 #: preset -> the defaults it gives :func:`build_segmenter` (flags the user gives win)
@@ -64,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help='benchmark (default): the paper\'s protocol (sliding windows, no background class, '
                         'label 0 = first class); node: the ROS node\'s defaults (whole frame, background 0.55, '
                         'cleaning on, label 0 = background)')
+    p.add_argument('--depth', nargs='+', type=Path, default=None, metavar='FILE',
+                   help='depth registered to each image, in image order: 16-bit PNG/TIFF in millimetres, or '
+                        '.npy (uint16 millimetres or float metres); any resolution')
+    p.add_argument('--intrinsics', default=None, metavar='FX,FY,CX,CY',
+                   help='pinhole intrinsics of the depth images at their own resolution (with --depth)')
+    add_spatial_arguments(p)
     add_model_arguments(p)
     add_inference_arguments(p)
     return p
@@ -160,6 +171,42 @@ def save_result(out_dir: Path, stem: str, result, rgb: Optional[np.ndarray], alp
     return written
 
 
+def save_spatial(out_dir: Path, stem: str, result, rgb: np.ndarray, depth_file: Path, intrinsics_text: str,
+                 options: Any) -> List[Path]:
+    """Write ``<stem>.ply`` and ``<stem>_detections.json`` for one image and its depth file."""
+    import json
+
+    from talk2dino_ros.atomic_files import atomic_write_text
+    from talk2dino_ros.spatial.cloud import read_cloud, unpack_rgb
+    from talk2dino_ros.spatial.depth import depth_to_metres
+    from talk2dino_ros.spatial.intrinsics import parse_intrinsics
+    from talk2dino_ros.spatial.ply import write_ply
+    from talk2dino_ros.spatial.scene import build_spatial
+
+    pixels, encoding = read_depth_file(depth_file)
+    intr = parse_intrinsics(intrinsics_text, pixels.shape[1], pixels.shape[0])
+    vocab = result.class_names[1:] if result.has_background else result.class_names
+    frame = build_spatial(result.labels_with_background_zero(), result.confidence(), vocab,
+                          depth_to_metres(pixels, encoding, options.depth_max_m), intr, options, rgb=rgb)
+    cloud = frame.cloud
+    fields = read_cloud(cloud.fields, cloud.point_step, cloud.data.tobytes(), cloud.width)
+    xyz = np.stack([fields['x'], fields['y'], fields['z']], axis=1)
+    colours = unpack_rgb(fields['rgb']) if 'rgb' in fields else None
+    ply = out_dir / f'{stem}.ply'
+    write_ply(ply, xyz, fields['label'], fields['confidence'], colours,
+              comment=f'talk2dino_ros semantic cloud of {stem}; label 0 = background, ' +
+                      ', '.join(f'{i + 1} = {n}' for i, n in enumerate(vocab)))
+    report = {'image_stem': stem, 'depth': str(depth_file), 'depth_encoding': encoding,
+              'depth_size': [int(pixels.shape[1]), int(pixels.shape[0])],
+              'intrinsics': {'fx': intr.fx, 'fy': intr.fy, 'cx': intr.cx, 'cy': intr.cy},
+              'frame': 'optical frame of the depth camera (x right, y down, z forward), metres',
+              'classes': {'0': 'background', **{str(i + 1): n for i, n in enumerate(vocab)}},
+              'points': cloud.width, 'detections': [d.as_dict() for d in frame.detections]}
+    js = out_dir / f'{stem}_detections.json'
+    atomic_write_text(js, json.dumps(report, indent=1))
+    return [ply, js]
+
+
 def describe_settings(preset: str, config: Any) -> str:
     """One line: the preset, the settings it ended with (after the flags) and the label convention."""
     opts = config.options
@@ -195,6 +242,18 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     if not 0.0 <= args.alpha <= 1.0:
         raise CliError(f'--alpha must be in [0, 1], got {args.alpha}')
     names = parse_vocab_arg(args.vocab)
+    options = spatial_options(args)
+    if (args.depth is None) != (args.intrinsics is None):
+        raise CliError('--depth and --intrinsics go together: give both (or neither)')
+    if args.depth is not None and len(args.depth) != len(args.images):
+        raise CliError(f'--depth needs one file per image: {len(args.images)} image(s), {len(args.depth)} depth file(s)')
+    depth_of = dict(zip(args.images, args.depth)) if args.depth is not None else {}
+    if args.intrinsics is not None:
+        from talk2dino_ros.spatial.intrinsics import parse_intrinsics
+
+        parse_intrinsics(args.intrinsics, 1, 1)  # a malformed value fails before the model loads
+    for depth_file in depth_of.values():
+        read_depth_file(depth_file)
     images: List[Path] = []
     for path in args.images:
         # decoded once here, before the model loads or any output is written: a corrupt file among the
@@ -228,6 +287,8 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         result = segmenter.segment(rgb)
         seconds = time.perf_counter() - start
         written = save_result(args.out, path.stem, result, rgb if args.overlay else None, args.alpha)
+        if path in depth_of:
+            written += save_spatial(args.out, path.stem, result, rgb, depth_of[path], args.intrinsics, options)
         print(f'{path}: {rgb.shape[1]}x{rgb.shape[0]}, {len(result.class_names)} channels, {seconds:.2f} s '
               f'-> {", ".join(str(w) for w in written)}')
         done += 1

@@ -22,6 +22,10 @@ Rows (per device; image rows per size):
 * ``memory N classes``: one whole-plain frame with N random class embeddings: peak memory of the frame
   above what was in use before (CUDA: ``max_memory_allocated``; CPU: peak RSS, VmHWM). A note after the
   table gives the per-class slope and the classes a 2 GB budget holds at that size.
+* ``3d ...`` (device ``numpy``, per size, ``--no-3d`` to skip): the node's 3D outputs of one frame from its
+  labels, confidence and a registered 16UC1 depth image of the same size, on a rendered scene (floor, wall,
+  three boxes): ``cloud + detections`` (decoding the depth, the PointCloud2 bytes, 2D and 3D detections,
+  what ``~/points`` + ``~/detections`` + ``~/detections_3d`` cost), and each part alone, at stride 1 and 2.
 
 Columns: median and p90 wall time, fps = 1 / median, median process CPU time (all threads), peak RSS during
 the row (VmHWM, reset before each row through /proc/self/clear_refs) and CUDA max allocated.
@@ -404,6 +408,46 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
     return rows
 
 
+def bench_spatial(sizes: Sequence[Tuple[int, int]], repeats: int, warmup: int,
+                  log: Callable[[str], None]) -> List[Row]:
+    """The 3D rows: vectorised numpy work per frame, independent of the segmentation device."""
+    import torch
+
+    from talk2dino_ros.spatial.depth import depth_to_metres, metres_to_depth
+    from talk2dino_ros.spatial.intrinsics import Intrinsics
+    from talk2dino_ros.spatial.scene import SpatialOptions, build_spatial
+    from talk2dino_ros.spatial.synthetic import confidence_for, default_scene
+
+    rows: List[Row] = []
+    cpu = torch.device('cpu')
+    names = ['floor', 'wall', 'box a', 'box b', 'box c']
+    for (H, W) in sizes:
+        size = f'{H}x{W}'
+        f = 0.82 * W  # about 63 degrees across, as a RealSense colour camera
+        intr = Intrinsics(f, f, (W - 1) / 2, (H - 1) / 2, W, H)
+        labels, depth = default_scene().render(intr)
+        confidence = confidence_for(labels, [0.0, 0.9, 0.8, 0.7, 0.6, 0.5])
+        mm = metres_to_depth(depth, '16UC1')
+        for stride in (1, 2):
+            options = SpatialOptions(stride=stride)
+            parts = {
+                'cloud + detections': dict(cloud=True, detections=True),
+                'cloud': dict(cloud=True, detections=False),
+                'detections 2D + 3D': dict(cloud=False, detections=True),
+            }
+            for what, wanted in parts.items():
+                stage = f'3d {what} (stride {stride})'
+                log(f'  numpy {size} {stage} ...')
+
+                def run(wanted=wanted, options=options):
+                    metres = depth_to_metres(mm, '16UC1', options.depth_max_m)
+                    return build_spatial(labels, confidence, names, metres, intr, options, **wanted)
+
+                times, cpu_times, rss, _ = measure(run, max(repeats, 20), max(warmup, 2), cpu)
+                rows.append(Row('numpy', size, stage, times, cpu_times, 1, rss))
+    return rows
+
+
 # ------------------------------------------------------------------------------------------ report
 def _fmt_s(seconds: Optional[float]) -> str:
     if seconds is None:
@@ -496,6 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='time several Talk2DINO variants in one run, one block of rows each, e.g. '
                         '"vitb,dinov3_vitb" (DINOv3-B against DINOv2-B); with --random-weights each variant gets '
                         'random weights of its own published size (or tiny ones with --random-weights tiny)')
+    p.add_argument('--no-3d', dest='spatial', action='store_false',
+                   help='skip the 3d rows (point cloud and detections from depth)')
     p.add_argument('--json', type=Path, default=None, metavar='OUT', help='also write the rows as JSON')
     p.add_argument('--quiet', action='store_true', help='no progress lines on stderr')
     add_model_arguments(p)
@@ -620,6 +666,8 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
                 if segmenter.fast_module is not None:
                     segmenter.fast_module.shutdown()
                 del segmenter
+        if getattr(args, 'spatial', True):
+            rows += bench_spatial(args.sizes, args.repeats, args.warmup, log)
         load_end = load_average()
         if len(variants) > 1:
             base = dataclasses.replace(base, variant=','.join(variants))

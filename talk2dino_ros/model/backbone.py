@@ -138,7 +138,10 @@ class DinoBackbone(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         B, _, H, W = x.shape
         h, w = H // self.patch_size, W // self.patch_size
-        tokens = self.vit.forward_features(x)
+        return self.outputs(self.vit.forward_features(x), B, h, w)
+
+    def outputs(self, tokens: torch.Tensor, B: int, h: int, w: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """Final-norm tokens of the forward that just ran -> (patch features, CLS logits from its hooked qkv)."""
         qkv = _HOOKED_QKV.__dict__.pop(self._qkv_slot)
         patches = tokens[:, self.num_prefix_tokens:]
         feats = patches.transpose(1, 2).reshape(B, self.embed_dim, h, w)

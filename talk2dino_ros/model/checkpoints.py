@@ -6,6 +6,11 @@ Formats (docs/method.md §8):
 * OpenAI CLIP ``ViT-B-16.pt`` (a TorchScript archive, read as data: its code is never run), a plain
   state dict, or an open_clip checkpoint (``state_dict`` wrapper, ``module.`` prefixes).
 * Talk2DINO ψ ``vit{b,l}_mlp_infonce.pth`` (plain OrderedDict; legacy ``linear_layer2.*`` accepted).
+
+Budgets, so a small crafted file cannot cost much memory: a zip checkpoint's records are checked
+before ``torch.load`` sees them (:mod:`talk2dino_ros.model.zip_records`), and every loaded tensor must
+be backed by its own data (:func:`check_tensor_data`): a tensor whose shape claims more values than
+its storage holds (a zero-stride view) would let a 1 kB file declare a 2048-wide model.
 """
 from __future__ import annotations
 
@@ -19,7 +24,8 @@ from typing import Dict, Iterable, Iterator, Mapping
 import torch
 
 from talk2dino_ros.errors import CheckpointError
-from talk2dino_ros.model.torchscript_archive import is_torchscript_archive, read_torchscript_state_dict
+from talk2dino_ros.model.torchscript_archive import MAX_DATA_PKL, is_torchscript_archive, read_torchscript_state_dict
+from talk2dino_ros.model.zip_records import check_records
 
 StateDict = Dict[str, torch.Tensor]
 
@@ -58,6 +64,46 @@ def _unwrap(obj: object, path: Path, what: str) -> StateDict:
     return sd
 
 
+def check_tensor_data(sd: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
+    """Every tensor is backed by as many values as its shape declares, and together they fit the file.
+
+    Checked before any model is sized from these shapes. Views of one storage are legal (a strided
+    slice), so the total is bounded by twice the file's size plus slack rather than exactly.
+    """
+    limit = 2 * path.stat().st_size + (1 << 20)
+    total = 0
+    seen = set()
+    for key, t in sd.items():
+        if id(t) in seen:
+            continue  # tied weights: one tensor under two names
+        seen.add(id(t))
+        need = t.numel() * t.element_size()
+        if t.numel() and t.untyped_storage().nbytes() < need:
+            raise CheckpointError(f'{what} file {path}: tensor {key[:80]} declares shape {list(t.shape)[:8]} but '
+                                  f'its data holds {t.untyped_storage().nbytes()} bytes (a crafted view)')
+        total += need
+        if total > limit:
+            raise CheckpointError(f'{what} file {path} declares more tensor data ({total}+ bytes) than the '
+                                  f'{path.stat().st_size}-byte file holds')
+
+
+def _check_zip_checkpoint(p: Path, what: str) -> None:
+    """``torch.save`` writes every record uncompressed; refuse anything else before torch.load reads it."""
+    try:
+        if not zipfile.is_zipfile(p):
+            return  # the legacy (pre-1.6) format; torch.load's weights-only reader handles it
+        with zipfile.ZipFile(p) as zf:
+            check_records(zf, p)
+            pickles = [i for i in zf.infolist() if i.filename.endswith('data.pkl')]
+            if any(i.file_size > MAX_DATA_PKL for i in pickles):
+                raise CheckpointError(f'its data.pkl claims {max(i.file_size for i in pickles)} bytes '
+                                      f'(at most {MAX_DATA_PKL})')
+    except CheckpointError as exc:
+        raise CheckpointError(f'{what} file {p} is not a plain PyTorch checkpoint: {exc}') from None
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(f'{what} file {p} is a corrupt zip archive ({_first_line(exc)})') from None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0][:300] if text else type(exc).__name__
@@ -71,6 +117,12 @@ def _is_torchscript(path: Path) -> bool:
 def load_state_dict_file(path: os.PathLike | str, what: str, allow_torchscript: bool = False) -> StateDict:
     """Load a ``.pth``/``.pt``/``.bin``/``.safetensors`` file as a flat tensor dict (CPU)."""
     p = _check_file(path, what)
+    sd = _load_tensors(p, what, allow_torchscript)
+    check_tensor_data(sd, p, what)
+    return sd
+
+
+def _load_tensors(p: Path, what: str, allow_torchscript: bool) -> StateDict:
     if p.suffix == '.safetensors':
         try:
             from safetensors.torch import load_file
@@ -89,6 +141,7 @@ def load_state_dict_file(path: os.PathLike | str, what: str, allow_torchscript: 
         except CheckpointError as exc:
             raise CheckpointError(f'{what} file {p} is not a readable TorchScript weights archive: {exc}') from None
         return _unwrap(obj, p, what)
+    _check_zip_checkpoint(p, what)
     try:
         obj = torch.load(str(p), map_location='cpu', weights_only=True)
     except Exception as exc:

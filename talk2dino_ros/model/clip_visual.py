@@ -12,7 +12,7 @@ into the model, so the module stays stateless and thread-safe.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -86,19 +86,26 @@ class MaskClipFeatures(torch.nn.Module):
     def embed_dim(self) -> int:
         return int(self.visual.proj.shape[1])
 
-    def _tokens(self, x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    def grid_position_table(self, h: int, w: int) -> torch.Tensor:
+        """[1 + h*w, D] position embedding of an h×w grid (depends on the grid only)."""
+        return resize_clip_pos_embed(self.visual.positional_embedding, self.pos_grid, (h, w))
+
+    def _tokens(self, x: torch.Tensor, h: int, w: int, pos: Optional[torch.Tensor] = None) -> torch.Tensor:
         v = self.visual
         x = v.conv1(x)
         x = x.reshape(x.shape[0], x.shape[1], -1).permute(0, 2, 1)
         cls = v.class_embedding.to(x.dtype).view(1, 1, -1).expand(x.shape[0], -1, -1)
         x = torch.cat([cls, x], dim=1)
-        pos = resize_clip_pos_embed(v.positional_embedding, self.pos_grid, (h, w))
+        if pos is None:
+            pos = self.grid_position_table(h, w)
         return v.ln_pre(x + pos.to(x.dtype))
 
     @staticmethod
-    def _block_with_intermediate(blk: torch.nn.Module, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def _block_with_intermediate(blk: torch.nn.Module, x: torch.Tensor,
+                                 traceable: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
         """The block's own forward, split to also return ``ln_2`` of the post-attention stream."""
-        x = x + blk.ls_1(blk.attention(q_x=blk.ln_1(x)))
+        y = blk.ln_1(x)
+        x = x + blk.ls_1(traceable_attention(blk.attn, y) if traceable else blk.attention(q_x=y))
         t = blk.ln_2(x)
         return x + blk.ls_2(blk.mlp(t)), t
 
@@ -111,18 +118,23 @@ class MaskClipFeatures(torch.nn.Module):
         v = F.linear(y, attn.out_proj.weight, attn.out_proj.bias) + x
         return v + blk.mlp(blk.ln_2(v))
 
-    def forward(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, pos: Optional[torch.Tensor] = None,
+                traceable: bool = False) -> Tuple[torch.Tensor, torch.Tensor]:
+        """``pos``: the grid's position table when the caller has it (an exported graph takes it as an input);
+        ``traceable``: attention written so that an ONNX trace keeps batch and token counts dynamic."""
         B, _, H, W = x.shape
         ps = self.patch_size
         if H % ps or W % ps:
             raise ValueError(f'input {H}x{W} is not a multiple of the patch size {ps}; pad it first')
         h, w = H // ps, W // ps
-        x = self._tokens(x, h, w)
+        x = self._tokens(x, h, w, pos)
         blocks = self.visual.transformer.resblocks
         inter = None
         for i in range(self.depth - 1):
             if i == self.intermediate_index:
-                x, inter = self._block_with_intermediate(blocks[i], x)
+                x, inter = self._block_with_intermediate(blocks[i], x, traceable)
+            elif traceable:
+                x = self._block_with_intermediate(blocks[i], x, traceable)[0]
             else:
                 x = blocks[i](x)
         v = self._value_only_block(blocks[self.depth - 1], x)
@@ -131,6 +143,20 @@ class MaskClipFeatures(torch.nn.Module):
         proj = self.visual.proj
         dense = F.conv2d(v, proj.t()[:, :, None, None].to(v.dtype))
         return dense, inter
+
+
+def traceable_attention(attn: torch.nn.MultiheadAttention, x: torch.Tensor) -> torch.Tensor:
+    """Batch-first self-attention with ``attn``'s weights (no mask), reshaped from the input's own sizes.
+
+    ``nn.MultiheadAttention`` reshapes with ``batch * heads`` computed in Python, which an ONNX trace
+    freezes to the example's batch and token count; this is the same math with traced sizes.
+    """
+    B, N, C = x.shape
+    heads = attn.num_heads
+    qkv = F.linear(x, attn.in_proj_weight, attn.in_proj_bias).reshape(B, N, 3, heads, C // heads)
+    q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    out = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, C)
+    return F.linear(out, attn.out_proj.weight, attn.out_proj.bias)
 
 
 def token_map(tokens: torch.Tensor, h: int, w: int) -> torch.Tensor:

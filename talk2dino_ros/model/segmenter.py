@@ -19,6 +19,7 @@ from talk2dino_ros.class_names import name_key, name_problem
 from talk2dino_ros.errors import InputError, Talk2DinoError
 from talk2dino_ros.model.methods import get_builder, weight_roles
 from talk2dino_ros.model.fast_path import FastModule, select_backend
+from talk2dino_ros.model.runtimes import check_backend
 from talk2dino_ros.model.methods.base import SegmentationMethod
 from talk2dino_ros.model.pamr import FUSED_PAMR
 from talk2dino_ros.model.preprocess import to_model_input
@@ -53,6 +54,12 @@ class SegmenterConfig:
     allow_random_weights: bool = False
     #: 'auto' (CUDA graphs on CUDA, eager elsewhere), 'off', 'graph' (CUDA only) or 'compile' (torch.compile)
     fast_path: str = 'auto'
+    #: what runs the backbone: 'torch', or an exported runtime ('openvino', 'onnxruntime', 'tensorrt')
+    backend: str = 'torch'
+    #: 'fp32', 'bf16' (CPUs with bf16 instructions) or 'fp16' (GPUs); for torch an autocast, like fp16
+    precision: str = 'fp32'
+    #: an export_model file for the exported backends ('' = built and cached next to the weights)
+    exported_model: str = ''
 
     def validate(self) -> None:
         if self.mode not in MODES:
@@ -61,7 +68,22 @@ class SegmenterConfig:
             raise Talk2DinoError('resolution and window must be >= 14 and stride >= 1')
         if self.stride > self.window:
             raise Talk2DinoError(f'stride ({self.stride}) must not exceed the window ({self.window})')
-        select_backend(self.fast_path, resolve_device(self.device))
+        device = resolve_device(self.device)
+        check_backend(self.backend, self.precision, device)
+        if self.backend != 'torch' and (self.fast_path or 'auto').strip().lower() in ('graph', 'compile'):
+            raise Talk2DinoError(f'fast_path {self.fast_path} applies to backend torch only (backend '
+                                 f'{self.backend} runs its own compiled network): use fast_path auto')
+        select_backend(self.fast_path, device)
+
+    def autocast_dtype(self, device: torch.device) -> Optional[torch.dtype]:
+        """The torch autocast dtype of a frame, None for fp32 (exported backends keep torch's part fp32)."""
+        if self.backend != 'torch':
+            return None
+        if self.precision != 'fp32':
+            return torch.bfloat16 if self.precision == 'bf16' else torch.float16
+        if self.fp16:  # half precision is opt-in and not bit-exact: fp16 autocast on CUDA, bf16 on CPU
+            return torch.float16 if device.type == 'cuda' else torch.bfloat16
+        return None
 
 
 def resolve_device(spec: str) -> torch.device:
@@ -136,8 +158,16 @@ class Segmenter:
         #: per-stage timings in every result; ``stage_timer.enabled`` adds device-synchronised sub-stages
         self.stage_timer = StageTimer(self.device)
         self.fast_module: Optional[FastModule] = None
-        backend = select_backend(config.fast_path, self.device)
         name = getattr(self.method, 'fast_path_module', '')
+        #: the exported network when ``config.backend`` is not torch
+        self.exported = None
+        if config.backend != 'torch':
+            from talk2dino_ros.model.exported_network import attach_backend
+            self.exported = attach_backend(self.method, backend=config.backend, precision=config.precision,
+                                           variant=config.variant, weights=dict(config.weights),
+                                           device=self.device, exported_model=config.exported_model,
+                                           on_event=on_event)
+        backend = select_backend(config.fast_path, self.device) if self.exported is None else None
         if backend and name:
             # on_event: progress lines of the fast path (preparing / ready / failed), for the caller's log
             self.fast_module = FastModule(getattr(self.method, name), backend, capture_lock=self._infer_lock,
@@ -296,11 +326,11 @@ class Segmenter:
                 for win in wins:
                     members.setdefault((win.y2 - win.y1, win.x2 - win.x1), []).append((n, win))
             timer.mark('preprocess')
-            # half precision is opt-in and not bit-exact: fp16 autocast on CUDA, bf16 autocast on CPU
-            amp_dtype = torch.float16 if self.device.type == 'cuda' else torch.bfloat16
+            amp_dtype = cfg.autocast_dtype(self.device)
             canvases: List[Optional[torch.Tensor]] = [None] * len(images)
-            with torch.inference_mode(), \
-                    torch.autocast(device_type=self.device.type, dtype=amp_dtype, enabled=cfg.fp16):
+            off_dtype = torch.float16 if self.device.type == 'cuda' else torch.bfloat16  # unused while disabled
+            with torch.inference_mode(), torch.autocast(device_type=self.device.type, dtype=amp_dtype or off_dtype,
+                                                        enabled=amp_dtype is not None):
                 for group in members.values():
                     batch = torch.stack([frames[n, :, win.y1:win.y2, win.x1:win.x2] for n, win in group])
                     stages = self.method.window_stages(batch, vocab.embeddings, opts)

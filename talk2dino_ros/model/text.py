@@ -1,8 +1,8 @@
 """CLIP text tower through open_clip, prompt templates and the per-name embedding cache."""
 from __future__ import annotations
 
+import functools
 import os
-import re
 import threading
 from collections import OrderedDict
 from typing import Callable, Dict, List, Sequence, Tuple
@@ -10,9 +10,10 @@ from typing import Callable, Dict, List, Sequence, Tuple
 import torch
 
 import talk2dino_ros.model  # noqa: F401  (torchvision workaround before open_clip)
-import open_clip
 from open_clip.model import _build_text_tower
+from open_clip.tokenizer import SimpleTokenizer
 
+from talk2dino_ros.class_names import clip_text
 from talk2dino_ros.model.checkpoints import (StateDict, load_into, load_state_dict_file,
                                           malformed_checkpoint, require_keys)
 from talk2dino_ros.errors import CheckpointError
@@ -32,9 +33,20 @@ VOCAB_SIZE = 49408
 TEXT_KEYS = ('token_embedding.weight', 'positional_embedding', 'ln_final.weight', 'text_projection')
 
 
+@functools.lru_cache(maxsize=1)
+def _tokenizer() -> SimpleTokenizer:
+    tok = SimpleTokenizer(context_length=CONTEXT_LENGTH)
+    # the one normalisation of the package: class names are compared on exactly what is encoded
+    tok.clean_fn = clip_text
+    return tok
+
+
 def tokenize(texts: Sequence[str]) -> torch.Tensor:
-    """CLIP BPE tokens [len(texts), 77] (SOT + BPE + EOT, zero padded, truncated to 77)."""
-    return open_clip.tokenize(list(texts), context_length=CONTEXT_LENGTH)
+    """CLIP BPE tokens [len(texts), 77] (SOT + BPE + EOT, zero padded, truncated to 77).
+
+    The text is cleaned by :func:`talk2dino_ros.class_names.clip_text` (open_clip's own cleaning steps).
+    """
+    return _tokenizer()(list(texts), context_length=CONTEXT_LENGTH)
 
 
 def _text_state(sd: StateDict) -> StateDict:
@@ -86,26 +98,53 @@ class ClipTextEncoder(torch.nn.Module):
         return torch.cat(out) if out else torch.empty(0, self.embed_dim, device=device)
 
 
+#: OpenAI CLIP ViT-B/16's text tower, the one Talk2DINO's ψ reads (random test towers are smaller)
+PUBLISHED_TEXT_TOWER = dict(width=512, layers=12, embed_dim=512)
+
+
+def _text_tower_shape(sd: StateDict, path: os.PathLike | str) -> Tuple[int, int, int]:
+    """(width, layers, embed_dim) declared by the file, refused when larger than the published tower."""
+    width = int(sd['ln_final.weight'].shape[0])
+    blocks = {k.split('.')[2] for k in sd if k.startswith('transformer.resblocks.') and k.count('.') >= 3}
+    layers = len(blocks)
+    embed_dim = int(sd['text_projection'].shape[1])
+    declared = dict(width=width, layers=layers, embed_dim=embed_dim)
+    if any(declared[k] > v for k, v in PUBLISHED_TEXT_TOWER.items()):
+        raise CheckpointError(f'CLIP file {path} declares a text tower of width {width}, {layers} layers, '
+                              f'{embed_dim}-d output: larger than the OpenAI ViT-B/16 tower Talk2DINO uses '
+                              '(512, 12, 512)')
+    if blocks != {str(i) for i in range(layers)}:
+        raise CheckpointError(f'CLIP file {path} numbers its text blocks {sorted(blocks)[:6]}, not 0..{layers - 1}')
+    return width, layers, embed_dim
+
+
 def build_clip_text_encoder(path: os.PathLike | str, quick_gelu: bool = True) -> ClipTextEncoder:
     """Load the text tower from the OpenAI ``ViT-B-16.pt`` (TorchScript), a plain or open_clip state dict.
 
     ``quick_gelu`` must be True for OpenAI weights (they were trained with QuickGELU) and False for
-    LAION open_clip weights; getting it wrong silently shifts the embeddings.
+    LAION open_clip weights; getting it wrong silently shifts the embeddings. Every tensor shape is
+    checked against the architecture the file declares before the tower is allocated.
     """
     with malformed_checkpoint(path, 'CLIP'):
         sd = _text_state(load_state_dict_file(path, 'CLIP', allow_torchscript=True))
         require_keys(sd, TEXT_KEYS, path, 'CLIP')
-        width = int(sd['ln_final.weight'].shape[0])
-        layers = len({k.split('.')[2] for k in sd if k.startswith('transformer.resblocks.')})
-        embed_dim = int(sd['text_projection'].shape[1])
+        width, layers, embed_dim = _text_tower_shape(sd, path)
         if tuple(sd['token_embedding.weight'].shape) != (VOCAB_SIZE, width) or layers == 0:
             raise CheckpointError(f'CLIP file {path} is not a CLIP text tower: token_embedding '
                                   f'{list(sd["token_embedding.weight"].shape)}, {layers} layers')
-        enc = ClipTextEncoder(width, layers, max(1, width // 64), embed_dim, quick_gelu=quick_gelu)
-        tower_sd = {k: v.float() for k, v in sd.items() if k in enc.tower.state_dict()}
-        result = load_into(enc.tower, tower_sd, path, 'CLIP', strict=False)
-        if result.missing_keys:
-            raise CheckpointError(f'CLIP file {path} is missing text-tower keys: {result.missing_keys[:4]}')
+        heads = max(1, width // 64)
+        with torch.device('meta'):  # shapes only: nothing is allocated until they all match
+            expected = ClipTextEncoder(width, layers, heads, embed_dim, quick_gelu=quick_gelu).tower.state_dict()
+        missing = [k for k in expected if k not in sd]
+        if missing:
+            raise CheckpointError(f'CLIP file {path} is missing text-tower keys: {missing[:4]}')
+        wrong = [k for k in expected if tuple(sd[k].shape) != tuple(expected[k].shape)]
+        if wrong:
+            raise CheckpointError(f'CLIP file {path} does not fit a {width}-wide text tower: ' + ', '.join(
+                f'{k} {list(sd[k].shape)} (expected {list(expected[k].shape)})' for k in wrong[:3]))
+        enc = ClipTextEncoder(width, layers, heads, embed_dim, quick_gelu=quick_gelu)
+        tower_sd = {k: sd[k].float() for k in expected}
+        load_into(enc.tower, tower_sd, path, 'CLIP', strict=False)
         return enc.eval().requires_grad_(False)
 
 

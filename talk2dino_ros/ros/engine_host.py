@@ -43,7 +43,8 @@ def default_segmenter_factory(settings: NodeSettings):
 
     config = SegmenterConfig(
         method=settings.method, variant=settings.variant, weights=settings.weights(),
-        device=settings.device, fp16=bool(settings.fp16), mode=settings.mode,
+        device=settings.device, fp16=bool(settings.fp16), backend=settings.backend, precision=settings.precision,
+        exported_model=os.path.expanduser(settings.exported_model or ''), mode=settings.mode,
         resolution=int(settings.resolution), options=inference_options(settings),
         allow_random_weights=bool(settings.allow_random_weights))
     return Segmenter.from_config(config)

@@ -22,6 +22,7 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
 from talk2dino_ros import catalog
+from talk2dino_ros.backend_names import BACKENDS, PRECISIONS
 from talk2dino_ros.outputs.colors import ColorSpecError, parse_color_overrides
 from talk2dino_ros.ros.cameras import CameraConfigError, configure_cameras
 from talk2dino_ros.ros.image_conversion import DEFAULT_MAX_INPUT_PIXELS
@@ -38,7 +39,7 @@ WEIGHT_PARAMS: Dict[str, Dict[str, str]] = {
 WEIGHT_PARAM_NAMES = frozenset(p for roles in WEIGHT_PARAMS.values() for p in roles.values())
 #: parameters naming files the node reads: fixed after start unless allow_runtime_weight_changes is true,
 #: because any participant of the DDS domain can set parameters
-PATH_PARAM_NAMES = WEIGHT_PARAM_NAMES | {'weights_dir'}
+PATH_PARAM_NAMES = WEIGHT_PARAM_NAMES | {'weights_dir', 'exported_model'}
 _DEVICE = re.compile(r'^(auto|cpu|cuda|cuda:\d+)$')
 
 
@@ -95,6 +96,14 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('device', 'auto', 'auto (CUDA when available), cpu, cuda or cuda:N.', 'model',
               choices=('auto', 'cpu', 'cuda', 'cuda:N')),
     ParamSpec('fp16', False, 'fp16 autocast on CUDA (ignored on CPU).', 'model'),
+    ParamSpec('backend', 'torch', 'What runs the backbone: torch, or its exported ONNX file in openvino (Intel '
+              'CPU/iGPU), onnxruntime (CPU) or tensorrt (NVIDIA GPU, Jetson); built on first use and cached next '
+              'to the weights. Each runtime is an optional extra.', 'model', choices=BACKENDS),
+    ParamSpec('precision', 'fp32', 'fp32 (exact); bf16 on CPUs with bf16 instructions (torch, openvino); fp16 '
+              'on GPUs (torch on CUDA, tensorrt, openvino on an Intel GPU). Reduced precision is not exact.',
+              'model', choices=PRECISIONS),
+    ParamSpec('exported_model', '', 'An export_model ONNX file for the exported backends (checked against the '
+              'weights); empty: built and cached next to the weights.', 'model'),
     ParamSpec('allow_runtime_weight_changes', False, 'Allow weights_dir and the *_weights paths to be changed '
               'while the node runs (off: they are fixed at start, since any participant of the ROS domain can '
               'set parameters).', 'input', read_only=True),
@@ -202,6 +211,8 @@ def validate(name: str, value: Any, values: Mapping[str, Any]) -> Optional[str]:
     if name in WEIGHT_PARAM_NAMES and value and not os.path.isfile(os.path.expanduser(value)):
         return f'{name}: file {value!r} does not exist; ' + fetch_hint(
             values.get('method') or 'talk2dino', values.get('variant') or 'vitb')
+    if name == 'exported_model' and value and not os.path.isfile(os.path.expanduser(value)):
+        return f'exported_model: file {value!r} does not exist (make it with export_model, or leave it empty)'
     if name == 'weights_dir' and value and os.path.isfile(os.path.expanduser(value)):
         return f'weights_dir {value!r} is a file, not a directory'
     if name in ('image_topics', 'camera_names'):

@@ -326,3 +326,9 @@ def test_whole_mode_runs_one_window_of_multiples_of_16(cd_weights, monkeypatch):
 def test_options_field_default():
     assert InferenceOptions().background_rule is True
     assert dataclasses.replace(InferenceOptions(), background_rule=False).background_rule is False
+
+
+@pytest.mark.parametrize('spelling', ['&#98;ackground', 'Background', 'back&#103;round'])
+def test_no_spelling_of_background_becomes_a_second_background_class(method, spelling):
+    with pytest.raises(InputError, match='background'):
+        method.text_names([spelling, 'cat'], background=True)

@@ -36,6 +36,7 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from talk2dino_ros import catalog
 from talk2dino_ros.atomic_files import atomic_torch_save
+from talk2dino_ros.class_names import is_background
 from talk2dino_ros.model import random_weights
 from talk2dino_ros.model.backbone import resize_square
 from talk2dino_ros.model.checkpoints import StateDict, describe_shapes, load_state_dict_file, malformed_checkpoint
@@ -125,9 +126,11 @@ class ClipDinoiser(SegmentationMethod):
         """'background' is a text class here: prepended as class 0 when the background is on."""
         names = list(names)
         if background:
-            if BACKGROUND in names:
+            # every spelling the tokenizer reads as 'background' (BACKGROUND, &#98;ackground, ...)
+            reserved = [n for n in names if is_background(n)]
+            if reserved:
                 raise InputError(f"'{BACKGROUND}' is added as class 0 automatically when the background is on; "
-                                 'remove it from the vocabulary')
+                                 f'remove {ascii(reserved[0])} from the vocabulary')
             return [BACKGROUND] + names
         return names
 
