@@ -36,6 +36,7 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from talk2dino_ros.errors import Talk2DinoError
+from talk2dino_ros.outputs.banner import RANDOM_WEIGHTS_BANNER
 from talk2dino_ros.outputs.frame import build_frame_outputs
 from talk2dino_ros.ros.engine_host import (  # noqa: F401  (re-exported: the node's public names)
     EngineHost, LegendState, SegmenterFactory, default_segmenter_factory, inference_options)
@@ -472,7 +473,8 @@ class SegmentationCore(ControlMixin):
                 images = build_frame_outputs(
                     result, wanted, rgb=rgb, colors=state.colors, names=state.names,
                     overlay_alpha=float(settings.overlay_alpha),
-                    mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type)
+                    mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type,
+                    banner=RANDOM_WEIGHTS_BANNER if getattr(state.segmenter, 'random_weights', False) else '')
                 out.publish(images, frame.msg.header, state, settings)
             except Exception as exc:  # one camera's failure must not cost the others their outputs
                 if not rclpy.ok(context=self.context):
