@@ -330,11 +330,13 @@ def build_clip_dinoiser(weights: Mapping[str, os.PathLike | str], variant: Optio
     ``variant`` is ignored: CLIP-DINOiser is published for ViT-B/16 only.
     """
     with malformed_checkpoint(weights.get('openclip'), 'OpenCLIP'):
-        clip, _ = _build_openclip(weights.get('openclip'), allow_test_width)
+        clip, standard = _build_openclip(weights.get('openclip'), allow_test_width)
     width = int(clip.visual.conv1.out_channels)
     with malformed_checkpoint(weights.get('clip_dinoiser'), 'CLIP-DINOiser'):
         obj_proj, bkg_decoder = _load_head(weights.get('clip_dinoiser'), width, allow_test_width)
-    return ClipDinoiser(clip, obj_proj, bkg_decoder).eval().requires_grad_(False)
+    method = ClipDinoiser(clip, obj_proj, bkg_decoder).eval().requires_grad_(False)
+    method.test_width = not standard or int(obj_proj.out_channels) != STANDARD['proj_dim']
+    return method
 
 
 # ------------------------------------------------------------------------------------------ random weights
