@@ -36,7 +36,7 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
-from talk2dino_ros.ros.cameras import Camera, configure_cameras
+from talk2dino_ros.ros.cameras import Camera, CameraConfigError, configure_cameras
 from talk2dino_ros.ros.control_worker import ControlJobs
 from talk2dino_ros.ros.engine_host import (  # noqa: F401  (re-exported: the node's public names)
     EngineHost, LegendState, SegmenterFactory, default_segmenter_factory, inference_options)
@@ -91,9 +91,7 @@ class SegmentationCore:
         self._threads: List[threading.Thread] = []
         self._outputs: Dict[str, FrameOutputs] = {}
         self._image_inputs: List[Any] = []
-        # validated at start (an invalid list falls back to the single image topic)
-        self._cameras: Tuple[Camera, ...] = configure_cameras(self._settings.image_topics,
-                                                              self._settings.camera_names)
+        self._cameras: Tuple[Camera, ...] = self._configure_cameras()
         self._enabled = True           # ~/enable (plain node) / active (lifecycle node)
         settings = self.current_settings
         self._control = ControlJobs(self)
@@ -128,6 +126,16 @@ class SegmentationCore:
             else:
                 self.get_logger().error(f'{reason}; using the default {spec.default!r}')
                 self.set_parameters([Parameter(name, value=spec.default)])
+
+    def _configure_cameras(self) -> Tuple[Camera, ...]:
+        """The cameras, their topics resolved as ROS subscribes to them; an unusable list (an invalid name,
+        one topic written twice) is one error line and the single image topic."""
+        s = self._settings
+        try:
+            return configure_cameras(s.image_topics, s.camera_names, resolve=self.resolve_topic_name)
+        except CameraConfigError as exc:
+            self.get_logger().error(f'{exc}; using the single image topic')
+            return configure_cameras(None, None, resolve=self.resolve_topic_name)
 
     def _read_settings(self) -> NodeSettings:
         return NodeSettings({**current_values(self), **self._start_fixes})
@@ -322,7 +330,7 @@ class SegmentationCore:
         if len(self._cameras) > 1 or self._cameras[0].name:
             for camera in self._cameras:
                 counts = self._frame_worker.camera_frames[camera.name]
-                values.update({f'{camera.name}.topic': self.resolve_topic_name(camera.topic),
+                values.update({f'{camera.name}.topic': camera.resolved,
                                f'{camera.name}.frames_received': str(counts['received']),
                                f'{camera.name}.frames_processed': str(counts['processed']),
                                f'{camera.name}.frames_dropped': str(self._mailbox.dropped_by.get(camera.name, 0))})
