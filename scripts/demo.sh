@@ -51,8 +51,8 @@ NODE_ARGS=(-r vocab:=/t2d/vocab -p mode:=whole -p image_reliability:=reliable -p
 SAVER_ARGS=(--out "$OUT" --every 2 --input-topic "$CAMERA")
 if [ "$RANDOM_WEIGHTS" = 1 ]; then
   # no background class (threshold <= 0): every pixel gets one of the classes, so the overlay shows regions
+  # the node itself puts its RANDOM WEIGHTS banner on every overlay (above the legend)
   NODE_ARGS+=(-p allow_random_weights:=true -p background_threshold:=0.0)
-  SAVER_ARGS+=(--banner "RANDOM WEIGHTS - demo plumbing only, masks are meaningless")
 fi
 
 LOGS="$(mktemp -d)"

@@ -179,9 +179,10 @@ class EngineHost:
             self._failed_missing = [path for _, path in missing] if all(p for _, p in missing) else []
             error = f'weight file not found: {files}'
             self._set_load_error(error)
+            how = (catalog.unpublished_hint(settings.method, settings.variant) if not all(p for _, p in missing)
+                   else fetch_hint(settings.method, settings.variant))  # nothing to download: say how to make it
             return LoadOutcome(False, error, missing=True, detail=(
-                f'{fetch_hint(settings.method, settings.variant)} (e.g. ros2 param set {node_name} '
-                f'{missing[0][0]} /path/to/file)'))
+                f'{how} (e.g. ros2 param set {node_name} {missing[0][0]} /path/to/file)'))
         self._failed_missing = []
         started = time.perf_counter()
         try:

@@ -36,10 +36,11 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
 from talk2dino_ros.errors import Talk2DinoError
+from talk2dino_ros.outputs.banner import RANDOM_WEIGHTS_BANNER
 from talk2dino_ros.outputs.frame import build_frame_outputs
 from talk2dino_ros.ros.engine_host import (  # noqa: F401  (re-exported: the node's public names)
     EngineHost, LegendState, SegmenterFactory, default_segmenter_factory, inference_options)
-from talk2dino_ros.ros.cameras import Camera, configure_cameras
+from talk2dino_ros.ros.cameras import Camera, CameraConfigError, configure_cameras
 from talk2dino_ros.ros.frame_outputs import FrameOutputs
 from talk2dino_ros.ros.image_conversion import MAX_INPUT_SIDE, ImageConversionError, decode_compressed, to_rgb8
 from talk2dino_ros.ros.mailbox import LatestMailbox
@@ -102,9 +103,7 @@ class SegmentationCore(ControlMixin):
         self._threads: List[threading.Thread] = []
         self._outputs: Dict[str, FrameOutputs] = {}
         self._inputs: List[Any] = []
-        # validated at start (an invalid list falls back to the single image topic)
-        self._cameras: Tuple[Camera, ...] = configure_cameras(self._settings.image_topics,
-                                                              self._settings.camera_names)
+        self._cameras: Tuple[Camera, ...] = self._configure_cameras()
         self._camera_frames: Dict[str, Dict[str, int]] = {
             c.name: {'received': 0, 'processed': 0} for c in self._cameras}
         self._enabled = True           # ~/enable (plain node) / active (lifecycle node)
@@ -139,6 +138,16 @@ class SegmentationCore(ControlMixin):
             else:
                 self.get_logger().error(f'{reason}; using the default {spec.default!r}')
                 self.set_parameters([Parameter(name, value=spec.default)])
+
+    def _configure_cameras(self) -> Tuple[Camera, ...]:
+        """The cameras, their topics resolved as ROS subscribes to them; an unusable list (an invalid name,
+        one topic written twice) is one error line and the single image topic."""
+        s = self._settings
+        try:
+            return configure_cameras(s.image_topics, s.camera_names, resolve=self.resolve_topic_name)
+        except CameraConfigError as exc:
+            self.get_logger().error(f'{exc}; using the single image topic')
+            return configure_cameras(None, None, resolve=self.resolve_topic_name)
 
     def _read_settings(self) -> NodeSettings:
         return NodeSettings({**current_values(self), **self._start_fixes})
@@ -464,7 +473,8 @@ class SegmentationCore(ControlMixin):
                 images = build_frame_outputs(
                     result, wanted, rgb=rgb, colors=state.colors, names=state.names,
                     overlay_alpha=float(settings.overlay_alpha),
-                    mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type)
+                    mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type,
+                    banner=RANDOM_WEIGHTS_BANNER if getattr(state.segmenter, 'random_weights', False) else '')
                 out.publish(images, frame.msg.header, state, settings)
             except Exception as exc:  # one camera's failure must not cost the others their outputs
                 if not rclpy.ok(context=self.context):
@@ -520,7 +530,7 @@ class SegmentationCore(ControlMixin):
         if len(self._cameras) > 1 or self._cameras[0].name:
             for camera in self._cameras:
                 counts = self._camera_frames[camera.name]
-                values.update({f'{camera.name}.topic': self.resolve_topic_name(camera.topic),
+                values.update({f'{camera.name}.topic': camera.resolved,
                                f'{camera.name}.frames_received': str(counts['received']),
                                f'{camera.name}.frames_processed': str(counts['processed']),
                                f'{camera.name}.frames_dropped': str(self._mailbox.dropped_by.get(camera.name, 0))})
