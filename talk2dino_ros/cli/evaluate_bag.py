@@ -84,7 +84,7 @@ def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dic
         missing.append('--image-topic (or --prediction-topic)')
     if missing:
         raise bag_io.BagError(f'--bag needs {", ".join(missing)}')
-    classes = parse_vocab_arg(args.classes) if args.classes else None
+    classes = parse_vocab_arg(args.classes, '--classes') if args.classes else None
     reader = bag_io.open_bag(args.bag)  # wrong paths and topics fail before any weights load
     try:
         if classes is None:
@@ -108,6 +108,9 @@ def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dic
     result = evaluate_bag(segmenter, args.bag, args.image_topic, args.label_topic, classes,
                           prediction_topic=prediction_topic, limit=getattr(args, 'limit', None),
                           progress=not getattr(args, 'quiet', False))
+    # what was loaded decides (a test width or the random-weights path); predictions from a bag: the flag
+    result['random_weights'] = bool(getattr(segmenter, 'random_weights', False)
+                                    or getattr(args, 'allow_random_weights', False))
     print(format_bag_result(result), flush=True)
     out = getattr(args, 'out', None)
     if out is not None:

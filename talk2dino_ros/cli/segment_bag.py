@@ -58,6 +58,8 @@ OUTPUTS = {
 }
 #: the node's model defaults (talk2dino_ros/ros/parameters.py)
 NODE_DEFAULTS = dict(mode='whole', background_threshold=0.55, bg_clean=True)
+#: metadata.yaml custom_data key of an output bag made from random weights
+RANDOM_WEIGHTS_KEY = 'talk2dino_ros.random_weights'
 #: marks a skipped frame whose message did not deserialise (kept in the resume records)
 BAD_MESSAGE = 'bad_message'
 
@@ -116,11 +118,11 @@ def _spatial_items(header: Any, rgb: np.ndarray, labels: np.ndarray, confidence:
 
 def _frame_outputs(raw: bytes, msgtype: str, segmenter: Any, vocab: Any, names: Sequence[str],
                    colors: np.ndarray, confidence: str, overlay: bool, spatial: Optional[Any] = None,
-                   depth: Optional[Tuple[Any, Any]] = None) -> Dict[str, bytes]:
+                   depth: Optional[Tuple[Any, Any]] = None, banner: str = '') -> Dict[str, bytes]:
     """Segment one serialized camera image; returns record key -> serialized output message.
 
     ``spatial``: SpatialOptions when the 3D outputs (or 2D detections) are written; ``depth`` the frame's
-    (depth Image, CameraInfo) pair, or None.
+    (depth Image, CameraInfo) pair, or None. ``banner``: a warning over the overlay (random weights).
     """
     from talk2dino_ros.outputs import frame
     from talk2dino_ros.spatial.depth import DepthError
@@ -132,7 +134,7 @@ def _frame_outputs(raw: bytes, msgtype: str, segmenter: Any, vocab: Any, names: 
     if overlay:
         wanted.add(frame.OVERLAY)
     try:
-        images = frame.build_frame_outputs(result, wanted, rgb=rgb, colors=colors, names=names)
+        images = frame.build_frame_outputs(result, wanted, rgb=rgb, colors=colors, names=names, banner=banner)
     except ValueError as exc:  # the engine's label map does not fit the frame
         raise Talk2DinoError(str(exc)) from None
     items = {'labels': bag_io.serialize(bag_io.image_msg(header, images.labels, images.label_encoding))}
@@ -226,8 +228,11 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
     ``bad_messages``. ``depth``: the 3D outputs (see the module docstring); ``detections``: 2D detections
     without depth; ``spatial``: SpatialOptions of both (default: the defaults, or ``depth.options``).
     """
+    from talk2dino_ros.outputs.banner import RANDOM_WEIGHTS_BANNER
     from talk2dino_ros.outputs.colors import class_colors
 
+    random_weights = bool(getattr(segmenter, 'random_weights', False))
+    banner = RANDOM_WEIGHTS_BANNER if random_weights else ''
     if confidence not in CONFIDENCE_CHOICES:
         raise bag_io.BagError(f'confidence must be one of {", ".join(CONFIDENCE_CHOICES)}, got {confidence!r}')
     namespace = '/' + namespace.strip('/') if namespace.strip('/') else ''
@@ -270,6 +275,7 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
             'bag_start': reader.start_time, 'bag_end': reader.end_time, 'image_topic': image_topic,
             'vocabulary': list(names), 'namespace': namespace, 'confidence': confidence, 'overlay': overlay,
             'storage': storage, 'skip_bad': skip_bad, 'model': _model_fingerprint(segmenter),
+            'random_weights': random_weights,
             'depth': None if depth is None else {'topic': depth.topic, 'info_topic': depth.info_topic,
                                                  'tolerance_ns': depth.tolerance_ns},
             'spatial': None if spatial is None else dataclasses.asdict(spatial),
@@ -277,6 +283,8 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
         partial = PartialOutput(Path(out))
         already = partial.start(settings, resume)
         writer = bag_io.open_writer(partial.bag, storage)
+        if random_weights:  # the bag's metadata.yaml says so too, not only its overlays
+            writer.set_custom_data(RANDOM_WEIGHTS_KEY, 'true')
         copies = {}
         not_copied = []
         for conn in reader.connections:
@@ -336,7 +344,7 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 t0 = time.perf_counter()
                 try:
                     items = _frame_outputs(raw, conn.msgtype, segmenter, vocab, names, colors, confidence, overlay,
-                                           spatial, pair)
+                                           spatial, pair, banner)
                 except bag_io.BadMessageError as exc:
                     # a corrupt message never stops the run; skip_bad only decides the exit code (see _run)
                     items = {'skipped': str(exc).encode(), BAD_MESSAGE: b''}
@@ -378,6 +386,7 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
         reader.close()
     wall = time.perf_counter() - started
     return {
+        'random_weights': random_weights,
         'out': str(final), 'storage': storage, 'image_topic': image_topic, 'vocabulary': list(names),
         **counts, 'skipped_frames': skipped, 'skipped_messages': skipped_messages, 'topics': topics, 'not_copied': not_copied,
         'wall_s': wall, 'segment_s': segment_s,
@@ -481,6 +490,10 @@ def _run(argv: Optional[Sequence[str]]) -> int:
                           resume=args.resume, skip_bad=args.skip_bad, progress=not args.quiet, depth=depth,
                           detections=args.detections, spatial=spatial)
     fps = summary['segmented_fps']
+    if summary['random_weights']:
+        from talk2dino_ros.cli.reminders import RANDOM_WEIGHTS_HEADER
+
+        print(RANDOM_WEIGHTS_HEADER)
     print(f"wrote {summary['out']} ({summary['storage']}): {summary['frames']} frames, "
           f"{summary['segmented']} segmented, {summary['resumed']} resumed, {summary['skipped']} skipped"
           + (f', {fps:.2f} frames/s' if fps else '') + f"; topics: {', '.join(summary['topics'].values())}")
@@ -502,7 +515,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
               file=sys.stderr)
     from talk2dino_ros.cli.reminders import remind_random_weights
 
-    remind_random_weights(args)  # last, so it is the last line a user reads
+    remind_random_weights(args, random=summary['random_weights'])  # last, the last line a user reads
     return 1 if bad else 0
 
 

@@ -40,6 +40,18 @@ def _label_array(raw: bytes, topic: str) -> tuple:
     return bag_io.stamp_ns(msg.header), np.array(image_to_numpy(msg))
 
 
+def check_truth_ids(gt: np.ndarray, num_classes: int, ignore_index: int, topic: str) -> None:
+    """BagError when the ground truth has ids beyond the classes given (the benchmarks refuse such labels
+    too): left in, they would be dropped from the label area and inflate the IoU of the classes scored."""
+    bad = (gt > num_classes) & (gt != ignore_index)
+    if bad.any():
+        values = np.unique(gt[bad])
+        shown = ', '.join(str(v) for v in values[:10]) + (', ...' if len(values) > 10 else '')
+        raise bag_io.BagError(f'ground truth on {topic} has label ids {shown}, but the class list names only '
+                              f'{num_classes} classes (ids 1..{num_classes}, 0 = background, {ignore_index} '
+                              'ignored): give every class of the ground truth in --classes, in id order')
+
+
 def label_connections(reader, topic: str) -> List[Any]:
     conns = [c for c in reader.connections if c.topic == topic]
     if not conns:
@@ -102,6 +114,7 @@ def evaluate_bag(segmenter: Any, bag: os.PathLike | str, image_topic: Optional[s
         pending_source: Dict[int, tuple] = {}
 
         def score(source: tuple, gt: np.ndarray) -> None:
+            check_truth_ids(gt, len(classes), ignore_index, label_topic)
             if source[0] == 'pred':
                 pred = source[1]
             else:
@@ -180,8 +193,11 @@ def _num(value: float) -> Optional[float]:
 
 def format_bag_result(result: Dict[str, Any]) -> str:
     """A per-class table and summary line."""
+    from talk2dino_ros.evaluation.report import RANDOM_WEIGHTS_HEADER
+
     width = max(12, max(len(n) for n in result['IoU']))
-    lines = [f"bag {result['bag']}: {result['source_topic']} vs {result['label_topic']}, "
+    lines = [RANDOM_WEIGHTS_HEADER] if result.get('random_weights') else []
+    lines += [f"bag {result['bag']}: {result['source_topic']} vs {result['label_topic']}, "
              f"{result['scored']} of {result['frames']} frames scored",
              f"  {'class':<{width}}    IoU    Acc"]
     for name in result['IoU']:
