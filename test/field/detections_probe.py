@@ -20,8 +20,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'ros'))
-from ros_fakes import FakeFactory  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'test'))
+from helpers.segmenters import FakeFactory  # noqa: E402
 from talk2dino_ros.ros.image_conversion import numpy_to_image  # noqa: E402
 from talk2dino_ros.ros.qos import output_qos  # noqa: E402
 
@@ -81,14 +81,14 @@ def main():
         header = Header(frame_id='color_optical')
         header.stamp.sec, header.stamp.nanosec = 77, 5
         depth_header = Header(frame_id='depth_optical', stamp=header.stamp)
-        info = CameraInfo(header=depth_header, width=16, height=12)
-        info.k = [20.0, 0.0, 7.5, 0.0, 20.0, 5.5, 0.0, 0.0, 1.0]
+        info = CameraInfo(header=depth_header, width=32, height=24)
+        info.k = [40.0, 0.0, 15.5, 0.0, 40.0, 11.5, 0.0, 0.0, 1.0]
         deadline = time.monotonic() + 30.0
         while not (got['2d'] and got['3d']) and time.monotonic() < deadline:
             info_pub.publish(info)
-            depth_pub.publish(numpy_to_image(np.full((12, 16), 2000, np.uint16), '16UC1', depth_header))
+            depth_pub.publish(numpy_to_image(np.full((24, 32), 2000, np.uint16), '16UC1', depth_header))
             time.sleep(0.05)
-            image_pub.publish(numpy_to_image(np.full((24, 32, 3), 200, np.uint8), 'rgb8', header))
+            image_pub.publish(numpy_to_image(np.full((48, 64, 3), 200, np.uint8), 'rgb8', header))
             time.sleep(0.3)
         result = {'2d': [as_dict(m) for m in got['2d']], '3d': [as_dict(m) for m in got['3d']]}
         print(json.dumps(result), flush=True)

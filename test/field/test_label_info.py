@@ -132,15 +132,15 @@ def test_node_publishes_2d_and_3d_detections(test_msgs_prefix, tmp_path):
     # 2D: the camera image's header; 3D: the depth image's (same stamp here)
     assert two['frame_id'] == 'color_optical' and three['frame_id'] == 'depth_optical'
     assert two['stamp'] == three['stamp'] == [77, 5]
-    # four vertical stripes of 8 x 24 pixels: one detection each, legend ids as strings, mean confidence
+    # four vertical stripes of 16 x 48 pixels: one detection each, legend ids as strings, mean confidence
     assert [d['class_id'] for d in two['detections']] == ['1', '2', '3', '4']
     assert [d['id'] for d in two['detections']] == ['1-0', '2-0', '3-0', '4-0']
     for k, d in enumerate(two['detections']):
-        assert d['center'] == [8 * k + 3.5, 11.5] and d['size'] == [8.0, 24.0]
+        assert d['center'] == [16 * k + 7.5, 23.5] and d['size'] == [16.0, 48.0]
         assert d['score'] == pytest.approx(0.9)
-    # 3D: the stripes on the wall at 2 m (depth at half resolution, fx = 20 px)
+    # 3D: the stripes on the wall at 2 m (depth at half resolution, fx = 40 px: 5 cm per depth pixel)
     assert [d['class_id'] for d in three['detections']] == ['1', '2', '3', '4']
     for k, d in enumerate(three['detections']):
         assert d['center'][2] == pytest.approx(2.0, abs=1e-3)
-        assert d['center'][0] == pytest.approx((4 * k + 1.5 - 7.5) * 2.0 / 20.0, abs=0.02)
+        assert d['center'][0] == pytest.approx((8 * k + 3.5 - 15.5) * 2.0 / 40.0, abs=0.01)
         assert d['size'][0] == pytest.approx(0.4, abs=0.02) and d['size'][2] == pytest.approx(0.0, abs=1e-3)
