@@ -503,7 +503,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--backends', default=None, metavar='B[:P],...',
                    help='compare backends instead of the rows above: one table, whole plain, a row per backend '
                         'and precision (e.g. "torch,openvino,onnxruntime"; "openvino:bf16" picks one precision), '
-                        'timed interleaved, with the ratio to torch eager and the agreement with torch fp32')
+                        'timed interleaved, with the ratio to torch and the agreement with torch fp32; '
+                        '--pipelines whole-plain,whole-full adds the full pipeline; the device is --device')
     p.add_argument('--json', type=Path, default=None, metavar='OUT', help='also write the rows as JSON')
     p.add_argument('--quiet', action='store_true', help='no progress lines on stderr')
     add_model_arguments(p)
@@ -557,7 +558,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        return _bench_backends(args, names) if args.backends else _bench(args, names, pipelines)
+        return _bench_backends(args, names, pipelines) if args.backends else _bench(args, names, pipelines)
     finally:
         torch.set_num_threads(threads_before)  # main() may run inside another program (tests)
 
@@ -663,7 +664,7 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
     return 0
 
 
-def _bench_backends(args: argparse.Namespace, names: List[str]) -> int:
+def _bench_backends(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> int:
     """``--backends``: one interleaved table of backends and precisions (see :mod:`backend_comparison`)."""
     from talk2dino_ros.cli.backend_comparison import compare_backends, format_backend_table, parse_backends
     from talk2dino_ros.model.runtimes import check_backend
@@ -683,7 +684,10 @@ def _bench_backends(args: argparse.Namespace, names: List[str]) -> int:
     with tempfile.TemporaryDirectory(prefix='t2d_bench_') as tmp:
         base = _variant_config(args, None, tmp, log)
         load_start = load_average()
-        rows = compare_backends(base, choices, load_image(args.image, H, W), names, args.repeats, args.warmup, log)
+        # the whole-full column only when --pipelines asks for it (PAMR makes CPU rows slow)
+        full = 'whole-full' in pipelines and args.pipelines != ','.join(PIPELINES)
+        rows = compare_backends(base, choices, load_image(args.image, H, W), names, args.repeats, args.warmup, log,
+                                full=full)
         load_end = load_average()
     env = environment()
     weights = f'RANDOM WEIGHTS ({args.random_weights} width): timing only' if args.random_weights else 'weights given'
