@@ -79,3 +79,15 @@ def test_benchmark_backends_prints_one_table(capsys):
     assert rows[0].startswith('torch fp32') and rows[1].startswith('onnxruntime fp32')
     assert 'vs torch' in lines[header] and 'labels equal' in lines[header]
     assert rows[0].split()[4] == '1.00x' and rows[1].endswith('100.000 %')
+
+
+def test_bag_resume_fingerprint_tells_backends_apart():
+    from types import SimpleNamespace
+
+    from talk2dino_ros.cli.segment_bag import _model_fingerprint
+    from talk2dino_ros.model.segmenter import SegmenterConfig
+
+    torch_print = _model_fingerprint(SimpleNamespace(config=SegmenterConfig()))
+    assert 'backend' not in torch_print  # runs recorded before backends existed still resume
+    exported = _model_fingerprint(SimpleNamespace(config=SegmenterConfig(backend='openvino', precision='bf16')))
+    assert exported['backend'] == 'openvino' and exported['precision'] == 'bf16'
