@@ -201,6 +201,9 @@ class MethodSpec:
     protocol_bg_clean: bool       # the benchmark's background-cleaning switch applies
     background_rule_from_benchmark: bool  # saliency rule per benchmark (else: whenever there is a background)
     class_list: str               # which class list of a benchmark the method is evaluated on
+    #: InferenceOptions the method has no step for (their flags are refused), and why, in a few words
+    ignored_options: Tuple[str, ...] = ()
+    ignored_why: str = ''
 
     @property
     def variant_names(self) -> Tuple[str, ...]:
@@ -238,7 +241,9 @@ def _dinov2(name: str, width: str, dim: int, depth: int, heads: int, threshold: 
     size = {'vits': ('S', 'small'), 'vitb': ('B', 'base'), 'vitl': ('L', 'large')}[width]
     return Variant(name, f'DINOv2 ViT-{size[0]}/14 reg4', files, published,
                    Backbone('dinov2', f'vit_{size[1]}_patch14_reg4_dinov2', dim, depth, heads, 14),
-                   threshold, note='' if proj else f'no published projection for {width}: set proj_weights')
+                   threshold, note='' if proj else (
+                       f'no ψ is published for {name}: train one with `train fit --variant {name}` (features from '
+                       f'`train extract --variant {name}`) and give it as --proj-weights (node: proj_weights)'))
 
 
 def _dinov3(name: str, size: str, dim: int, depth: int, heads: int, timm_name: str) -> Variant:
@@ -272,10 +277,15 @@ METHODS: Dict[str, MethodSpec] = {m.name: m for m in [
                           {'openclip': 'open_clip_pytorch_model.bin', 'clip_dinoiser': 'last.pt'},
                           {'openclip': 'openclip_vitb16_laion2b', 'clip_dinoiser': 'clip_dinoiser'}),),
         default_variant='vitb', protocol_pamr=False, background_is_threshold=False, protocol_bg_clean=False,
-        background_rule_from_benchmark=True, class_list='clip_dinoiser'),
+        background_rule_from_benchmark=True, class_list='clip_dinoiser',
+        ignored_options=('bg_clean', 'pamr', 'background_threshold'),
+        ignored_why='no attention cleaning, no PAMR; its background is a text class with a saliency rule'),
 ]}
 
 DEFAULT_METHOD = 'talk2dino'
+#: accepted background thresholds, for the node parameter and the command-line flag alike (<= 0: no
+#: background class)
+BACKGROUND_THRESHOLD_RANGE = (-1.0, 1.0)
 
 
 # ---------------------------------------------------------------------------------------- lookups
@@ -344,6 +354,15 @@ def published_bundle(method: str, variant: Optional[str] = None) -> Dict[str, Pu
         known = ', '.join(f'{m.name}/{x.name}' for m in METHODS.values() for x in m.variants if x.fully_published)
         raise CatalogError(f'no published weights for {method}/{v.name} ({missing}) (known: {known})')
     return {role: PUBLISHED[key] for role, key in v.published.items()}
+
+
+def unpublished_hint(method: str, variant: Optional[str] = None) -> str:
+    """Why a variant has roles without a published file and how to get them ('' when all are published)."""
+    v = get_variant(method, variant)
+    if v.fully_published:
+        return ''
+    missing = ', '.join(ROLES[r].flag for r in v.roles if r not in v.published)
+    return v.note or f'{method}/{v.name} has no published {missing}: give the file'
 
 
 def default_weight_paths(method: str, variant: Optional[str] = None,

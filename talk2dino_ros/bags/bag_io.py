@@ -5,6 +5,8 @@
   same type names, definitions and RIHS01 hashes as the live node's topics.
 * :func:`open_bag`, :func:`image_connections`: open a bag (a rosbag2 folder, or a single ``.db3`` /
   ``.mcap`` file) and find an image topic, with errors that list what the bag does hold.
+* :func:`deserialize`: CDR bytes -> message, or :class:`BadMessageError` with the reason when the bytes
+  are not a valid message of their type (a bag with one corrupt message is still read to the end).
 * :func:`decode_image`: a ``sensor_msgs/Image`` (any encoding of the node) or ``CompressedImage`` message
   from the bag -> its header and an RGB uint8 array, through the node's own converter.
 * builders for the messages written back: :func:`image_msg`, :func:`class_info_msg`,
@@ -28,6 +30,11 @@ CLASS_INFO_TYPE = 'talk2dino_ros/msg/ClassInfo'
 LABEL_INFO_TYPE = 'vision_msgs/msg/LabelInfo'
 STORAGES = ('sqlite3', 'mcap')
 
+POINT_CLOUD_TYPE = 'sensor_msgs/msg/PointCloud2'
+CAMERA_INFO_TYPE = 'sensor_msgs/msg/CameraInfo'
+DETECTION2D_ARRAY_TYPE = 'vision_msgs/msg/Detection2DArray'
+DETECTION3D_ARRAY_TYPE = 'vision_msgs/msg/Detection3DArray'
+
 # vision_msgs (ros-perception/vision_msgs 4.x) field lists: only the fields matter for the type hash,
 # so the definitions are kept here instead of depending on a package that pip cannot install.
 _VISION_MSGS = {
@@ -39,6 +46,10 @@ _VISION_MSGS = {
 
 class BagError(Talk2DinoError):
     """A bag that cannot be read or written as asked (missing topic, wrong type, bad path...)."""
+
+
+class BadMessageError(BagError):
+    """One message whose bytes are not valid CDR of its type: skipped and reported, never fatal."""
 
 
 # ------------------------------------------------------------------------------------------ types
@@ -70,7 +81,9 @@ def make_typestore():
         for path in sorted(msg_dir().glob('*.msg')):
             types.update(get_types_from_msg(path.read_text(encoding='utf-8'),
                                             f'talk2dino_ros/msg/{path.stem}'))
-        for name, text in _VISION_MSGS.items():
+        from talk2dino_ros.spatial.messages import VISION_MSGS_DEFINITIONS
+
+        for name, text in {**_VISION_MSGS, **VISION_MSGS_DEFINITIONS}.items():
             types.update(get_types_from_msg(text, name))
         store.register(types)
         _TYPESTORE = store
@@ -128,6 +141,14 @@ def image_connections(reader, topic: str) -> List[Any]:
     return conns
 
 
+def deserialize(raw: bytes, msgtype: str) -> Any:
+    """The message in ``raw``; :class:`BadMessageError` saying why when it is not valid CDR of ``msgtype``."""
+    try:
+        return make_typestore().deserialize_cdr(raw, msgtype)
+    except Exception as exc:  # rosbags' decoder fails on bad bytes with struct, index, unicode, value errors...
+        raise BadMessageError(f'not a valid {msgtype} message ({type(exc).__name__}: {_first_line(exc)})') from None
+
+
 def decode_image(raw: bytes, msgtype: str, max_pixels: Optional[int] = None) -> Tuple[Any, np.ndarray]:
     """(header, RGB uint8 [H, W, 3]) of a serialized Image or CompressedImage.
 
@@ -140,7 +161,7 @@ def decode_image(raw: bytes, msgtype: str, max_pixels: Optional[int] = None) -> 
                                                     to_rgb8)
 
     limits = dict(max_pixels=DEFAULT_MAX_INPUT_PIXELS if max_pixels is None else max_pixels, max_side=MAX_INPUT_SIDE)
-    msg = make_typestore().deserialize_cdr(raw, msgtype)
+    msg = deserialize(raw, msgtype)
     rgb = decode_compressed(msg, **limits) if msgtype == COMPRESSED_TYPE else to_rgb8(msg, **limits)
     return msg.header, rgb
 
@@ -199,6 +220,27 @@ def label_info_msg(header: Any, names: Sequence[str], threshold: float):
         header=header,
         class_map=[VisionClass(class_id=i, class_name=n) for i, n in enumerate([BACKGROUND] + list(names))],
         threshold=label_info_threshold(threshold))
+
+
+class RosbagsKit:
+    """The message kit of :mod:`talk2dino_ros.spatial.messages` for rosbags' classes."""
+
+    def make(self, type_name: str, **fields: Any) -> Any:
+        return make_typestore().types[type_name](**fields)
+
+    def byte_array(self, data: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+
+
+def camera_info_msg(header: Any, fx: float, fy: float, cx: float, cy: float, width: int, height: int):
+    """A rosbags sensor_msgs/CameraInfo of an undistorted pinhole camera."""
+    types = make_typestore().types
+    roi = types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    k = np.array([fx, 0, cx, 0, fy, cy, 0, 0, 1], np.float64)
+    p = np.array([fx, 0, cx, 0, 0, fy, cy, 0, 0, 0, 1, 0], np.float64)
+    return types[CAMERA_INFO_TYPE](header=header, height=int(height), width=int(width), distortion_model='plumb_bob',
+                                   d=np.zeros(5), k=k, r=np.eye(3).reshape(-1), p=p, binning_x=0, binning_y=0,
+                                   roi=roi)
 
 
 def serialize(msg: Any) -> bytes:

@@ -15,7 +15,8 @@ Public API (small on purpose; segment_image, benchmark, evaluate, train and segm
 * ``config_from_args(args, **defaults) -> SegmenterConfig``: the config the flags describe; ``defaults``
   (SegmenterConfig or InferenceOptions field names) fill whatever the user did not give.
 * ``build_segmenter(args, **defaults) -> Segmenter``: ``Segmenter.from_config(config_from_args(...))``.
-* ``parse_vocab_arg(text) -> list[str]``: a comma/newline separated ``--vocab`` (the node's rules).
+* ``parse_vocab_arg(text, flag='--vocab') -> list[str]``: a comma/newline separated class list (the node's
+  rules); errors name ``flag``.
 * ``run_cli(fn, argv, interrupted=...) -> int``: runs ``fn(argv)``; a :class:`Talk2DinoError` (``CliError`` included) or
   an ``OSError`` naming a file becomes ONE stderr line ``error: ...`` and exit code 2, no traceback.
 """
@@ -62,13 +63,16 @@ def _device_arg(text: str) -> str:
 
 
 def background_threshold_arg(text: str) -> float:
-    """argparse ``type=`` of ``--background-threshold``: a number in [0, 1]."""
+    """argparse ``type=`` of ``--background-threshold``: a number in the node parameter's range
+    (``catalog.BACKGROUND_THRESHOLD_RANGE``); ``<= 0`` means no background class, as for the node."""
+    low, high = catalog.BACKGROUND_THRESHOLD_RANGE
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'background threshold must be a number, got {text!r}') from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f'background threshold must be in [0, 1] (a sigmoid score), got {value}')
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f'background threshold must be in [{low:g}, {high:g}] (<= 0: no '
+                                         f'background class), got {value}')
     return value
 
 
@@ -99,7 +103,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> argparse._ArgumentGr
                    help=f'folder with the published weight files (default ${WEIGHTS_DIR_ENV} or '
                         f'{DEFAULT_WEIGHTS_DIR})')
     g.add_argument('--device', type=_device_arg, default='auto', help='auto (default), cpu, cuda or cuda:N')
-    g.add_argument('--fp16', action='store_true', help='fp16 autocast on CUDA (ignored on CPU)')
+    g.add_argument('--fp16', action='store_true',
+                   help='half-precision autocast, not exact: fp16 on CUDA, bf16 on the CPU')
     g.add_argument('--backend', choices=BACKENDS, default=None,
                    help='what runs the backbone: torch (default) or its exported file in openvino, onnxruntime '
                         'or tensorrt (optional extras; built on first use, cached next to the weights)')
@@ -120,7 +125,8 @@ def add_inference_arguments(parser: argparse.ArgumentParser) -> argparse._Argume
     g.add_argument('--pamr', dest='pamr', action=argparse.BooleanOptionalAction, default=None,
                    help='PAMR mask refinement (slow on CPU)')
     g.add_argument('--background-threshold', type=background_threshold_arg, default=None, metavar='T',
-                   help='add a background class (channel 0) with constant score T, e.g. 0.55')
+                   help='add a background class (channel 0) with constant score T, e.g. 0.55; <= 0: no '
+                        'background class (the node\'s rule)')
     g.add_argument('--mode', choices=MODES, default=None,
                    help='slide: 448 windows, stride 224 (benchmark protocol, default); whole: one pass '
                         'over the frame; squash: resize to a square (authors\' demo)')
@@ -162,9 +168,31 @@ def resolve_weights(args: argparse.Namespace) -> Dict[str, str]:
                        'that file belongs to')
     folder = getattr(args, 'weights_dir', None)
     defaults = catalog.default_weight_paths(method, variant.name, folder)
+    unpublished = [role for role in variant.roles if role not in weights and not defaults[role]]
+    if unpublished:  # e.g. --variant vits: no ψ to download, so fetch_weights is no answer
+        raise CliError(catalog.unpublished_hint(method, variant.name))
     for role in variant.roles:
         weights.setdefault(role, defaults[role])
     return {role: weights[role] for role in variant.roles}
+
+
+def check_method_options(args: argparse.Namespace) -> None:
+    """Refuse an option the chosen method has no step for when it is switched on (``--pamr`` with
+    clip_dinoiser), and warn once, by name, when it is switched off (nothing to switch off)."""
+    method = getattr(args, 'method', None)
+    if method is None:
+        return
+    ignored = catalog.get_method(method).ignored_options
+    for name in ignored:
+        value = getattr(args, name, None)
+        if value is None or (name == 'background_threshold' and value <= 0):
+            continue
+        flag = '--' + name.replace('_', '-')
+        if value is False:
+            print(f'warning: --no-{flag[2:]} has no effect: {method} has no such step', file=sys.stderr)
+            continue
+        raise CliError(f'{flag} does not apply to {method}: it has no such step '
+                       f'({catalog.get_method(method).ignored_why}); drop the flag')
 
 
 def config_from_args(args: argparse.Namespace, **defaults):
@@ -186,13 +214,19 @@ def config_from_args(args: argparse.Namespace, **defaults):
         value = getattr(args, name, None)
         return defaults.get(name) if value is None else value
 
+    check_method_options(args)
     opt_kwargs = {k: v for k, v in defaults.items() if k in opt_fields}
     for name in _OPTION_FLAGS:
         value = pick(name)
         if value is not None:
             opt_kwargs[name] = value
-    if 'background' not in defaults and opt_kwargs.get('background_threshold') is not None:
-        opt_kwargs['background'] = True  # giving a threshold is how a user asks for the background class
+    given = getattr(args, 'background_threshold', None)
+    if given is not None:  # a threshold asks for the background class; <= 0 turns it off (the node's rule)
+        opt_kwargs['background'] = given > 0
+        if given <= 0:
+            opt_kwargs.pop('background_threshold')
+    elif 'background' not in defaults and opt_kwargs.get('background_threshold') is not None:
+        opt_kwargs['background'] = True
     options = InferenceOptions(**opt_kwargs)
 
     cfg_kwargs = {k: v for k, v in defaults.items() if k in cfg_fields}
@@ -223,18 +257,19 @@ def build_segmenter(args: argparse.Namespace, **defaults):
         raise
 
 
-def parse_vocab_arg(text: str) -> List[str]:
-    """Split ``--vocab`` on commas/newlines with the node's rules; empty items are skipped, any other
-    rejected name (duplicate, 'background', control character, too long) is an error."""
+def parse_vocab_arg(text: str, flag: str = '--vocab') -> List[str]:
+    """Split a class list flag (``--vocab``, evaluate's ``--classes``) on commas/newlines with the node's
+    rules; empty items are skipped, any other rejected name (duplicate, 'background', control character,
+    too long) is an error naming ``flag``."""
     from talk2dino_ros.ros.vocabulary import parse_vocabulary  # ROS-free module
 
     parsed = parse_vocabulary(text)
     bad = [r for r in parsed.rejected if r.reason != 'empty']
     if bad:
         shown = '; '.join(f'{r.name!r} ({r.reason})' for r in bad[:5])
-        raise CliError(f'--vocab: rejected {shown}')
+        raise CliError(f'{flag}: rejected {shown}')
     if not parsed.accepted:
-        raise CliError('--vocab is empty: give comma-separated class names, e.g. --vocab "cat,dog,grass"')
+        raise CliError(f'{flag} is empty: give comma-separated class names, e.g. {flag} "cat,dog,grass"')
     return list(parsed.accepted)
 
 

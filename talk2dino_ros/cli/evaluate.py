@@ -42,8 +42,8 @@ from talk2dino_ros.cli.common import (WEIGHT_FLAGS, CliError, add_model_argument
                                       background_threshold_arg, config_from_args, resolve_weights, run_cli)
 from talk2dino_ros.data.benchmarks import BENCHMARK_ORDER, Benchmark, get_benchmark, protocol
 from talk2dino_ros.data.datasets import DatasetError, DatasetNotFoundError, SegmentationDataset
-from talk2dino_ros.cli.reminders import remind_random_weights
-from talk2dino_ros.evaluation.loop import SegmenterLike, evaluate_dataset
+from talk2dino_ros.cli.reminders import is_random, remind_random_weights
+from talk2dino_ros.evaluation.loop import EvaluationInterrupted, SegmenterLike, evaluate_dataset
 from talk2dino_ros.evaluation.plots import plots_summary, require_matplotlib, write_evaluation_plots
 from talk2dino_ros.evaluation.report import format_result, format_summary, to_jsonable
 from talk2dino_ros.errors import Talk2DinoError
@@ -75,8 +75,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help='write DIR/<benchmark>/<id>.png prediction maps (benchmark class ids)')
     p.add_argument('--resume', action='store_true',
                    help='re-score predictions already in --save-predictions DIR')
+    p.add_argument('--overwrite', action='store_true',
+                   help='replace predictions already in --save-predictions DIR (without it, or --resume, an '
+                        'existing folder is refused)')
     p.add_argument('--skip-bad', action='store_true',
-                   help='skip (and count) unreadable or inconsistent samples instead of stopping')
+                   help='skip unreadable or inconsistent samples (each one printed with its reason) instead of '
+                        'stopping; with --bag, messages that are not valid CDR are always skipped and listed, and '
+                        'this flag keeps the exit code 0')
     p.add_argument('--out', type=Path, default=None, metavar='FILE',
                    help='write a JSON report here (settings, per-class IoU/Acc, confusion matrices, timings)')
     p.add_argument('--plot', type=Path, default=None, metavar='DIR',
@@ -149,7 +154,7 @@ def _select_benchmarks(name: str) -> List[Benchmark]:
 
 
 _BAG_ONLY = ('image_topic', 'label_topic', 'classes', 'prediction_topic', 'background_threshold')
-_BENCHMARK_ONLY = ('data_root', 'save_predictions', 'resume', 'skip_bad')
+_BENCHMARK_ONLY = ('data_root', 'save_predictions', 'resume', 'overwrite')
 
 
 def _check_mode(args: argparse.Namespace) -> None:
@@ -177,13 +182,23 @@ def _weight_info(weights: Dict[str, Path]) -> Dict[str, Dict[str, str]]:
     return {role: {'path': str(path), 'sha256': sha256_file(path)} for role, path in weights.items()}
 
 
-def _report_header(args: argparse.Namespace, config: Any, weight_info: Dict[str, Any]) -> Dict[str, Any]:
-    """The fields every evaluate report starts with (benchmark and bag runs alike)."""
+def _report_header(args: argparse.Namespace, config: Any, weight_info: Dict[str, Any],
+                   per_benchmark_options: bool = False) -> Dict[str, Any]:
+    """The fields every evaluate report starts with (benchmark and bag runs alike).
+
+    With ``per_benchmark_options`` (benchmark runs) the config's inference options are not the ones used:
+    each benchmark's protocol sets its own, so the top level points there instead of contradicting them.
+    """
+    config_json = to_jsonable(config) if config is not None else None
+    if per_benchmark_options and config_json is not None:
+        config_json['options'] = 'per benchmark: see benchmarks.<name>.protocol'
     return {
         'tool': 'talk2dino_ros evaluate',
         'started': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+        'random_weights': bool(getattr(args, 'allow_random_weights', False)),
+        'partial': False,
         'method': args.method, 'variant': args.variant,
-        'config': to_jsonable(config) if config is not None else None,
+        'config': config_json,
         'weights': weight_info, 'device': args.device, 'fp16': args.fp16, 'limit': args.limit,
     }
 
@@ -207,6 +222,10 @@ def run(args: argparse.Namespace,
         return run_bag(args, make_segmenter)
     if args.resume and args.save_predictions is None:
         raise CliError('--resume needs --save-predictions DIR (the predictions to re-score)')
+    if args.resume and args.overwrite:
+        raise CliError('--resume keeps the saved predictions and --overwrite replaces them: give one')
+    if args.overwrite and args.save_predictions is None:
+        raise CliError('--overwrite needs --save-predictions DIR (the predictions to replace)')
     benches = _select_benchmarks(args.benchmark)
     weights = collect_weights(args)
     # open every dataset before loading any weights: a wrong --data-root fails in a second
@@ -238,10 +257,12 @@ def run(args: argparse.Namespace,
             cache['seg'] = make_segmenter()
         return cache['seg']
 
-    report = dict(_report_header(args, config, weight_info), benchmarks={}, missing=missing)
+    report = dict(_report_header(args, config, weight_info, per_benchmark_options=True), benchmarks={},
+                  missing=missing)
     fingerprint = {'method': args.method, 'variant': args.variant, 'fp16': args.fp16,
                    'weights': {r: w['sha256'] for r, w in weight_info.items()},
-                   'allow_random_weights': args.allow_random_weights}
+                   'allow_random_weights': args.allow_random_weights,
+                   'random_weights': args.allow_random_weights}  # the only path random files load through
     if config is not None:  # settings that change the predictions (not paths or device)
         fingerprint['geometry'] = {k: to_jsonable(getattr(config, k, None)) for k in
                                    ('mode', 'resolution', 'window', 'stride', 'max_long_side')}
@@ -249,6 +270,10 @@ def run(args: argparse.Namespace,
         for key, default in (('backend', 'torch'), ('precision', 'fp32')):
             if getattr(config, key, default) != default:
                 fingerprint[key] = getattr(config, key)
+
+    def random() -> bool:  # what was loaded decides, once it is loaded
+        return is_random(args, cache.get('seg'))
+
     results = []
     for bench in benches:
         if bench.name not in datasets:
@@ -258,16 +283,31 @@ def run(args: argparse.Namespace,
             print(f'note: {bench.name}: {note}', file=sys.stderr)
         pred_dir = args.save_predictions / bench.name if args.save_predictions else None
         fp = dict(fingerprint, protocol=to_jsonable(dataclasses.asdict(proto)))
-        result = evaluate_dataset(datasets[bench.name], get_segmenter, proto, limit=args.limit,
-                                  predictions_dir=pred_dir, resume=args.resume,
-                                  skip_bad=args.skip_bad, fingerprint=fp,
-                                  progress=not args.quiet)
+        try:
+            result = evaluate_dataset(datasets[bench.name], get_segmenter, proto, limit=args.limit,
+                                      predictions_dir=pred_dir, resume=args.resume, overwrite=args.overwrite,
+                                      skip_bad=args.skip_bad, fingerprint=fp, progress=not args.quiet,
+                                      on_skip=lambda line: print(f'warning: {line}', file=sys.stderr, flush=True))
+        except EvaluationInterrupted as stop:
+            report['random_weights'] = random()
+            report['partial'] = True
+            report['interrupted'] = {'benchmark': bench.name, 'images_done': stop.done, 'images_total': stop.total,
+                                     'not_run': [b.name for b in benches[benches.index(bench) + 1:]
+                                                 if b.name in datasets]}
+            if stop.result is not None:
+                report['benchmarks'][bench.name] = stop.result
+                print(format_result(stop.result, report['random_weights']), flush=True)
+            else:
+                print(f'PARTIAL ({bench.name}): interrupted before the first image was scored', flush=True)
+            _finish(report, args.out)
+            raise
         results.append(result)
         report['benchmarks'][bench.name] = result
-        print(format_result(result), flush=True)
+        report['random_weights'] = random()
+        print(format_result(result, report['random_weights']), flush=True)
         _plot(args, result, bench.name, f'{bench.name}, {args.method} {args.variant}', report)
     if len(results) > 1:
-        print(format_summary(results))
+        print(format_summary(results, report['random_weights']))
     return _finish(report, args.out)
 
 
@@ -291,6 +331,7 @@ def run_bag(args: argparse.Namespace,
     # run_bag_cli would write its bare result to --out; the envelope is written below instead
     result = run_bag_cli(argparse.Namespace(**dict(vars(args), out=None)), make_segmenter=factory)
     report = dict(_report_header(args, state['config'], state['weights']), bag=result)
+    report['random_weights'] = bool(result.get('random_weights')) or report['random_weights']
     _plot(args, result, 'bag_' + Path(str(args.bag)).name,
           f'bag {Path(str(args.bag)).name}, {result["source_topic"]}', report)
     return _finish(report, args.out)
@@ -301,7 +342,8 @@ def _plot(args: argparse.Namespace, result: Dict[str, Any], name: str, title: st
     """``--plot DIR``: the IoU chart and confusion matrix of one result; their paths go into the report."""
     if getattr(args, 'plot', None) is None:
         return
-    paths = write_evaluation_plots(result, args.plot, name, title)
+    paths = write_evaluation_plots(result, args.plot, name, title,
+                                   random_weights=bool(report.get('random_weights')))
     report.setdefault('plots', []).extend(str(p) for p in paths)
     print(plots_summary(paths), flush=True)
 
@@ -316,11 +358,37 @@ def _write_json(path: Path, report: Dict[str, Any]) -> None:
         raise Talk2DinoError(f'cannot write {path}: {exc.strerror or exc}') from None
 
 
+def resume_command(argv: Sequence[str]) -> str:
+    """The command that continues an interrupted run: the same arguments with --resume (not --overwrite)."""
+    import shlex
+
+    kept = [a for a in argv if a not in ('--overwrite', '--resume')]
+    return shlex.join(['evaluate', *kept, '--resume'])
+
+
 def _run(argv: Optional[Sequence[str]]) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    run(args)
-    remind_random_weights(args)
-    return 0
+    try:
+        report = run(args)
+    except EvaluationInterrupted as stop:
+        where = f' and in {args.out}' if args.out is not None else ''
+        print(f'interrupted after {stop.done} of {stop.total} images: partial results above{where}, marked '
+              'partial', file=sys.stderr)
+        if args.save_predictions is not None:
+            print(f'continue with: {resume_command(argv)}', file=sys.stderr)
+        else:
+            print('nothing was saved to continue from: add --save-predictions DIR to make a run resumable',
+                  file=sys.stderr)
+        remind_random_weights(args)
+        return 130
+    bad = len(report.get('bag', {}).get('bad_messages', ()))
+    if bad and not args.skip_bad:
+        # each was logged when skipped; the score is over the other frames
+        print(f'error: {bad} message(s) in {args.bag} are not valid messages and were skipped (listed above); '
+              '--skip-bad accepts that', file=sys.stderr)
+    remind_random_weights(args, random=bool(report.get('random_weights')))
+    return 1 if bad and not args.skip_bad else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:

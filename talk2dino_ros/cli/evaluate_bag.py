@@ -37,21 +37,38 @@ def stored_classes(reader) -> Optional[List[str]]:
     custom = getattr(getattr(getattr(reader, 'storage', None), 'metadata', None), 'custom', None) or {}
     text = custom.get(CLASSES_KEY)
     if text:
-        from talk2dino_ros.ros.vocabulary import parse_vocabulary  # ROS-free module
-
-        return list(parse_vocabulary(text).accepted) or None
+        return _valid_class_list(str(text).rstrip(', \n'), f'the {CLASSES_KEY} metadata of {reader.path}') or None
     legends = [c for c in reader.connections if c.msgtype == bag_io.CLASS_INFO_TYPE]
     if not legends:  # (reader.messages([]) would mean every topic)
         return None
     for _conn, _t, raw in reader.messages(legends):
-        msg = bag_io.make_typestore().deserialize_cdr(raw, bag_io.CLASS_INFO_TYPE)
+        try:
+            msg = bag_io.deserialize(raw, bag_io.CLASS_INFO_TYPE)
+        except bag_io.BadMessageError as exc:
+            raise bag_io.BagError(f'the ClassInfo legend in {reader.path} is unreadable ({exc}); give --classes') \
+                from None
         ids = [int(i) for i in msg.class_ids]
         names = list(msg.class_names)
         if ids == list(range(len(names))) and names and names[0] == BACKGROUND:
-            return names[1:] or None
+            return _valid_class_list(names[1:], f'the ClassInfo legend in {reader.path}') or None
         raise bag_io.BagError(f'the ClassInfo legend in {reader.path} does not number its classes 0..N '
                               'with 0 = background; give --classes')
     return None
+
+
+def _valid_class_list(source, where: str) -> List[str]:
+    """The names of label ids 1, 2, ... exactly as stored; BagError naming the first name the rules reject.
+
+    Dropping a rejected name would shift every later label id and score the wrong classes.
+    """
+    from talk2dino_ros.ros.vocabulary import parse_vocabulary  # ROS-free module
+
+    parsed = parse_vocabulary(source)
+    if parsed.rejected:
+        first = parsed.rejected[0]
+        raise bag_io.BagError(f'{where} lists class {ascii(first.name)}, which the class-name rules reject '
+                              f'({first.reason}); dropping it would shift the label ids: give --classes')
+    return list(parsed.accepted)
 
 
 def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dict[str, Any]:
@@ -67,7 +84,7 @@ def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dic
         missing.append('--image-topic (or --prediction-topic)')
     if missing:
         raise bag_io.BagError(f'--bag needs {", ".join(missing)}')
-    classes = parse_vocab_arg(args.classes) if args.classes else None
+    classes = parse_vocab_arg(args.classes, '--classes') if args.classes else None
     reader = bag_io.open_bag(args.bag)  # wrong paths and topics fail before any weights load
     try:
         if classes is None:
@@ -91,6 +108,9 @@ def run_bag_cli(args, make_segmenter: Optional[Callable[[], Any]] = None) -> Dic
     result = evaluate_bag(segmenter, args.bag, args.image_topic, args.label_topic, classes,
                           prediction_topic=prediction_topic, limit=getattr(args, 'limit', None),
                           progress=not getattr(args, 'quiet', False))
+    # what was loaded decides (a test width or the random-weights path); predictions from a bag: the flag
+    result['random_weights'] = bool(getattr(segmenter, 'random_weights', False)
+                                    or getattr(args, 'allow_random_weights', False))
     print(format_bag_result(result), flush=True)
     out = getattr(args, 'out', None)
     if out is not None:

@@ -132,6 +132,11 @@ def _selected(args) -> List[PretrainedFile]:
             raise FetchError(f'unknown weight names {unknown}; see --list')
         return [PRETRAINED[n] for n in args.names]
     try:
+        hint = catalog.unpublished_hint(args.method, args.variant)
+        if hint:  # e.g. vits: its backbone is published, its ψ is not
+            variant = catalog.get_variant(args.method, args.variant)
+            names = ' '.join(variant.published[r] for r in variant.roles if r in variant.published)
+            raise FetchError(f'{hint}; the published files of {variant.name} come with `fetch_weights {names}`')
         return list(bundle(args.method, args.variant).values())
     except catalog.CatalogError as exc:
         raise FetchError(str(exc)) from None
@@ -145,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--method', default=catalog.DEFAULT_METHOD, choices=catalog.method_names(),
                    help=f'whose published files to download (default {catalog.DEFAULT_METHOD})')
     p.add_argument('--variant', default=catalog.get_method(catalog.DEFAULT_METHOD).default_variant,
-                   choices=fetchable_variants(), help='backbone (Talk2DINO; ignored for single-backbone methods)')
+                   choices=catalog.variant_names(),
+                   help=f'backbone (Talk2DINO; ignored for single-backbone methods); fully published: '
+                        f'{", ".join(fetchable_variants())}')
     p.add_argument('--all', action='store_true', help='every published file')
     p.add_argument('--dir', type=Path, default=DEFAULT_WEIGHTS_DIR, help=f'cache directory (default {DEFAULT_WEIGHTS_DIR})')
     p.add_argument('--timeout', type=float, default=15.0, help='network timeout in seconds')

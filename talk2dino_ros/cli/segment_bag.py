@@ -14,6 +14,12 @@ input topic unchanged plus, under ``--namespace`` (default ``/talk2dino``, the l
 * ``<ns>/confidence``        32FC1 max class score, and ``<ns>/confidence_mono8``: the same clipped to
   0..1 and scaled to 0..255 (what Nav2's semantic segmentation layer reads); ``--confidence`` picks
 * ``<ns>/overlay``           rgb8 colour overlay with a legend (``--overlay``)
+* with ``--depth-topic`` (a depth image registered to the camera, 16UC1 millimetres or 32FC1 metres) and
+  its ``--camera-info-topic``: ``<ns>/points`` (sensor_msgs/PointCloud2: x y z, label, confidence, rgb with
+  ``--rgb``), ``<ns>/detections`` (vision_msgs/Detection2DArray) and ``<ns>/detections_3d``
+  (vision_msgs/Detection3DArray), the node's 3D outputs, in the depth image's frame. A camera frame is paired
+  with the depth frame of the nearest header stamp within ``--depth-sync-tolerance``; frames without one get
+  2D detections only (counted in the summary). ``--detections`` writes the 2D detections without depth.
 
 Each output has the exact header of its camera image and the image's bag timestamp. The model defaults
 are the node's (mode ``whole``, background threshold 0.55, background cleaning on).
@@ -31,7 +37,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -46,9 +52,16 @@ OUTPUTS = {
     'confidence': ('confidence', bag_io.IMAGE_TYPE),
     'confidence_mono8': ('confidence_mono8', bag_io.IMAGE_TYPE),
     'overlay': ('overlay', bag_io.IMAGE_TYPE),
+    'points': ('points', bag_io.POINT_CLOUD_TYPE),
+    'detections': ('detections', bag_io.DETECTION2D_ARRAY_TYPE),
+    'detections_3d': ('detections_3d', bag_io.DETECTION3D_ARRAY_TYPE),
 }
 #: the node's model defaults (talk2dino_ros/ros/parameters.py)
 NODE_DEFAULTS = dict(mode='whole', background_threshold=0.55, bg_clean=True)
+#: metadata.yaml custom_data key of an output bag made from random weights
+RANDOM_WEIGHTS_KEY = 'talk2dino_ros.random_weights'
+#: marks a skipped frame whose message did not deserialise (kept in the resume records)
+BAD_MESSAGE = 'bad_message'
 
 
 def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
@@ -75,10 +88,49 @@ def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
     return out
 
 
+@dataclasses.dataclass
+class DepthInput:
+    """The depth side of segment_bag: which topics, how frames are paired, what the 3D outputs look like."""
+
+    topic: str
+    info_topic: str
+    tolerance_ns: int
+    options: Any  # SpatialOptions
+
+
+def _spatial_items(header: Any, rgb: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
+                   names: Sequence[str], depth: Optional[Tuple[Any, Any]], options: Any) -> Dict[str, bytes]:
+    """Serialized points / detections / detections_3d of a frame (``depth``: (Image, CameraInfo) or None)."""
+    from talk2dino_ros.ros.image_conversion import image_to_numpy
+    from talk2dino_ros.spatial import messages
+    from talk2dino_ros.spatial.depth import depth_to_metres
+    from talk2dino_ros.spatial.intrinsics import intrinsics_from_camera_info
+    from talk2dino_ros.spatial.scene import build_spatial
+
+    kit = bag_io.RosbagsKit()
+    if depth is None:
+        frame = build_spatial(labels, confidence, names, options=options, cloud=False)
+        return {'detections': bag_io.serialize(messages.detection_2d_array_msg(kit, header, frame.detections))}
+    image, info = depth
+    metres = depth_to_metres(image_to_numpy(image), str(image.encoding), options.depth_max_m)
+    frame = build_spatial(labels, confidence, names, metres, intrinsics_from_camera_info(info), options, rgb=rgb)
+    # 3D outputs are in the depth camera's frame with the colour frame's stamp (what the labels belong to)
+    depth_header = bag_io.header_msg(header.stamp.sec, header.stamp.nanosec, image.header.frame_id)
+    return {'points': bag_io.serialize(messages.point_cloud_msg(kit, depth_header, frame.cloud)),
+            'detections': bag_io.serialize(messages.detection_2d_array_msg(kit, header, frame.detections)),
+            'detections_3d': bag_io.serialize(messages.detection_3d_array_msg(kit, depth_header, frame.detections))}
+
+
 def _frame_outputs(raw: bytes, msgtype: str, segmenter: Any, vocab: Any, names: Sequence[str],
-                   colors: np.ndarray, confidence: str, overlay: bool) -> Dict[str, bytes]:
-    """Segment one serialized camera image; returns record key -> serialized output message."""
+                   colors: np.ndarray, confidence: str, overlay: bool, spatial: Optional[Any] = None,
+                   depth: Optional[Tuple[Any, Any]] = None, banner: str = '') -> Dict[str, bytes]:
+    """Segment one serialized camera image; returns record key -> serialized output message.
+
+    ``spatial``: SpatialOptions when the 3D outputs (or 2D detections) are written; ``depth`` the frame's
+    (depth Image, CameraInfo) pair, or None. ``banner``: a warning over the overlay (random weights).
+    """
     from talk2dino_ros.outputs import frame
+    from talk2dino_ros.spatial.depth import DepthError
 
     header, rgb = bag_io.decode_image(raw, msgtype)
     result = segmenter.segment(rgb, vocabulary=vocab)
@@ -87,7 +139,7 @@ def _frame_outputs(raw: bytes, msgtype: str, segmenter: Any, vocab: Any, names: 
     if overlay:
         wanted.add(frame.OVERLAY)
     try:
-        images = frame.build_frame_outputs(result, wanted, rgb=rgb, colors=colors, names=names)
+        images = frame.build_frame_outputs(result, wanted, rgb=rgb, colors=colors, names=names, banner=banner)
     except ValueError as exc:  # the engine's label map does not fit the frame
         raise Talk2DinoError(str(exc)) from None
     items = {'labels': bag_io.serialize(bag_io.image_msg(header, images.labels, images.label_encoding))}
@@ -97,21 +149,95 @@ def _frame_outputs(raw: bytes, msgtype: str, segmenter: Any, vocab: Any, names: 
         items['confidence_mono8'] = bag_io.serialize(bag_io.image_msg(header, images.confidence_mono8, 'mono8'))
     if images.overlay is not None:
         items['overlay'] = bag_io.serialize(bag_io.image_msg(header, images.overlay, 'rgb8'))
+    if spatial is not None:
+        try:
+            items.update(_spatial_items(header, rgb, images.labels, result.confidence(), names, depth, spatial))
+        except (DepthError, ValueError) as exc:  # an unusable depth image or CameraInfo for this frame
+            raise Talk2DinoError(f'depth: {exc}') from None
     return items
+
+
+class _DepthStream:
+    """The depth frames and CameraInfos of a bag, read alongside the images by header stamp."""
+
+    def __init__(self, reader: Any, depth: DepthInput) -> None:
+        from talk2dino_ros.spatial.pairing import StampPairer
+
+        conns = [c for c in reader.connections if c.topic == depth.topic]
+        info_conns = [c for c in reader.connections if c.topic == depth.info_topic]
+        for topic, found, want in ((depth.topic, conns, bag_io.IMAGE_TYPE),
+                                   (depth.info_topic, info_conns, bag_io.CAMERA_INFO_TYPE)):
+            if not found:
+                raise bag_io.BagError(f'topic {topic!r} is not in bag {reader.path}; topics present: '
+                                      f'{bag_io.describe_topics(reader)}')
+            bad = sorted({c.msgtype for c in found if c.msgtype != want})
+            if bad:
+                raise bag_io.BagError(f'topic {topic!r} has type {", ".join(bad)}; expected {want}')
+        #: messages of these topics that were not valid CDR (skipped), not yet reported by new_bad()
+        self._bad: List[Dict[str, Any]] = []
+        # CameraInfo messages are small: all of them, by stamp (a calibration may change mid-bag)
+        self._infos = sorted(((bag_io.stamp_ns(m.header), m) for m in self._readable(reader, info_conns)),
+                             key=lambda item: item[0])
+        self._images = self._readable(reader, conns)
+        self._pairer = StampPairer(depth.tolerance_ns, capacity=16)
+        self._ahead: Optional[Any] = None
+        self.tolerance_ns = depth.tolerance_ns
+
+    def _readable(self, reader: Any, conns: List[Any]) -> Iterator[Any]:
+        """The messages of one topic that deserialise; the others are noted with their index and reason."""
+        for index, (conn, timestamp, raw) in enumerate(reader.messages(conns)):
+            try:
+                yield bag_io.deserialize(raw, conn.msgtype)
+            except bag_io.BadMessageError as exc:
+                self._bad.append({'topic': conn.topic, 'index': index, 'timestamp': timestamp, 'error': str(exc)})
+
+    def new_bad(self) -> List[Dict[str, Any]]:
+        """The skipped messages found since the last call."""
+        found, self._bad = self._bad, []
+        return found
+
+    def take(self, stamp: int) -> Optional[Tuple[Any, Any]]:
+        """(depth Image, CameraInfo) for a camera frame stamped ``stamp`` ns, or None."""
+        while True:  # read depth frames up to the end of this frame's window
+            if self._ahead is None:
+                self._ahead = next(self._images, None)
+                if self._ahead is None:
+                    break
+            t = bag_io.stamp_ns(self._ahead.header)
+            if t > stamp + self.tolerance_ns:
+                break
+            self._pairer.add(t, self._ahead)
+            self._ahead = None
+        image = self._pairer.take(stamp)
+        if image is None or not self._infos:
+            return None
+        t = bag_io.stamp_ns(image.header)
+        info = min(self._infos, key=lambda item: abs(item[0] - t))[1]
+        return image, info
+
+    def counters(self) -> Dict[str, int]:
+        return self._pairer.counters()
 
 
 def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, image_topic: str,
                 vocabulary: Sequence[str], *, namespace: str = '/talk2dino', overlay: bool = False,
                 confidence: str = 'both', storage: Optional[str] = None, resume: bool = False,
-                skip_bad: bool = False, progress: bool = True) -> Dict[str, Any]:
+                skip_bad: bool = False, progress: bool = True, depth: Optional[DepthInput] = None,
+                detections: bool = False, spatial: Optional[Any] = None) -> Dict[str, Any]:
     """Segment every image of ``image_topic`` in ``bag`` and write ``out`` (see the module docstring).
 
     Returns a summary: output path, storage, frames, segmented / resumed / skipped counts, topics, timings.
     Raises :class:`~talk2dino_ros.bags.bag_io.BagError` for a missing topic (listing the bag's topics), an
-    unreadable bag or an image that cannot be converted (unless ``skip_bad``).
+    unreadable bag or an image that cannot be converted (unless ``skip_bad``). A message that is not
+    valid CDR is always skipped, logged on stderr with its frame index and reason, and counted in
+    ``bad_messages``. ``depth``: the 3D outputs (see the module docstring); ``detections``: 2D detections
+    without depth; ``spatial``: SpatialOptions of both (default: the defaults, or ``depth.options``).
     """
+    from talk2dino_ros.outputs.banner import RANDOM_WEIGHTS_BANNER
     from talk2dino_ros.outputs.colors import class_colors
 
+    random_weights = bool(getattr(segmenter, 'random_weights', False))
+    banner = RANDOM_WEIGHTS_BANNER if random_weights else ''
     if confidence not in CONFIDENCE_CHOICES:
         raise bag_io.BagError(f'confidence must be one of {", ".join(CONFIDENCE_CHOICES)}, got {confidence!r}')
     namespace = '/' + namespace.strip('/') if namespace.strip('/') else ''
@@ -124,6 +250,20 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
         storage = storage or bag_io.storage_of(reader)
         keys = ['labels'] + {'both': ['confidence', 'confidence_mono8'], 'float': ['confidence'],
                              'mono8': ['confidence_mono8'], 'none': []}[confidence] + (['overlay'] if overlay else [])
+        if depth is not None:
+            spatial = depth.options
+            keys += ['points', 'detections', 'detections_3d']
+            depth_stream = _DepthStream(reader, depth)
+        else:
+            depth_stream = None
+            if detections:
+                keys.append('detections')
+        if (depth is not None or detections) and spatial is None:
+            from talk2dino_ros.spatial.scene import SpatialOptions
+
+            spatial = SpatialOptions()
+        if depth is None and not detections:
+            spatial = None
         topics = {k: f'{namespace}/{OUTPUTS[k][0]}' for k in keys}
         topics['class_info'] = f'{namespace}/class_info'
         topics['label_info'] = f'{namespace}/label_info'
@@ -140,10 +280,16 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
             'bag_start': reader.start_time, 'bag_end': reader.end_time, 'image_topic': image_topic,
             'vocabulary': list(names), 'namespace': namespace, 'confidence': confidence, 'overlay': overlay,
             'storage': storage, 'skip_bad': skip_bad, 'model': _model_fingerprint(segmenter),
+            'random_weights': random_weights,
+            'depth': None if depth is None else {'topic': depth.topic, 'info_topic': depth.info_topic,
+                                                 'tolerance_ns': depth.tolerance_ns},
+            'spatial': None if spatial is None else dataclasses.asdict(spatial),
         }
         partial = PartialOutput(Path(out))
         already = partial.start(settings, resume)
         writer = bag_io.open_writer(partial.bag, storage)
+        if random_weights:  # the bag's metadata.yaml says so too, not only its overlays
+            writer.set_custom_data(RANDOM_WEIGHTS_KEY, 'true')
         copies = {}
         not_copied = []
         for conn in reader.connections:
@@ -158,8 +304,9 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
 
         total = sum(c.msgcount for c in image_conns)
         image_ids = {c.id for c in image_conns}
-        counts = {'frames': 0, 'segmented': 0, 'resumed': 0, 'skipped': 0}
+        counts = {'frames': 0, 'segmented': 0, 'resumed': 0, 'skipped': 0, 'bad_messages': 0}
         skipped: List[Dict[str, Any]] = []
+        skipped_messages: List[Dict[str, Any]] = []  # depth and CameraInfo messages that are not valid
         segment_s = 0.0
         bar = _progress(total, progress, already)
         legend_written = False
@@ -171,21 +318,41 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 continue
             frame = counts['frames']
             counts['frames'] += 1
+            header = None
             if not legend_written:
-                header = bag_io.make_typestore().deserialize_cdr(raw, conn.msgtype).header
+                try:
+                    header = bag_io.deserialize(raw, conn.msgtype).header
+                except bag_io.BadMessageError:
+                    pass  # the legend goes with the first frame that reads
+            if header is not None:
                 writer.write(info_conn, timestamp, bag_io.serialize(bag_io.class_info_msg(
                     header, vocab.version, getattr(getattr(segmenter, 'config', None), 'method', 'talk2dino'), names, colors,
                     threshold)))
                 writer.write(label_info_conn, timestamp, bag_io.serialize(
                     bag_io.label_info_msg(header, names, threshold)))
                 legend_written = True
+            pair = None
+            if depth_stream is not None:  # read along even for resumed frames, so pairing stays in step
+                try:
+                    pair = depth_stream.take(bag_io.stamp_ns(bag_io.deserialize(raw, conn.msgtype).header))
+                except bag_io.BadMessageError:
+                    pass  # the frame itself is skipped below, with the reason
+                for entry in depth_stream.new_bad():
+                    counts['bad_messages'] += 1
+                    skipped_messages.append(entry)
+                    _log(bar, f"skipped message {entry['index']} of {entry['topic']} (bag time "
+                              f"{entry['timestamp']} ns): {entry['error']}")
             items = partial.done(frame, timestamp)
             if items is not None:
                 counts['resumed'] += 1
             else:
                 t0 = time.perf_counter()
                 try:
-                    items = _frame_outputs(raw, conn.msgtype, segmenter, vocab, names, colors, confidence, overlay)
+                    items = _frame_outputs(raw, conn.msgtype, segmenter, vocab, names, colors, confidence, overlay,
+                                           spatial, pair, banner)
+                except bag_io.BadMessageError as exc:
+                    # a corrupt message never stops the run; skip_bad only decides the exit code (see _run)
+                    items = {'skipped': str(exc).encode(), BAD_MESSAGE: b''}
                 except Talk2DinoError as exc:
                     where = f'frame {frame} of {image_topic} (bag time {timestamp} ns)'
                     if not skip_bad:
@@ -196,7 +363,11 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
                 counts['segmented'] += 'skipped' not in items
             if 'skipped' in items:
                 counts['skipped'] += 1
-                skipped.append({'frame': frame, 'timestamp': timestamp, 'error': items['skipped'].decode()})
+                counts['bad_messages'] += BAD_MESSAGE in items
+                entry = {'frame': frame, 'timestamp': timestamp, 'error': items['skipped'].decode(),
+                         'bad_message': BAD_MESSAGE in items}
+                skipped.append(entry)
+                _log(bar, f"skipped frame {frame} of {image_topic} (bag time {timestamp} ns): {entry['error']}")
             for key, data in items.items():
                 if key in out_conns:
                     writer.write(out_conns[key], timestamp, data)
@@ -220,11 +391,21 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
         reader.close()
     wall = time.perf_counter() - started
     return {
+        'random_weights': random_weights,
         'out': str(final), 'storage': storage, 'image_topic': image_topic, 'vocabulary': list(names),
-        **counts, 'skipped_frames': skipped, 'topics': topics, 'not_copied': not_copied,
+        **counts, 'skipped_frames': skipped, 'skipped_messages': skipped_messages, 'topics': topics, 'not_copied': not_copied,
         'wall_s': wall, 'segment_s': segment_s,
+        'depth': depth_stream.counters() if depth_stream is not None else None,
         'segmented_fps': counts['segmented'] / segment_s if segment_s > 0 else None,
     }
+
+
+def _log(bar: Any, line: str) -> None:
+    """One line on stderr, above the progress bar when there is one."""
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _progress(total: int, enabled: bool, already: int):
@@ -239,6 +420,7 @@ def _progress(total: int, enabled: bool, already: int):
 # ------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
     from talk2dino_ros.cli.common import add_inference_arguments, add_model_arguments
+    from talk2dino_ros.cli.spatial_args import add_spatial_arguments
 
     p = argparse.ArgumentParser(prog='segment_bag', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -252,37 +434,77 @@ def build_parser() -> argparse.ArgumentParser:
                    help='confidence maps to write: 32FC1 (float), mono8 0..255, both (default) or none')
     p.add_argument('--storage', choices=bag_io.STORAGES, default=None,
                    help='output storage (default: the input bag\'s)')
+    p.add_argument('--depth-topic', default=None,
+                   help='depth image registered to the camera (16UC1 mm or 32FC1 m): write points, detections '
+                        'and detections_3d')
+    p.add_argument('--camera-info-topic', default=None,
+                   help='CameraInfo of the depth images (default: camera_info next to --depth-topic)')
+    p.add_argument('--depth-sync-tolerance', type=float, default=1 / 30, metavar='S',
+                   help='largest stamp difference of a camera frame and its depth frame, seconds (default 1/30)')
+    p.add_argument('--detections', action='store_true',
+                   help='write <ns>/detections (2D) also without depth')
     p.add_argument('--resume', action='store_true', help='continue an interrupted run (OUT.partial)')
     p.add_argument('--skip-bad', action='store_true',
-                   help='skip frames that cannot be decoded (listed in the summary) instead of stopping')
+                   help='skip frames that cannot be decoded (listed in the summary) instead of stopping; a message '
+                        'that is not valid CDR is always skipped and listed, and without this flag makes the '
+                        'exit code 1')
     p.add_argument('--json', type=Path, default=None, metavar='FILE', help='write the summary as JSON')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
+    add_spatial_arguments(p)
     add_model_arguments(p)
     add_inference_arguments(p)
     return p
 
 
+def depth_input(args: argparse.Namespace) -> Optional[DepthInput]:
+    """The DepthInput the flags describe (None without --depth-topic)."""
+    from talk2dino_ros.cli.spatial_args import spatial_options
+
+    options = spatial_options(args)
+    if args.depth_topic is None:
+        if args.camera_info_topic is not None:
+            raise Talk2DinoError('--camera-info-topic needs --depth-topic')
+        return None
+    if not args.depth_sync_tolerance >= 0:
+        raise Talk2DinoError(f'--depth-sync-tolerance must be >= 0 s, got {args.depth_sync_tolerance}')
+    info = args.camera_info_topic or args.depth_topic.rstrip('/').rsplit('/', 1)[0] + '/camera_info'
+    return DepthInput(args.depth_topic, info, int(round(args.depth_sync_tolerance * 1e9)), options)
+
+
 def _run(argv: Optional[Sequence[str]]) -> int:
     from talk2dino_ros.cli.common import build_segmenter, parse_vocab_arg
 
+    from talk2dino_ros.cli.spatial_args import spatial_options
+
     args = build_parser().parse_args(argv)
     names = parse_vocab_arg(args.vocab)
+    depth = depth_input(args)
+    spatial = spatial_options(args)
     # check the input before loading weights: a wrong path or topic fails in a second
     reader = bag_io.open_bag(args.bag)
     try:
         bag_io.image_connections(reader, args.image_topic)
+        if depth is not None:
+            _DepthStream(reader, depth)  # the topics exist and have the right types
     finally:
         reader.close()
     segmenter = build_segmenter(args, **NODE_DEFAULTS)
     summary = segment_bag(segmenter, args.bag, args.out, args.image_topic, names, namespace=args.namespace,
                           overlay=args.overlay, confidence=args.confidence, storage=args.storage,
-                          resume=args.resume, skip_bad=args.skip_bad, progress=not args.quiet)
+                          resume=args.resume, skip_bad=args.skip_bad, progress=not args.quiet, depth=depth,
+                          detections=args.detections, spatial=spatial)
     fps = summary['segmented_fps']
+    if summary['random_weights']:
+        from talk2dino_ros.cli.reminders import RANDOM_WEIGHTS_HEADER
+
+        print(RANDOM_WEIGHTS_HEADER)
     print(f"wrote {summary['out']} ({summary['storage']}): {summary['frames']} frames, "
           f"{summary['segmented']} segmented, {summary['resumed']} resumed, {summary['skipped']} skipped"
           + (f', {fps:.2f} frames/s' if fps else '') + f"; topics: {', '.join(summary['topics'].values())}")
-    for entry in summary['skipped_frames'][:10]:
-        print(f"  skipped frame {entry['frame']}: {entry['error']}", file=sys.stderr)
+    if summary['depth'] is not None:
+        d = summary['depth']
+        print(f"depth: {d['depth_paired']} frames paired, {d['colour_unpaired']} without depth, "
+              f"{d['depth_unpaired']} depth frames unused")
     if summary['not_copied']:
         print('warning: not copied (no message definition in the bag): ' + ', '.join(summary['not_copied']),
               file=sys.stderr)
@@ -290,10 +512,15 @@ def _run(argv: Optional[Sequence[str]]) -> int:
         from talk2dino_ros.atomic_files import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(summary, indent=1))
+    bad = summary['bad_messages'] and not args.skip_bad
+    if bad:
+        print(f"error: {summary['bad_messages']} message(s) in {args.bag} are not valid messages and were "
+              'skipped (listed above; the output holds every other frame); --skip-bad accepts that',
+              file=sys.stderr)
     from talk2dino_ros.cli.reminders import remind_random_weights
 
-    remind_random_weights(args)  # last, so it is the last line a user reads
-    return 0
+    remind_random_weights(args, random=summary['random_weights'])  # last, the last line a user reads
+    return 1 if bad else 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -23,11 +23,16 @@ Rows (per device; image rows per size):
 * ``memory N classes``: one whole-plain frame with N random class embeddings: peak memory of the frame
   above what was in use before (CUDA: ``max_memory_allocated``; CPU: peak RSS, VmHWM). A note after the
   table gives the per-class slope and the classes a 2 GB budget holds at that size.
+* ``3d ...`` (device ``numpy``, per size, ``--no-3d`` to skip): the node's 3D outputs of one frame from its
+  labels, confidence and a registered 16UC1 depth image of the same size, on a rendered scene (floor, wall,
+  three boxes): ``cloud + detections`` (decoding the depth, the PointCloud2 bytes, 2D and 3D detections,
+  what ``~/points`` + ``~/detections`` + ``~/detections_3d`` cost), and each part alone, at stride 1 and 2.
 
 Columns: median and p90 wall time, fps = 1 / median, median process CPU time (all threads), peak RSS during
 the row (VmHWM, reset before each row through /proc/self/clear_refs) and CUDA max allocated.
-``authors``: the authors' code on the project's 2-core CPU beside the matching CPU rows (375x500 image,
-5 classes).
+``authors``: the authors' Talk2DINO code, measured once on the project's 2-core development CPU (375x500
+image, 5 classes, fp32), shown only beside the same rows of the same variant at full width (Talk2DINO
+ViT-B, published sizes, fp32 on the CPU) on a machine with that CPU; otherwise the table says why it has none.
 """
 from __future__ import annotations
 
@@ -56,6 +61,7 @@ DEFAULT_VOCAB = 'person,car,tree,road,sky'
 RANDOM_WIDTHS = ('tiny',) + tuple(catalog.backbones())
 PIPELINES = ('whole-plain', 'whole-clean-bg', 'whole-full', 'slide-plain', 'slide-full')
 #: the authors' code on this project's 2-core CPU, fp32, 375x500 image, 5 classes, seconds
+#: (where they come from: :data:`AUTHORS_SOURCE`; which machine: :data:`AUTHORS_MACHINE`)
 AUTHORS_CPU = {
     'text cold': 1.17,
     'backbone B=1': 0.84,
@@ -63,6 +69,32 @@ AUTHORS_CPU = {
     'pipeline slide-full': 10.7,
 }
 AUTHORS_SIZE = (375, 500)
+AUTHORS_CLASSES = 5
+#: the CPU the authors' timings were measured on (model name in /proc/cpuinfo, logical cores)
+AUTHORS_MACHINE = {'cpu': 'AMD EPYC', 'cpu_count': 2}
+AUTHORS_SOURCE = ("the authors' Talk2DINO code (DINOv2 ViT-B, fp32, 375x500 image, 5 classes), measured on the "
+                  "2-core AMD EPYC development CPU; see docs/speed.md")
+
+
+def authors_comparison(method: str, variant: str, test_width: bool, random_width: Optional[str], device: str,
+                       fp16: bool, classes: int, env: Dict) -> Tuple[bool, str]:
+    """Whether the authors' timings may stand beside this run's rows, and if not, why (one phrase).
+
+    Only like with like: Talk2DINO ViT-B at its published size, fp32 on the CPU, the same number of classes,
+    on the machine they were measured on.
+    """
+    if (method, variant) != ('talk2dino', 'vitb'):
+        return False, f'they were measured with talk2dino vitb, this run is {method} {variant}'
+    if test_width or random_width == 'tiny':
+        return False, 'this run uses tiny test-width weights, not the full-width ViT-B'
+    if device != 'cpu' or fp16:
+        return False, 'they were measured in fp32 on the CPU' + (' (this run: --fp16)' if fp16 else '')
+    if classes != AUTHORS_CLASSES:
+        return False, f'they were measured with {AUTHORS_CLASSES} classes, this run has {classes}'
+    if (env.get('cpu'), env.get('cpu_count')) != (AUTHORS_MACHINE['cpu'], AUTHORS_MACHINE['cpu_count']):
+        return False, (f"they were measured on a {AUTHORS_MACHINE['cpu_count']}-core {AUTHORS_MACHINE['cpu']}, "
+                       f"this machine is a {env.get('cpu_count')}-core {env.get('cpu') or 'unknown CPU'}")
+    return True, ''
 
 
 # ------------------------------------------------------------------------------------------ memory
@@ -255,8 +287,12 @@ def _frame_peak_mb(segmenter, image, vocab, opts) -> Tuple[Optional[float], str]
 def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int]], image_path: Optional[Path],
                  repeats: int, warmup: int, pipelines: Sequence[str], custom: Optional[Dict],
                  log: Callable[[str], None], *, cameras: int = 4, memory_classes: Sequence[int] = MEMORY_CLASSES,
-                 reload: Optional[Callable[[], object]] = None, notes: Optional[List[str]] = None) -> List[Row]:
-    """Every row for one segmenter (one device), all through the engine's public API and its stage hooks."""
+                 reload: Optional[Callable[[], object]] = None, notes: Optional[List[str]] = None,
+                 compare_authors: bool = False) -> List[Row]:
+    """Every row for one segmenter (one device), all through the engine's public API and its stage hooks.
+
+    ``compare_authors`` (see :func:`authors_comparison`) puts the authors' timings beside the matching rows.
+    """
     import torch
 
     dev = segmenter.device
@@ -270,9 +306,7 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
         log(f'  {dev.type} {size} {stage} ...')
         times, cpu_times, rss, cuda_mb = measure(fn, reps or repeats, warmup if warm is None else warm, dev)
         authors = None
-        # the authors' figures were measured with Talk2DINO on DINOv2 ViT-B only
-        if (cfg.method, cfg.variant) == ('talk2dino', 'vitb') and dev.type == 'cpu' and len(names) == 5 and \
-                size in ('-', '%dx%d' % AUTHORS_SIZE):
+        if compare_authors and size in ('-', '%dx%d' % AUTHORS_SIZE):
             authors = AUTHORS_CPU.get(stage)
         rows.append(Row(dev.type, size, stage, [t / per for t in times], [t / per for t in cpu_times], per, rss,
                         cuda_mb, authors))
@@ -408,6 +442,46 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
     return rows
 
 
+def bench_spatial(sizes: Sequence[Tuple[int, int]], repeats: int, warmup: int,
+                  log: Callable[[str], None]) -> List[Row]:
+    """The 3D rows: vectorised numpy work per frame, independent of the segmentation device."""
+    import torch
+
+    from talk2dino_ros.spatial.depth import depth_to_metres, metres_to_depth
+    from talk2dino_ros.spatial.intrinsics import Intrinsics
+    from talk2dino_ros.spatial.scene import SpatialOptions, build_spatial
+    from talk2dino_ros.spatial.synthetic import confidence_for, default_scene
+
+    rows: List[Row] = []
+    cpu = torch.device('cpu')
+    names = ['floor', 'wall', 'box a', 'box b', 'box c']
+    for (H, W) in sizes:
+        size = f'{H}x{W}'
+        f = 0.82 * W  # about 63 degrees across, as a RealSense colour camera
+        intr = Intrinsics(f, f, (W - 1) / 2, (H - 1) / 2, W, H)
+        labels, depth = default_scene().render(intr)
+        confidence = confidence_for(labels, [0.0, 0.9, 0.8, 0.7, 0.6, 0.5])
+        mm = metres_to_depth(depth, '16UC1')
+        for stride in (1, 2):
+            options = SpatialOptions(stride=stride)
+            parts = {
+                'cloud + detections': dict(cloud=True, detections=True),
+                'cloud': dict(cloud=True, detections=False),
+                'detections 2D + 3D': dict(cloud=False, detections=True),
+            }
+            for what, wanted in parts.items():
+                stage = f'3d {what} (stride {stride})'
+                log(f'  numpy {size} {stage} ...')
+
+                def run(wanted=wanted, options=options):
+                    metres = depth_to_metres(mm, '16UC1', options.depth_max_m)
+                    return build_spatial(labels, confidence, names, metres, intr, options, **wanted)
+
+                times, cpu_times, rss, _ = measure(run, max(repeats, 20), max(warmup, 2), cpu)
+                rows.append(Row('numpy', size, stage, times, cpu_times, 1, rss))
+    return rows
+
+
 # ------------------------------------------------------------------------------------------ report
 def _fmt_s(seconds: Optional[float]) -> str:
     if seconds is None:
@@ -505,6 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
                         'and precision (e.g. "torch,openvino,onnxruntime"; "openvino:bf16" picks one precision), '
                         'timed interleaved, with the ratio to torch and the agreement with torch fp32; '
                         '--pipelines whole-plain,whole-full adds the full pipeline; the device is --device')
+    p.add_argument('--no-3d', dest='spatial', action='store_false',
+                   help='skip the 3d rows (point cloud and detections from depth)')
     p.add_argument('--json', type=Path, default=None, metavar='OUT', help='also write the rows as JSON')
     p.add_argument('--quiet', action='store_true', help='no progress lines on stderr')
     add_model_arguments(p)
@@ -523,8 +599,9 @@ def _devices(spec: str) -> List[str]:
 def _custom_run(args: argparse.Namespace) -> Optional[Dict]:
     if args.bg_clean is None and args.pamr is None and args.background_threshold is None and args.mode is None:
         return None
-    opts = dict(bg_clean=bool(args.bg_clean), pamr=bool(args.pamr), background=args.background_threshold is not None)
-    if args.background_threshold is not None:
+    background = args.background_threshold is not None and args.background_threshold > 0  # <= 0: none
+    opts = dict(bg_clean=bool(args.bg_clean), pamr=bool(args.pamr), background=background)
+    if background:
         opts['background_threshold'] = args.background_threshold
     return dict(mode=args.mode or 'slide', options=opts)
 
@@ -551,6 +628,10 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     args.variant_list = _variant_list(args)
     if args.sizes is None:
         args.sizes = [(480, 640)] if args.backends else [(375, 500)]
+    if args.image is not None:  # a missing or unreadable --image fails now, not after loading the model
+        from talk2dino_ros.cli.segment_image import read_image_rgb
+
+        read_image_rgb(args.image)
 
     import torch
 
@@ -610,6 +691,9 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
     variants = getattr(args, 'variant_list', [None])
 
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    env = environment()
+    random_weights = bool(args.random_weights)
+    authors_why: List[str] = []
     with tempfile.TemporaryDirectory(prefix='t2d_bench_') as tmp:
         rows: List[Row] = []
         notes: List[str] = []
@@ -620,10 +704,17 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
                 log(f'loading {args.method} {base.variant} on {device} ...')
                 dev_cfg = dataclasses.replace(base, device=device)
                 segmenter = Segmenter.from_config(dev_cfg, on_event=log)
+                random_weights = random_weights or bool(getattr(segmenter, 'random_weights', False))
+                compare, why = authors_comparison(
+                    base.method, base.variant, bool(getattr(segmenter.method, 'test_width', False)),
+                    args.random_weights, segmenter.device.type, base.fp16, len(names), env)
+                if not compare and why not in authors_why:
+                    authors_why.append(why)
                 reload = None if args.no_first_frame else (lambda c=dev_cfg: Segmenter.from_config(c, on_event=log))
                 device_rows = bench_device(segmenter, names, args.sizes, args.image, args.repeats, args.warmup,
                                            pipelines, _custom_run(args), log, cameras=args.cameras,
-                                           memory_classes=memory_classes, reload=reload, notes=notes)
+                                           memory_classes=memory_classes, reload=reload, notes=notes,
+                                           compare_authors=compare)
                 if variant is not None and len(variants) > 1:
                     for row in device_rows:  # one table, a block per variant
                         row.device = f'{row.device} {variant}'
@@ -631,25 +722,40 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
                 if segmenter.fast_module is not None:
                     segmenter.fast_module.shutdown()
                 del segmenter
+        if getattr(args, 'spatial', True):
+            rows += bench_spatial(args.sizes, args.repeats, args.warmup, log)
         load_end = load_average()
         if len(variants) > 1:
             base = dataclasses.replace(base, variant=','.join(variants))
 
-    env = environment()
-    weights_note = (f'RANDOM WEIGHTS ({args.random_weights} width): timing only, the outputs mean nothing'
-                    if args.random_weights else 'weights: ' + ', '.join(f'{k}={v}' for k, v in base.weights.items()))
-    meta = dict(notes=notes, fast_path=base.fast_path, method=base.method, variant=base.variant, fp16=base.fp16, resolution=base.resolution,
-                window=base.window, stride=base.stride, classes=len(names), repeats=args.repeats,
-                warmup=args.warmup, random_weights=args.random_weights, load_average_start=load_start,
-                load_average_end=load_end, **env)
+    width = args.random_weights or 'the loaded files\''
+    weights_note = (f'RANDOM WEIGHTS ({width} width): timing only, the outputs mean nothing'
+                    if random_weights else 'weights: ' + ', '.join(f'{k}={v}' for k, v in base.weights.items()))
+    authors_shown = any(r.authors_s is not None for r in rows)
+    meta = dict(notes=notes, fast_path=base.fast_path, method=base.method, variant=base.variant, fp16=base.fp16,
+                resolution=base.resolution, window=base.window, stride=base.stride, classes=len(names),
+                repeats=args.repeats, warmup=args.warmup, random_weights=random_weights,
+                random_weights_width=args.random_weights, load_average_start=load_start, load_average_end=load_end,
+                authors_source=AUTHORS_SOURCE if authors_shown else None,
+                authors_omitted='; '.join(authors_why) if not authors_shown else None, **env)
     variant = f' {base.variant}' if catalog.get_method(base.method).has_variants else ''
+    if random_weights:
+        from talk2dino_ros.evaluation.report import RANDOM_WEIGHTS_HEADER
+
+        print(RANDOM_WEIGHTS_HEADER)
+    precision = 'off'
+    if base.fp16:
+        devices = {r.device.split()[0] for r in rows}
+        precision = 'on (' + ', '.join(('fp16 on CUDA' if d == 'cuda' else 'bf16 on the CPU') for d in sorted(devices)) + ')'
     print(f'# talk2dino_ros benchmark: {base.method}{variant}, {len(names)} classes, resolution '
-          f'{base.resolution}, fp16 {"on (CUDA)" if base.fp16 else "off"}')
+          f'{base.resolution}, fp16 {precision}')
     print(f'# {weights_note}')
     print(f'# torch {env["torch"]}, {env["torch_threads"]} CPU threads on {env["cpu_count"]} cores ({env["cpu"]})'
           + (f', GPU {env["gpu"]}' if env.get('gpu') else '') + f'; load average {load_start} -> {load_end}')
-    if any(r.authors_s is not None for r in rows):
-        print('# authors: their Talk2DINO code on the 2-core project CPU, 375x500, 5 classes')
+    if authors_shown:
+        print(f'# authors: {AUTHORS_SOURCE}')
+    elif authors_why:
+        print(f"# authors' timings not shown: {'; '.join(authors_why)}")
     busy = _busy_warning(load_start, load_end, env['cpu_count'])
     if busy:
         print(f'# WARNING: {busy}')

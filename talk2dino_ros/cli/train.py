@@ -206,13 +206,16 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     cfg = resolve_config(args)
     if args.command == 'extract':
         from talk2dino_ros.training.extract import run_extract
-        run_extract(cfg)
-        if cfg.allow_random_weights:  # features of a random backbone train a meaningless ψ
+        stats = run_extract(cfg)
+        if stats.get('random_weights'):  # features of a random backbone train a meaningless ψ
             from talk2dino_ros.cli.reminders import RANDOM_FEATURES_NOTE
             print(RANDOM_FEATURES_NOTE, file=sys.stderr)
     else:
         from talk2dino_ros.training.fit import fit
-        fit(cfg)
+        result = fit(cfg)
+        if result.random_weights:
+            from talk2dino_ros.cli.reminders import RANDOM_FIT_NOTE
+            print(RANDOM_FIT_NOTE, file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,8 @@ Predictions come either from running ``segmenter`` on ``image_topic`` (its vocab
 ``classes``; labels as ``result.labels_with_background_zero()``), or, with ``prediction_topic``, from
 label images already in the bag (e.g. the ``/talk2dino/labels`` of a ``segment_bag`` output).
 Images, ground truth and predictions are paired by header stamp; unpaired frames are counted, not scored.
+A message that is not valid CDR is skipped, logged on stderr with its topic, index and reason, and listed
+in the result's ``bad_messages`` (the caller decides whether that fails the run).
 """
 from __future__ import annotations
 
@@ -31,11 +33,23 @@ def _label_array(raw: bytes, topic: str) -> tuple:
     """(stamp ns, labels [H, W]) of a serialized label image; BagError for a non-label encoding."""
     from talk2dino_ros.ros.image_conversion import image_to_numpy
 
-    msg = bag_io.make_typestore().deserialize_cdr(raw, bag_io.IMAGE_TYPE)
+    msg = bag_io.deserialize(raw, bag_io.IMAGE_TYPE)
     if msg.encoding not in LABEL_ENCODINGS:
         raise bag_io.BagError(f'label topic {topic} has encoding {msg.encoding!r}; expected one of '
                               f'{", ".join(LABEL_ENCODINGS)}')
     return bag_io.stamp_ns(msg.header), np.array(image_to_numpy(msg))
+
+
+def check_truth_ids(gt: np.ndarray, num_classes: int, ignore_index: int, topic: str) -> None:
+    """BagError when the ground truth has ids beyond the classes given (the benchmarks refuse such labels
+    too): left in, they would be dropped from the label area and inflate the IoU of the classes scored."""
+    bad = (gt > num_classes) & (gt != ignore_index)
+    if bad.any():
+        values = np.unique(gt[bad])
+        shown = ', '.join(str(v) for v in values[:10]) + (', ...' if len(values) > 10 else '')
+        raise bag_io.BagError(f'ground truth on {topic} has label ids {shown}, but the class list names only '
+                              f'{num_classes} classes (ids 1..{num_classes}, 0 = background, {ignore_index} '
+                              'ignored): give every class of the ground truth in --classes, in id order')
 
 
 def label_connections(reader, topic: str) -> List[Any]:
@@ -82,6 +96,17 @@ def evaluate_bag(segmenter: Any, bag: os.PathLike | str, image_topic: Optional[s
             from tqdm import tqdm
             bar = tqdm(total=total, desc='evaluate', unit='frame', file=sys.stderr, dynamic_ncols=True)
         counts = {'frames': 0, 'scored': 0, 'unmatched': 0, 'size_mismatch': 0}
+        bad_messages: List[Dict[str, Any]] = []
+        index: Dict[str, int] = {}  # messages seen per topic
+
+        def skip(conn: Any, timestamp: int, exc: bag_io.BadMessageError) -> None:
+            entry = {'topic': conn.topic, 'index': index[conn.topic], 'timestamp': timestamp, 'reason': str(exc)}
+            bad_messages.append(entry)
+            line = f"skipped message {entry['index']} of {conn.topic} (bag time {timestamp} ns): {exc}"
+            if bar is not None:
+                bar.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr, flush=True)
         timing = {'segment_s': 0.0}
         # One pass in bag order, pairing by header stamp; only not-yet-paired frames are held, so memory
         # stays bounded however long the bag is.
@@ -89,6 +114,7 @@ def evaluate_bag(segmenter: Any, bag: os.PathLike | str, image_topic: Optional[s
         pending_source: Dict[int, tuple] = {}
 
         def score(source: tuple, gt: np.ndarray) -> None:
+            check_truth_ids(gt, len(classes), ignore_index, label_topic)
             if source[0] == 'pred':
                 pred = source[1]
             else:
@@ -106,9 +132,14 @@ def evaluate_bag(segmenter: Any, bag: os.PathLike | str, image_topic: Optional[s
                     bar.set_postfix(mIoU=f'{acc.running_miou():.2f}', refresh=False)
 
         wanted = [c for c in reader.connections if c.id in gt_ids or c.id in source_ids]
-        for conn, _, raw in reader.messages(wanted):
+        for conn, timestamp, raw in reader.messages(wanted):
+            index[conn.topic] = index.get(conn.topic, -1) + 1
             if conn.id in gt_ids:
-                stamp, gt = _label_array(raw, label_topic)
+                try:
+                    stamp, gt = _label_array(raw, label_topic)
+                except bag_io.BadMessageError as exc:
+                    skip(conn, timestamp, exc)
+                    continue
                 if stamp in pending_source:
                     score(pending_source.pop(stamp), gt)
                 else:
@@ -118,12 +149,16 @@ def evaluate_bag(segmenter: Any, bag: os.PathLike | str, image_topic: Optional[s
             if limit is not None and counts['frames'] >= limit:
                 continue
             counts['frames'] += 1
-            if prediction_topic is not None:
-                stamp, pred = _label_array(raw, prediction_topic)
-                source = ('pred', pred)
-            else:
-                header, rgb = bag_io.decode_image(raw, conn.msgtype)
-                stamp, source = bag_io.stamp_ns(header), ('rgb', rgb)
+            try:
+                if prediction_topic is not None:
+                    stamp, pred = _label_array(raw, prediction_topic)
+                    source = ('pred', pred)
+                else:
+                    header, rgb = bag_io.decode_image(raw, conn.msgtype)
+                    stamp, source = bag_io.stamp_ns(header), ('rgb', rgb)
+            except bag_io.BadMessageError as exc:
+                skip(conn, timestamp, exc)
+                continue
             if stamp in pending_truth:
                 score(source, pending_truth.pop(stamp))
             else:
@@ -138,11 +173,11 @@ def evaluate_bag(segmenter: Any, bag: os.PathLike | str, image_topic: Optional[s
         raise bag_io.BagError(f'no frame of {source_topic} in {bag} could be paired with a ground-truth '
                               f'image on {label_topic} by header stamp ({counts["frames"]} frames, '
                               f'{counts["unmatched"]} without ground truth, {counts["size_mismatch"]} of '
-                              'another size)')
+                              f'another size, {len(bad_messages)} messages not valid)')
     metrics = acc.metrics(class_names=names)
     return {
         'bag': str(bag), 'source_topic': source_topic, 'label_topic': label_topic, 'classes': names,
-        **counts,
+        **counts, 'bad_messages': bad_messages,
         'mIoU': metrics['mIoU'], 'mAcc': metrics['mAcc'], 'aAcc': metrics['aAcc_percent'],
         'IoU': {n: _num(v) for n, v in zip(names, metrics['IoU_percent'])},
         'Acc': {n: _num(v) for n, v in zip(names, metrics['Acc_percent'])},
@@ -158,8 +193,11 @@ def _num(value: float) -> Optional[float]:
 
 def format_bag_result(result: Dict[str, Any]) -> str:
     """A per-class table and summary line."""
+    from talk2dino_ros.evaluation.report import RANDOM_WEIGHTS_HEADER
+
     width = max(12, max(len(n) for n in result['IoU']))
-    lines = [f"bag {result['bag']}: {result['source_topic']} vs {result['label_topic']}, "
+    lines = [RANDOM_WEIGHTS_HEADER] if result.get('random_weights') else []
+    lines += [f"bag {result['bag']}: {result['source_topic']} vs {result['label_topic']}, "
              f"{result['scored']} of {result['frames']} frames scored",
              f"  {'class':<{width}}    IoU    Acc"]
     for name in result['IoU']:

@@ -23,6 +23,15 @@ from talk2dino_ros.evaluation.metrics import IoUAccumulator
 from talk2dino_ros.evaluation.report import finite_or_none, to_jsonable
 
 
+class EvaluationInterrupted(Exception):
+    """Ctrl-C during a benchmark: ``result`` holds the metrics of the images scored so far (marked
+    ``partial``, with ``images_done`` / ``images_total``), or None when none was."""
+
+    def __init__(self, result: Optional[Dict[str, Any]], done: int, total: int):
+        super().__init__(f'interrupted after {done} of {total} images')
+        self.result, self.done, self.total = result, done, total
+
+
 class SegmenterLike(TypingProtocol):
     """What the evaluation loop needs from a segmenter (the real one or a test double)."""
 
@@ -95,8 +104,12 @@ def load_prediction(path: Path, shape: Sequence[int], num_classes: int) -> Optio
     return pred
 
 
-def _check_manifest(pred_dir: Path, fingerprint: Dict[str, Any], resume: bool) -> None:
+def _check_manifest(pred_dir: Path, fingerprint: Dict[str, Any], resume: bool, overwrite: bool = False) -> None:
     manifest = pred_dir / 'run.json'
+    if not resume and not overwrite and (manifest.is_file() or
+                                         (pred_dir.is_dir() and any(pred_dir.glob('*.png')))):
+        raise Talk2DinoError(f'{pred_dir} already holds predictions: add --resume to keep them and compute only '
+                             'the missing ones, or --overwrite to replace them')
     if resume and manifest.is_file():
         try:
             old = json.loads(manifest.read_text(encoding='utf-8'))
@@ -115,11 +128,15 @@ def evaluate_dataset(dataset: SegmentationDataset, get_segmenter: Callable[[], S
                      proto: Protocol, *, limit: Optional[int] = None,
                      predictions_dir: Optional[Path] = None, resume: bool = False,
                      skip_bad: bool = False, fingerprint: Optional[Dict[str, Any]] = None,
-                     progress: bool = True) -> Dict[str, Any]:
+                     progress: bool = True, overwrite: bool = False,
+                     on_skip: Optional[Callable[[str], None]] = None) -> Dict[str, Any]:
     """Run one benchmark and return its result record (metrics, counts, timings).
 
     ``get_segmenter`` is called only when an image actually needs the model (a fully resumed run
-    never loads weights). Labels of the segmentation result are benchmark class ids.
+    never loads weights). Labels of the segmentation result are benchmark class ids. Existing predictions
+    are kept with ``resume``, replaced with ``overwrite``, and otherwise refused. ``on_skip`` gets one line
+    per sample ``skip_bad`` leaves out (its image and why). Ctrl-C raises :class:`EvaluationInterrupted`
+    with the metrics of the images scored so far.
     """
     bench = dataset.benchmark
     names = proto.class_names
@@ -127,7 +144,7 @@ def evaluate_dataset(dataset: SegmentationDataset, get_segmenter: Callable[[], S
     acc = IoUAccumulator(num_classes, bench.ignore_index, bench.reduce_zero_label)
     options = make_options(proto)
     if predictions_dir is not None:
-        _check_manifest(predictions_dir, dict(fingerprint or {}, benchmark=bench.name), resume)
+        _check_manifest(predictions_dir, dict(fingerprint or {}, benchmark=bench.name), resume, overwrite)
 
     skipped: List[Dict[str, str]] = []
     state = {'segmenter': None}
@@ -145,9 +162,42 @@ def evaluate_dataset(dataset: SegmentationDataset, get_segmenter: Callable[[], S
     total = len(dataset) if limit is None else min(len(dataset), max(limit, 0))
     bar = _progress_bar(total, bench.name, progress)
     start = time.perf_counter()
-    loaded = dataset.iter_loaded(skip_bad=skip_bad, limit=limit,
-                                 on_skip=lambda s, e: (skipped.append({'id': s.id, 'error': str(e)}),
-                                                       bar.update(1) if bar else None))
+
+    def skip(sample: Sample, error: Exception) -> None:
+        skipped.append({'id': sample.id, 'image': str(sample.image_path), 'error': str(error)})
+        if on_skip is not None:
+            on_skip(f'skipped {sample.image_path}: {error}')
+        if bar:
+            bar.update(1)
+
+    loaded = dataset.iter_loaded(skip_bad=skip_bad, limit=limit, on_skip=skip)
+    try:
+        _score_all(loaded, acc, bar, times, counts, engine_timings, predictions_dir, resume, num_classes, segmenter,
+                   options)
+    except KeyboardInterrupt:
+        if bar:
+            bar.close()
+        done = acc.num_images
+        result = None
+        if done:
+            result = _result(dataset, proto, acc, counts, skipped, times, engine_timings, time.perf_counter() - start)
+            result.update(partial=True, images_done=done, images_total=total)
+        raise EvaluationInterrupted(result, done, total) from None
+    if bar:
+        bar.close()
+    wall = time.perf_counter() - start
+    if acc.num_images == 0:
+        raise DatasetError(f'{bench.name}: no usable samples in {dataset.root}'
+                           + (f' ({len(skipped)} skipped)' if skipped else ''))
+    result = _result(dataset, proto, acc, counts, skipped, times, engine_timings, wall)
+    result.update(partial=False, images_done=acc.num_images, images_total=total)
+    return result
+
+
+def _score_all(loaded, acc: IoUAccumulator, bar, times: Dict[str, float], counts: Dict[str, int],
+               engine_timings: Dict[str, float], predictions_dir: Optional[Path], resume: bool, num_classes: int,
+               segmenter: Callable[[], SegmenterLike], options: Any) -> None:
+    """Segment (or reload) and score every sample ``loaded`` yields, updating the counters in place."""
     while True:
         t0 = time.perf_counter()
         try:
@@ -177,12 +227,15 @@ def evaluate_dataset(dataset: SegmentationDataset, get_segmenter: Callable[[], S
         if bar:
             bar.update(1)
             bar.set_postfix(mIoU=f'{acc.running_miou():.2f}', refresh=False)
-    if bar:
-        bar.close()
-    wall = time.perf_counter() - start
-    if acc.num_images == 0:
-        raise DatasetError(f'{bench.name}: no usable samples in {dataset.root}'
-                           + (f' ({len(skipped)} skipped)' if skipped else ''))
+
+
+def _result(dataset: SegmentationDataset, proto: Protocol, acc: IoUAccumulator, counts: Dict[str, int],
+            skipped: List[Dict[str, str]], times: Dict[str, float], engine_timings: Dict[str, float],
+            wall: float) -> Dict[str, Any]:
+    """The result record of the images scored so far."""
+    bench = dataset.benchmark
+    names = proto.class_names
+    num_classes = len(names)
     metrics = acc.metrics(class_names=names)
     scored = acc.num_images
     return {

@@ -67,6 +67,38 @@ def safe_stem(text: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ evaluation
+#: most classes one picture shows; above it, the classes with the most ground-truth pixels (150-class
+#: ADE20K otherwise gives 4000-pixel pictures whose labels nobody can read)
+MAX_PLOT_CLASSES = 40
+#: the mark every picture of a random-weights run carries in its title
+RANDOM_MARK = 'RANDOM WEIGHTS (meaningless): '
+
+
+def wrapped_title(ax, fig, text: str, fontsize: float = 12.0) -> None:
+    """Set ``text`` as the axes title, wrapped to the figure's width so that no line is cut off."""
+    import textwrap
+
+    # an average character of the default font is about 0.55 em wide
+    chars = max(20, int(fig.get_figwidth() * 72 / (0.6 * fontsize)))
+    lines = [textwrap.fill(part, chars) for part in text.split('\n')]
+    ax.set_title('\n'.join(lines), fontsize=fontsize)
+
+
+def shown_classes(confusion: np.ndarray, limit: int = MAX_PLOT_CLASSES) -> List[int]:
+    """Indices of the classes a picture shows, in class order: every class when there are at most ``limit``,
+    else the ones present (in the ground truth or the predictions), the ``limit`` with most ground-truth
+    pixels (then most predicted pixels) when still too many."""
+    confusion = np.asarray(confusion)
+    k = confusion.shape[0]
+    if k <= limit:
+        return list(range(k))
+    truth, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    present = [i for i in range(k) if truth[i] > 0 or predicted[i] > 0]
+    if len(present) > limit:
+        present = sorted(sorted(present, key=lambda i: (-int(truth[i]), -int(predicted[i]), i))[:limit])
+    return present
+
+
 def plot_class_iou(iou: Mapping[str, Optional[float]], path: Path, title: str,
                    miou: Optional[float] = None) -> Path:
     """Horizontal bars of per-class IoU (percent) in class order; classes without pixels show 'n/a'."""
@@ -88,7 +120,7 @@ def plot_class_iou(iou: Mapping[str, Optional[float]], path: Path, title: str,
         if miou is not None and not math.isnan(miou):
             ax.axvline(miou, color='#C44E52', linestyle='--', label=f'mIoU {miou:.2f}')
             ax.legend(loc='lower right')
-        ax.set_title(title)
+        wrapped_title(ax, fig, title)
     return path
 
 
@@ -98,7 +130,11 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path
     k = len(class_names)
     if confusion.shape != (k, k):
         raise ValueError(f'confusion matrix of shape {confusion.shape} for {k} classes')
-    norm = normalize_confusion(confusion)
+    return _draw_confusion(normalize_confusion(confusion), class_names, path, title)
+
+
+def _draw_confusion(norm: np.ndarray, class_names: Sequence[str], path: Path, title: str) -> Path:
+    k = len(class_names)
     side = min(40.0, max(5.0, 0.28 * k + 3.0))
     with saved_figure(path, (side + 1.2, side)) as (plt, fig, ax):
         cmap = plt.get_cmap('Blues').with_extremes(bad='#DDDDDD')  # grey: classes absent from the ground truth
@@ -107,7 +143,7 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path
         size = _tick_size(k)
         ax.set_xticks(np.arange(k), names, rotation=90, fontsize=size)
         ax.set_yticks(np.arange(k), names, fontsize=size)
-        if k <= 25:  # the numbers stay legible only for small matrices
+        if k <= MAX_PLOT_CLASSES:  # the numbers stay legible up to the largest picture drawn
             for g in range(k):
                 for p in range(k):
                     if np.isfinite(norm[g, p]) and norm[g, p] >= 0.005:
@@ -115,15 +151,18 @@ def plot_confusion(confusion: np.ndarray, class_names: Sequence[str], path: Path
                                 color='white' if norm[g, p] > 0.5 else 'black')
         ax.set_xlabel('predicted class')
         ax.set_ylabel('ground-truth class')
-        ax.set_title(title + '\n(rows normalised: share of each ground-truth class; grey = absent)')
+        wrapped_title(ax, fig, title + '\n(rows normalised: share of each ground-truth class; grey = absent)')
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label='fraction of the row')
     return path
 
 
-def write_evaluation_plots(result: Mapping[str, Any], out_dir: Path, name: str, title: str) -> List[Path]:
+def write_evaluation_plots(result: Mapping[str, Any], out_dir: Path, name: str, title: str,
+                           random_weights: bool = False) -> List[Path]:
     """``<name>_iou.png`` and ``<name>_confusion.png`` of one evaluate result (benchmark or bag) in ``out_dir``.
 
     ``result`` needs ``IoU`` (class -> percent or None), ``mIoU`` and ``accumulator.confusion_matrix``.
+    Above :data:`MAX_PLOT_CLASSES` classes only those present are drawn (at most that many, the most
+    frequent in the ground truth), and the title says so. ``random_weights`` marks every title.
     """
     require_matplotlib()  # fail before creating the folder
     out_dir = Path(out_dir)
@@ -133,17 +172,27 @@ def write_evaluation_plots(result: Mapping[str, Any], out_dir: Path, name: str, 
     confusion = np.asarray(result['accumulator']['confusion_matrix'])
     images = result.get('num_images', result.get('scored'))
     detail = f'{title} ({images} images)' if images is not None else title
+    shown = shown_classes(confusion)
+    if len(shown) < len(names):
+        detail += f'; {len(shown)} of {len(names)} classes shown (those present, most ground-truth pixels first)'
+    mark = RANDOM_MARK if random_weights else ''
+    iou = {names[i]: result['IoU'][names[i]] for i in shown}
+    norm = normalize_confusion(confusion)[np.ix_(shown, shown)]
     return [
-        plot_class_iou(result['IoU'], out_dir / f'{stem}_iou.png', f'Per-class IoU: {detail}',
+        plot_class_iou(iou, out_dir / f'{stem}_iou.png', f'{mark}Per-class IoU: {detail}',
                        miou=_finite(result.get('mIoU'))),
-        plot_confusion(confusion, names, out_dir / f'{stem}_confusion.png', f'Confusion matrix: {detail}'),
+        _draw_confusion(norm, [names[i] for i in shown], out_dir / f'{stem}_confusion.png',
+                        f'{mark}Confusion matrix: {detail}'),
     ]
 
 
 # ------------------------------------------------------------------------------------------ training
-def write_training_plots(history: Sequence[Mapping[str, float]], out_dir: Path) -> List[Path]:
+def write_training_plots(history: Sequence[Mapping[str, float]], out_dir: Path,
+                         random_weights: bool = False) -> List[Path]:
     """``loss.png`` (training loss per epoch) and, when validation ran, ``recall.png`` (recall@k in both
-    retrieval directions per epoch) in ``out_dir``; returns the files written."""
+    retrieval directions per epoch) in ``out_dir``; returns the files written. ``random_weights`` (features
+    of random test weights) marks both titles."""
+    mark = RANDOM_MARK if random_weights else ''
     require_matplotlib()  # a missing matplotlib is reported even when there is nothing to draw yet
     if not history:
         return []
@@ -155,7 +204,7 @@ def write_training_plots(history: Sequence[Mapping[str, float]], out_dir: Path) 
         ax.plot(epochs, [float(r['loss']) for r in history], marker='o', markersize=3, color='#4C72B0')
         ax.set_xlabel('epoch')
         ax.set_ylabel('training loss (InfoNCE / B²)')
-        ax.set_title(f'Training loss of the projection, {len(epochs)} epochs')
+        wrapped_title(ax, fig, f'{mark}Training loss of the projection, {len(epochs)} epochs')
         ax.grid(True, alpha=0.3)
         _integer_epochs(ax)
     written.append(out_dir / 'loss.png')
@@ -169,7 +218,7 @@ def write_training_plots(history: Sequence[Mapping[str, float]], out_dir: Path) 
             ax.set_xlabel('epoch')
             ax.set_ylabel('recall (%)')
             ax.set_ylim(0, 100)
-            ax.set_title('Validation retrieval recall')
+            wrapped_title(ax, fig, f'{mark}Validation retrieval recall')
             ax.grid(True, alpha=0.3)
             ax.legend()
             _integer_epochs(ax)
@@ -210,5 +259,5 @@ def plots_summary(paths: Sequence[Path]) -> str:
     return 'pictures: ' + ', '.join(str(p) for p in paths)
 
 
-__all__ = ['INSTALL_HINT', 'PlotsUnavailable', 'plot_class_iou', 'plot_confusion', 'plots_summary',
-           'require_matplotlib', 'safe_stem', 'write_evaluation_plots', 'write_training_plots']
+__all__ = ['INSTALL_HINT', 'MAX_PLOT_CLASSES', 'PlotsUnavailable', 'RANDOM_MARK', 'plot_class_iou', 'plot_confusion', 'plots_summary',
+           'require_matplotlib', 'safe_stem', 'shown_classes', 'wrapped_title', 'write_evaluation_plots', 'write_training_plots']

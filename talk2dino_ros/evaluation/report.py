@@ -39,11 +39,30 @@ def format_number(value: Optional[float]) -> str:
         else f'{value:6.2f}'
 
 
-def format_result(result: Dict[str, Any]) -> str:
-    """Per-class table and summary row (beside the published number) of one benchmark."""
+#: the first line of every table made from random weights
+RANDOM_WEIGHTS_HEADER = '!!! RANDOM WEIGHTS: these numbers mean nothing (tests and smoke runs only) !!!'
+
+
+def partial_line(result: Dict[str, Any]) -> str:
+    """'PARTIAL: ...' when the result covers only some images (Ctrl-C), else ''."""
+    if not result.get('partial'):
+        return ''
+    return (f"PARTIAL ({result['benchmark']}): interrupted after {result['images_done']} of "
+            f"{result['images_total']} images; the numbers cover those only")
+
+
+def format_result(result: Dict[str, Any], random_weights: bool = False) -> str:
+    """Per-class table and summary row (beside the published number) of one benchmark.
+
+    ``random_weights`` puts :data:`RANDOM_WEIGHTS_HEADER` first and leaves out the comparison with the paper;
+    a partial result (Ctrl-C) says so in its first lines.
+    """
     proto = result['protocol']
     width = max(12, max(len(repr(n)) for n in result['IoU']))
-    lines = [f"{result['benchmark']}: {result['title']}",
+    lines = [RANDOM_WEIGHTS_HEADER] if random_weights else []
+    if result.get('partial'):
+        lines.append(partial_line(result))
+    lines += [f"{result['benchmark']}: {result['title']}",
              f"  method {proto['method']} {proto['variant']}, pamr {'on' if proto['pamr'] else 'off'}"
              + (f", background {proto['background_threshold']}" if proto['background']
                 and catalog.background_is_threshold(proto['method']) else '')
@@ -56,13 +75,18 @@ def format_result(result: Dict[str, Any]) -> str:
         lines.append(f"  {shown:<{width}} {format_number(result['IoU'][name])} {format_number(result['Acc'][name])}")
     paper = result['paper_mIoU']
     delta = '' if paper is None else f" ({result['mIoU'] - paper:+.2f})"
+    if random_weights and paper is not None:
+        delta = ' (no comparison: random weights)'
+    elif result.get('partial') and paper is not None:
+        delta = ' (no comparison: partial run)'
     lines.append(f"  {'summary':<{width}} mIoU {format_number(result['mIoU'])}  mAcc {format_number(result['mAcc'])}"
                  f"  aAcc {format_number(result['aAcc'])}  paper mIoU {format_number(paper)}{delta}")
     return '\n'.join(lines)
 
 
-def format_summary(results: Sequence[Dict[str, Any]]) -> str:
-    lines = [f"{'benchmark':<12} {'mIoU':>6} {'paper':>6} {'images':>7} {'img/s':>7}"]
+def format_summary(results: Sequence[Dict[str, Any]], random_weights: bool = False) -> str:
+    lines = [RANDOM_WEIGHTS_HEADER] if random_weights else []
+    lines += [f"{'benchmark':<12} {'mIoU':>6} {'paper':>6} {'images':>7} {'img/s':>7}"]
     for r in results:
         ips = r['timings']['images_per_s']
         lines.append(f"{r['benchmark']:<12} {format_number(r['mIoU'])} {format_number(r['paper_mIoU'])} "

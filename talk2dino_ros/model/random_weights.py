@@ -185,8 +185,8 @@ def write_random_weights(out_dir, method: str = 'talk2dino', width: str = 'tiny'
         get_builder(method)
     if method not in WRITERS:
         raise ValueError(f'no random-weights writer for method {method!r}')
-    if kwargs.get('variant') is not None and not catalog.get_method(method).has_variants:
-        kwargs.pop('variant')  # single-backbone methods have nothing to choose
+    if not catalog.get_method(method).has_variants:
+        kwargs.pop('variant', None)  # single-backbone methods have nothing to choose (None included)
     return WRITERS[method](out, width=width, seed=seed, **kwargs)
 
 

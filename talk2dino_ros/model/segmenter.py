@@ -15,6 +15,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from talk2dino_ros import catalog
 from talk2dino_ros.class_names import name_key, name_problem
 from talk2dino_ros.errors import InputError, Talk2DinoError
 from talk2dino_ros.model.methods import get_builder, weight_roles
@@ -184,8 +185,10 @@ class Segmenter:
         config.validate()
         for role in weight_roles(config.method, config.variant):
             if not config.weights.get(role):
-                raise Talk2DinoError(f'{config.method} needs a {role} weight file (run `fetch_weights` '
-                                     'and pass its path)')
+                hint = catalog.unpublished_hint(config.method, config.variant)
+                how = hint if hint and role not in catalog.get_variant(config.method, config.variant).published \
+                    else 'run `fetch_weights` and pass its path'
+                raise Talk2DinoError(f'{config.method} needs a {role} weight file ({how})')
         builder = get_builder(config.method)
         method = builder(config.weights, variant=config.variant, allow_test_width=config.allow_random_weights)
         return cls(method, config, on_event=on_event)
@@ -195,6 +198,12 @@ class Segmenter:
             self.method.squash_to = self.config.resolution if self.config.mode == 'squash' else None
         if hasattr(self.method, 'slide_square'):
             self.method.slide_square = self.config.mode == 'slide'
+
+    @property
+    def random_weights(self) -> bool:
+        """True when the results mean nothing: a network of a test width was loaded, or the weights came in
+        through the ``allow_random_weights`` path (which exists only for random test and timing files)."""
+        return bool(self.config.allow_random_weights or getattr(self.method, 'test_width', False))
 
     @property
     def text_cache(self) -> TextEmbeddingCache:

@@ -80,13 +80,15 @@ def _check_wanted(wanted: AbstractSet[str]) -> None:
 def build_frame_outputs(result: Any, wanted: AbstractSet[str] = frozenset({LABELS}), *,
                         rgb: Optional[np.ndarray] = None, colors: Optional[np.ndarray] = None,
                         names: Optional[Sequence[str]] = None, overlay_alpha: float = 0.5,
-                        mask_ids: Optional[Iterable[int]] = None, mask_type: str = MASK_BINARY) -> FrameImages:
+                        mask_ids: Optional[Iterable[int]] = None, mask_type: str = MASK_BINARY,
+                        banner: str = '') -> FrameImages:
     """Build the wanted outputs of a frame from its :class:`~talk2dino_ros.model.types.SegmentationResult`.
 
     ``wanted``: names from :data:`OUTPUT_NAMES`; the labels are always built (every other output derives
     from them). ``rgb`` (the frame) and ``colors`` (uint8 [N + 1, 3], row 0 = background) are needed for
     the overlay; ``names`` are the vocabulary classes (default: the result's). ``mask_ids``: the class ids
-    (1-based) to build masks for when 'masks' is wanted (default: every class). Raises ``ValueError`` when
+    (1-based) to build masks for when 'masks' is wanted (default: every class). ``banner``: a warning
+    across the top of the overlay (random weights), above its legend. Raises ``ValueError`` when
     the engine's label map does not have the frame's size or an output lacks what it needs.
     """
     _check_wanted(wanted)
@@ -121,5 +123,6 @@ def build_frame_outputs(result: Any, wanted: AbstractSet[str] = frozenset({LABEL
             raise ValueError('the overlay needs the frame (rgb) and the class colours')
         from talk2dino_ros.outputs.overlay import make_overlay
 
-        out.overlay = make_overlay(rgb, labels, colors, (BACKGROUND,) + vocab, alpha=float(overlay_alpha))
+        out.overlay = make_overlay(rgb, labels, colors, (BACKGROUND,) + vocab, alpha=float(overlay_alpha),
+                                   banner=banner)
     return out

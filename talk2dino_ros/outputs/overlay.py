@@ -31,14 +31,18 @@ def _legend_geometry(height: int, width: int) -> Tuple[float, int, int]:
     return scale, thickness, text_h + baseline + 6
 
 
-def draw_legend(image: np.ndarray, ids: Sequence[int], names: Sequence[str], colors: np.ndarray) -> int:
-    """Draw a legend box (swatch + name per id) in the top-left corner, in place; returns rows drawn.
+def draw_legend(image: np.ndarray, ids: Sequence[int], names: Sequence[str], colors: np.ndarray,
+                top: int = 0) -> int:
+    """Draw a legend box (swatch + name per id) in the top-left corner, ``top`` rows down, in place;
+    returns rows drawn.
 
     ``names[i]`` / ``colors[i]`` describe label id ``i`` (index 0 = background). Rows that do not fit
     the image height are left out.
     """
-    height, width = image.shape[:2]
-    scale, thickness, row_h = _legend_geometry(height, width)
+    full_height, width = image.shape[:2]
+    scale, thickness, row_h = _legend_geometry(full_height, width)
+    image = image[top:]  # a view: drawing below a banner
+    height = image.shape[0]
     fit = max(0, (height - 8) // row_h)
     ids = list(ids)[:fit]
     if not ids:
@@ -60,10 +64,11 @@ def draw_legend(image: np.ndarray, ids: Sequence[int], names: Sequence[str], col
 
 
 def make_overlay(rgb: np.ndarray, labels: np.ndarray, colors: np.ndarray, names: Sequence[str],
-                 alpha: float = 0.5, legend: bool = True, max_legend: int = 12) -> np.ndarray:
+                 alpha: float = 0.5, legend: bool = True, max_legend: int = 12, banner: str = '') -> np.ndarray:
     """rgb8 [H, W, 3] image: class colours blended over ``rgb`` (background pixels, id 0, untouched).
 
-    ``labels``: [H, W] ids into ``colors`` [N + 1, 3] / ``names`` (index 0 = background).
+    ``labels``: [H, W] ids into ``colors`` [N + 1, 3] / ``names`` (index 0 = background). ``banner``: a
+    warning across the top (e.g. random weights); the legend then starts below it, never under it.
     """
     if rgb.shape[:2] != labels.shape:
         raise ValueError(f'overlay needs labels of the image size {rgb.shape[:2]}, got {labels.shape}')
@@ -72,6 +77,11 @@ def make_overlay(rgb: np.ndarray, labels: np.ndarray, colors: np.ndarray, names:
     fg = (labels != 0)[..., None]
     out = np.where(fg, out * (1.0 - alpha) + tint * alpha, out)
     out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    top = 0
+    if banner:
+        from talk2dino_ros.outputs.banner import draw_banner, banner_height
+
+        out, top = draw_banner(out, banner), banner_height(out.shape, banner)
     if legend:
-        draw_legend(out, legend_entries(labels, len(colors), max_legend), names, colors)
+        draw_legend(out, legend_entries(labels, len(colors), max_legend), names, colors, top=top)
     return out

@@ -179,9 +179,10 @@ class EngineHost:
             self._failed_missing = [path for _, path in missing] if all(p for _, p in missing) else []
             error = f'weight file not found: {files}'
             self._set_load_error(error)
+            how = (catalog.unpublished_hint(settings.method, settings.variant) if not all(p for _, p in missing)
+                   else fetch_hint(settings.method, settings.variant))  # nothing to download: say how to make it
             return LoadOutcome(False, error, missing=True, detail=(
-                f'{fetch_hint(settings.method, settings.variant)} (e.g. ros2 param set {node_name} '
-                f'{missing[0][0]} /path/to/file)'))
+                f'{how} (e.g. ros2 param set {node_name} {missing[0][0]} /path/to/file)'))
         self._failed_missing = []
         started = time.perf_counter()
         try:
@@ -263,6 +264,12 @@ class EngineHost:
             target = tuple(names) if names is not None else self._names
             if not target:
                 return VocabularyOutcome(False, 'no vocabulary set yet')
+            state = self._state
+            if (names is not None and state is not None and state.names == target
+                    and state.segmenter is self._segmenter):
+                # the same names again (a re-published latched topic, a repeated service call): no new
+                # legend version, no re-published ClassInfo, nothing encoded
+                return VocabularyOutcome(True, 'vocabulary unchanged')
             if self._segmenter is None:
                 self._names = target
                 return VocabularyOutcome(

@@ -122,7 +122,8 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
               'text encoding time grow with it); later names are rejected.', 'legend',
               int_range=(1, MAX_NAMES)),
     ParamSpec('background_threshold', 0.55, 'Score below which a pixel is background (label 0); '
-              '<= 0 disables the background class (argmax only).', 'legend', float_range=(-1.0, 1.0)),
+              '<= 0 disables the background class (argmax only).', 'legend',
+              float_range=catalog.BACKGROUND_THRESHOLD_RANGE),
     ParamSpec('bg_clean', True, 'Background cleaning with the DINOv2 attention heads.', 'legend'),
     ParamSpec('pamr', False, 'PAMR refinement (better edges, several times slower).', 'legend'),
     ParamSpec('colors', None, 'Class colours: "#RRGGBB" for classes 1, 2, ... in order, or '

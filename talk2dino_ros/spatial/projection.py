@@ -5,6 +5,7 @@ metres. Everything is vectorised: the work is a handful of array passes whatever
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,12 +54,17 @@ def back_project(depth_m: np.ndarray, intrinsics: Intrinsics, stride: int = 1) -
     return ProjectedPixels(xyz, mask)
 
 
+@functools.lru_cache(maxsize=8)
 def colour_index_grid(colour_shape: tuple, depth_shape: tuple, stride: int = 1) -> np.ndarray:
-    """int64 [h, w]: for every ``stride``-th depth pixel, the flat index of its colour pixel (nearest
-    neighbour, see :func:`~talk2dino_ros.spatial.sampling.nearest_indices`)."""
+    """int32 [h, w] (read-only, cached per shape): for every ``stride``-th depth pixel, the flat index of its
+    colour pixel (nearest neighbour, see :func:`~talk2dino_ros.spatial.sampling.nearest_indices`)."""
+    if colour_shape[0] * colour_shape[1] >= 2 ** 31:
+        raise DepthError(f'a colour image of {colour_shape} pixels is too large')
     rows = nearest_indices(colour_shape[0], depth_shape[0])[::stride]
     cols = nearest_indices(colour_shape[1], depth_shape[1])[::stride]
-    return rows[:, None] * colour_shape[1] + cols[None, :]
+    grid = (rows[:, None] * colour_shape[1] + cols[None, :]).astype(np.int32)
+    grid.flags.writeable = False
+    return grid
 
 
 def voxel_first(xyz: np.ndarray, voxel_size: float) -> np.ndarray:

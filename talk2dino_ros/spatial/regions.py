@@ -59,12 +59,12 @@ def find_regions(labels: np.ndarray, confidence: Optional[np.ndarray] = None,
     min_px = max(1, int(min_region_pixels))
     counts = np.bincount(labels.reshape(-1), minlength=1)
     present = [int(c) for c in np.flatnonzero(counts >= min_px) if c != 0]
-    class_ids: List[np.ndarray] = []
-    pixels: List[np.ndarray] = []
-    boxes: List[np.ndarray] = []
-    scores: List[np.ndarray] = []
-    index = np.zeros(labels.shape, np.int32) if with_index else None
-    next_index = 1
+    # every component of every class gets a global id in one int32 image (0 = background); the ids of
+    # regions too small to count are mapped away at the end, so each pixel is written once
+    comp_ids = np.zeros(labels.shape, np.int32)
+    comp_class: List[np.ndarray] = [np.zeros(1, np.int64)]
+    comp_stats: List[np.ndarray] = [np.zeros((1, 5), np.int64)]
+    base = 1
     for c in present:
         mask = labels == c
         # label only the class's bounding crop: the work follows the class's extent, not the image's
@@ -73,32 +73,35 @@ def find_regions(labels: np.ndarray, confidence: Optional[np.ndarray] = None,
         r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         crop = np.ascontiguousarray(mask[r0:r1, c0:c1]).view(np.uint8)
         n, comp, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8, ltype=cv2.CV_32S)
-        area = stats[:, cv2.CC_STAT_AREA]
-        keep = np.flatnonzero(area[1:] >= min_px) + 1  # component labels (0 is the rest of the crop)
-        if keep.size == 0:
+        if n <= 1:
             continue
-        keep = keep[np.argsort(-area[keep], kind='stable')]
-        class_ids.append(np.full(keep.size, c, np.int64))
-        pixels.append(area[keep].astype(np.int64))
-        box = stats[keep][:, [cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]]
-        boxes.append(box.astype(np.int64) + np.array([c0, r0, 0, 0], np.int64))
-        if confidence is not None:
-            sums = np.bincount(comp.reshape(-1), weights=confidence[r0:r1, c0:c1].reshape(-1), minlength=n)
-            scores.append((sums[keep] / area[keep]).astype(np.float32))
-        else:
-            scores.append(np.full(keep.size, np.nan, np.float32))
-        if index is not None:
-            lut = np.zeros(n, np.int32)
-            lut[keep] = np.arange(next_index, next_index + keep.size, dtype=np.int32)
-            ids = lut[comp]
-            window = index[r0:r1, c0:c1]
-            np.copyto(window, ids, where=ids > 0)
-        next_index += keep.size
-    if not class_ids:
-        empty = np.zeros(0, np.int64)
-        return Regions(empty, empty.copy(), np.zeros((0, 4), np.int64), np.zeros(0, np.float32), index)
-    return Regions(np.concatenate(class_ids), np.concatenate(pixels), np.concatenate(boxes),
-                   np.concatenate(scores), index)
+        inside = comp > 0
+        comp += base - 1
+        np.copyto(comp_ids[r0:r1, c0:c1], comp, where=inside)
+        stats = stats[1:].astype(np.int64)
+        stats[:, cv2.CC_STAT_LEFT] += c0
+        stats[:, cv2.CC_STAT_TOP] += r0
+        comp_class.append(np.full(n - 1, c, np.int64))
+        comp_stats.append(stats)
+        base += n - 1
+    classes = np.concatenate(comp_class)
+    stats = np.concatenate(comp_stats)
+    area = stats[:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(area >= min_px)
+    keep = keep[keep > 0]
+    keep = keep[np.lexsort((-area[keep], classes[keep]))]  # by class, then largest first
+    if confidence is not None and keep.size:
+        sums = np.bincount(comp_ids.reshape(-1), weights=confidence.reshape(-1), minlength=base)
+        scores = (sums[keep] / area[keep]).astype(np.float32)
+    else:
+        scores = np.full(keep.size, np.nan, np.float32)
+    index = None
+    if with_index:
+        lut = np.zeros(base, np.int32)
+        lut[keep] = np.arange(1, keep.size + 1, dtype=np.int32)
+        index = lut[comp_ids]
+    boxes = stats[keep][:, [cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]]
+    return Regions(classes[keep], area[keep].copy(), boxes, scores, index)
 
 
 @dataclass

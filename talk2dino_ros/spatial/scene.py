@@ -110,6 +110,29 @@ def detections_from_regions(regions: Regions, names: Sequence[str], boxes=None) 
     return out
 
 
+#: the 3D boxes use at most about this many points of a frame (a coarser pixel grid above it): the
+#: percentiles of a region need a fair sample of its pixels, not every one of them
+BOX_POINTS = 80_000
+
+
+def _boxes(regions: Regions, labels: np.ndarray, depth_m: np.ndarray, intr: Intrinsics, options: SpatialOptions,
+           proj=None, pix: Optional[np.ndarray] = None):
+    """Robust 3D boxes of the regions from the depth points (a coarser grid of them on large frames)."""
+    height, width = labels.shape
+    dh, dw = depth_m.shape
+    grid = ((dh + options.stride - 1) // options.stride) * ((dw + options.stride - 1) // options.stride)
+    step = options.stride * max(1, int(np.ceil(np.sqrt(grid / BOX_POINTS))))
+    if proj is None or step != options.stride:
+        proj = back_project(depth_m, intr, step)
+        pix = proj.take(colour_index_grid((height, width), (dh, dw), step))
+    region_of_point = regions.index.reshape(-1)[pix]
+    # a depth pixel larger than a colour pixel may straddle a label edge and see either side: its
+    # nearest-neighbour label is right for the cloud, the box checks its depth first
+    inside = proj.take(uniform_footprint(labels, dh, dw, step)) if (dh, dw) != (height, width) else None
+    return robust_boxes(proj.xyz, region_of_point, len(regions), options.box_percentile, options.min_points_3d,
+                        inside, pitch=(step / intr.fx, step / intr.fy))
+
+
 def build_spatial(labels: np.ndarray, confidence: Optional[np.ndarray], names: Sequence[str],
                   depth_m: Optional[np.ndarray] = None, intrinsics: Optional[Intrinsics] = None,
                   options: SpatialOptions = SpatialOptions(), *, rgb: Optional[np.ndarray] = None,
@@ -137,20 +160,15 @@ def build_spatial(labels: np.ndarray, confidence: Optional[np.ndarray], names: S
     intr = intrinsics.scaled_to(dw, dh)
     if not (cloud or detections):
         return out
-    proj = back_project(depth_m, intr, options.stride)
-    out.points_valid = int(proj.xyz.shape[0])
-    # the colour pixel of each point (nearest neighbour, never blended)
-    pix = proj.take(colour_index_grid((height, width), (dh, dw), options.stride))
+    proj = pix = None
+    if cloud:
+        proj = back_project(depth_m, intr, options.stride)
+        out.points_valid = int(proj.xyz.shape[0])
+        # the colour pixel of each point (nearest neighbour, never blended)
+        pix = proj.take(colour_index_grid((height, width), (dh, dw), options.stride))
     if regions is not None:
-        region_of_point = regions.index.reshape(-1)[pix]
-        # a depth pixel larger than a colour pixel may straddle a label edge and see either side: its
-        # nearest-neighbour label is right for the cloud, the box checks its depth first
-        inside = (proj.take(uniform_footprint(labels, dh, dw, options.stride))
-                  if (dh, dw) != (height, width) else None)
-        boxes = robust_boxes(proj.xyz, region_of_point, len(regions), options.box_percentile,
-                             options.min_points_3d, inside,
-                             pitch=(options.stride / intr.fx, options.stride / intr.fy))
-        out.detections = detections_from_regions(regions, names, boxes)
+        out.detections = detections_from_regions(regions, names, _boxes(regions, labels, depth_m, intr, options,
+                                                                         proj, pix))
     if cloud:
         keep = voxel_first(proj.xyz, options.voxel_size) if options.voxel_size > 0 else None
         sel = pix if keep is None else pix[keep]

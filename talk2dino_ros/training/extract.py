@@ -168,6 +168,9 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Dict[
                            f'got {cfg.resolution}')
     text_encoder = build_clip_text_encoder(cfg.clip).to(device)
     header = build_header(cfg, dataset, backbone, text_encoder.embed_dim)
+    # what was loaded decides: a test width, or files accepted through the random-weights switch
+    header['random_weights'] = bool(cfg.allow_random_weights or backbone.arch.variant == 'test'
+                                    or (text_encoder.width, text_encoder.embed_dim) != (512, 512))
     shards = fmt.plan_shards(dataset.caption_range(), cfg.shard_size)
     index = {'images': [{'id': im.id, 'file_name': im.file_name} for im in dataset.images],
              'captions': [{'id': cid, 'image': img, 'caption': cap} for cid, img, cap
@@ -191,7 +194,8 @@ def run_extract(cfg: ExtractConfig, log: Callable[[str], None] = print) -> Dict[
     free = _check_space(output, needed)
     log(f'{len(dataset.images)} images, {len(dataset.captions)} captions; features {_human(total)} in total, '
         f'{_human(needed)} still to write ({len(todo)} of {len(shards)} shards); {_human(free)} free at {output}')
-    stats = {'images': 0, 'captions': 0, 'image_seconds': 0.0, 'text_seconds': 0.0}
+    stats = {'images': 0, 'captions': 0, 'image_seconds': 0.0, 'text_seconds': 0.0,
+             'random_weights': header['random_weights']}
     if not todo:
         log(f'{output}: all {len(shards)} shards already complete')
         return stats

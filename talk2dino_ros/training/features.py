@@ -202,6 +202,12 @@ class FeatureSet:
     def text_dim(self) -> int:
         return int(self.manifest['text']['embed_dim'])
 
+    @property
+    def random_weights(self) -> bool:
+        """True when the features come from random test weights (the manifest says so, or, for folders
+        written before it did, the backbone has a test width)."""
+        return bool(self.manifest.get('random_weights')) or self.manifest['backbone'].get('variant') == 'test'
+
     def check_backbone(self, variant: Optional[str] = None, sha256: Optional[str] = None,
                        like: Optional['FeatureSet'] = None) -> None:
         """FeatureError unless the features come from the selected backbone (variant / checkpoint / other set)."""

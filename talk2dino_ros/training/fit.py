@@ -9,6 +9,7 @@ recall@k in both directions with ``avg_self_attn_out`` as the image embedding.
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -200,6 +201,7 @@ class FitResult:
     output: Path
     history: List[Dict[str, float]] = field(default_factory=list)
     samples_per_s: float = 0.0
+    random_weights: bool = False  # the features came from random test weights: ψ means nothing
 
 
 def _check_config(cfg: FitConfig) -> None:
@@ -268,6 +270,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> FitResult:
             f'{steps} steps per epoch, device {device}')
     total_samples, total_time = 0, 0.0
     plot = _plot_writer(log) if cfg.plots and start_epoch < cfg.epochs else None
+    if plot is not None and train.random_weights:
+        plot = functools.partial(plot, random_weights=True)
     for epoch in range(start_epoch, cfg.epochs):
         head.train()
         perm = torch.randperm(n, generator=shuffle)
@@ -306,7 +310,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> FitResult:
             plot(history, run_dir)
     out = save_projection(head, cfg.output)
     log(f'wrote ψ to {out}')
-    return FitResult(out, history, total_samples / total_time if total_time else 0.0)
+    return FitResult(out, history, total_samples / total_time if total_time else 0.0,
+                     random_weights=train.random_weights)
 
 
 def _plot_writer(log: Callable[[str], None]):

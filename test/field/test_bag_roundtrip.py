@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from field_fakes import OracleSegmenter, read_bag
+from helpers.bags import read_bag
+
+from helpers.segmenters import OracleSegmenter
 from talk2dino_ros.bags import bag_io
 from talk2dino_ros.cli import make_demo_bag, segment_bag
 from talk2dino_ros.evaluation.bag import evaluate_bag
@@ -187,8 +189,86 @@ def test_evaluate_bag_cli_flags_fit_evaluates_parser(tmp_path, capsys):
     assert result['mIoU'] == 100.0 and out.is_file() and 'mIoU 100.00' in capsys.readouterr().out
     assert run_bag_cli(parse('--prediction-topic', GT, '--label-topic', GT, '--classes', 'a,b,c,d'))['mIoU'] == 100.0
     # without --classes the class list stored in the demo bag's metadata is used (issue 18); a bag that
-    # stores none is refused naming --classes (test/test_evaluate_extras.py)
+    # stores none is refused naming --classes (test/cli/test_evaluate_extras.py)
     assert run_bag_cli(parse('--image-topic', IMG, '--label-topic', GT),
                        make_segmenter=lambda: OracleSegmenter(make_demo_bag._COLOURS))['mIoU'] == 100.0
     with pytest.raises(bag_io.BagError, match='topics present'):
         run_bag_cli(parse('--image-topic', '/wrong', '--label-topic', GT, '--classes', 'a'))
+
+
+@pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])
+def test_depth_gives_points_and_detections_of_the_known_car(tmp_path, storage):
+    from talk2dino_ros.spatial.cloud import read_cloud
+    from talk2dino_ros.spatial.scene import SpatialOptions
+
+    bag = make_demo_bag.write_demo_bag(tmp_path / 'demo', frames=4, height=72, width=96, storage=storage)['path']
+    out = tmp_path / 'seg'
+    depth = segment_bag.DepthInput(make_demo_bag.DEPTH_TOPIC, make_demo_bag.DEPTH_INFO_TOPIC, 33_333_333,
+                                   SpatialOptions(min_region_pixels=20, rgb=True))
+    summary = segment_bag.segment_bag(OracleSegmenter(make_demo_bag._COLOURS), bag, out, IMG, CLASSES,
+                                      confidence='none', progress=False, depth=depth)
+    assert summary['depth'] == {'depth_received': 4, 'depth_paired': 4, 'colour_unpaired': 0, 'depth_unpaired': 0}
+    got = read_bag(out)
+    inputs = {stamp(m.header)[:2]: m for _, m, _, _ in got[IMG]}
+    z, width, height = make_demo_bag.car_truth(72, 96)
+    car_id = str(CLASSES.index('car') + 1)
+    for key in ('points', 'detections', 'detections_3d'):
+        assert len(got['/talk2dino/' + key]) == 4
+    for (t, cloud, _, _), (_, det2, _, _), (_, det3, _, _) in zip(
+            got['/talk2dino/points'], got['/talk2dino/detections'], got['/talk2dino/detections_3d']):
+        for msg in (cloud, det2, det3):  # the camera frame's stamp, the depth camera's frame
+            assert stamp(msg.header)[:2] in inputs and msg.header.frame_id == make_demo_bag.FRAME_ID
+        fields = read_cloud(cloud.fields, cloud.point_step, bytes(cloud.data), cloud.width, cloud.height)
+        assert cloud.height == 1 and cloud.is_dense and cloud.point_step == 24 and cloud.row_step == 24 * cloud.width
+        assert set(np.unique(fields['label'])) <= {CLASSES.index('grass') + 1, int(car_id)}  # sky and sun: no depth
+        assert np.all(fields['z'] > 0) and np.all(fields['z'] <= 10.0)
+        cars = [d for d in det3.detections if d.results[0].hypothesis.class_id == car_id]
+        assert len(cars) >= 1
+        car = max(cars, key=lambda d: d.bbox.size.x)  # the car wraps around the image edge in some frames
+        assert car.bbox.center.position.z == pytest.approx(z, abs=0.01)
+        assert car.bbox.size.y == pytest.approx(height, abs=0.02)
+        assert car.bbox.size.z == pytest.approx(0.0, abs=0.02)
+        assert car.bbox.size.x <= width + 0.02
+        assert {d.results[0].hypothesis.class_id for d in det2.detections} >= {car_id}
+        assert all(d.results[0].hypothesis.class_id != '0' for d in det2.detections)
+
+
+def test_a_missing_depth_frame_costs_only_its_3d_outputs(tmp_path):
+    from talk2dino_ros.spatial.scene import SpatialOptions
+
+    src = make_demo_bag.write_demo_bag(tmp_path / 'demo', frames=3, height=36, width=48)['path']
+    # copy the bag without the second depth frame
+    bag = tmp_path / 'gappy'
+    reader, writer = bag_io.open_bag(src), bag_io.open_writer(bag, 'sqlite3')
+    conns = {c.id: bag_io.copy_connection(writer, c) for c in reader.connections}
+    seen = 0
+    for conn, t, raw in reader.messages():
+        if conn.topic == make_demo_bag.DEPTH_TOPIC:
+            seen += 1
+            if seen == 2:
+                continue
+        writer.write(conns[conn.id], t, raw)
+    reader.close()
+    writer.close()
+    depth = segment_bag.DepthInput(make_demo_bag.DEPTH_TOPIC, make_demo_bag.DEPTH_INFO_TOPIC, 1_000_000,
+                                   SpatialOptions(min_region_pixels=5))
+    summary = segment_bag.segment_bag(OracleSegmenter(make_demo_bag._COLOURS), bag, tmp_path / 'seg', IMG, CLASSES,
+                                      progress=False, depth=depth)
+    assert summary['segmented'] == 3 and summary['depth']['colour_unpaired'] == 1
+    got = read_bag(tmp_path / 'seg')
+    assert len(got['/talk2dino/labels']) == 3 and len(got['/talk2dino/detections']) == 3
+    assert len(got['/talk2dino/points']) == 2 and len(got['/talk2dino/detections_3d']) == 2
+
+
+def test_depth_topic_mistakes_are_named(tmp_path):
+    from talk2dino_ros.spatial.scene import SpatialOptions
+
+    bag = demo(tmp_path, frames=1)
+    wrong = segment_bag.DepthInput('/nope/image_raw', make_demo_bag.DEPTH_INFO_TOPIC, 0, SpatialOptions())
+    with pytest.raises(bag_io.BagError, match='/nope/image_raw'):
+        segment_bag.segment_bag(OracleSegmenter(make_demo_bag._COLOURS), bag, tmp_path / 's', IMG, CLASSES,
+                                progress=False, depth=wrong)
+    swapped = segment_bag.DepthInput(make_demo_bag.DEPTH_INFO_TOPIC, make_demo_bag.DEPTH_TOPIC, 0, SpatialOptions())
+    with pytest.raises(bag_io.BagError, match='expected sensor_msgs/msg/Image'):
+        segment_bag.segment_bag(OracleSegmenter(make_demo_bag._COLOURS), bag, tmp_path / 's', IMG, CLASSES,
+                                progress=False, depth=swapped)

@@ -6,7 +6,7 @@ fixture; skipped with a reason until they exist.
 import numpy as np
 import pytest
 
-from ros_fakes import NODE, wait_for
+from helpers.ros import NODE, wait_for
 from talk2dino_ros.ros.image_conversion import image_to_numpy, numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos
 
@@ -55,6 +55,10 @@ def test_tiny_engine_end_to_end(make_node, tiny_factory, mode):
         assert np.isfinite(image_to_numpy(conf)).all()
         overlay = wait_for(lambda: probe.output_for(NODE + '/overlay', header), what='overlay')
         assert (overlay.height, overlay.width, overlay.encoding) == (37, 61, 'rgb8')
+        from talk2dino_ros.outputs.banner import BANNER_RGB
+
+        # random test weights: the node's own overlay carries the banner (the legend starts below it)
+        assert (image_to_numpy(overlay)[0] == BANNER_RGB).all(axis=1).mean() > 0.5
     # the same image in both colour orders gives the same labels
     all_labels = [image_to_numpy(m) for m in probe.got(NODE + '/labels')[-2:]]
     np.testing.assert_array_equal(all_labels[0], all_labels[1])

@@ -142,6 +142,8 @@ def test_extraction_content(extracted, weights):
     assert man['backbone']['embed_dim'] == backbone.embed_dim and man['backbone']['num_heads'] == backbone.num_heads
     assert man['backbone']['sha256'] == ex.sha256_file(weights['dinov2'])
     assert len(man['shards']) == 3 and stats['images'] == 7 and stats['captions'] == fs.num_captions == 9
+    # tiny test widths: the manifest says the features are of random weights (issue 24)
+    assert man['random_weights'] is True and stats['random_weights'] is True and fs.random_weights
     # image 4 recomputed directly: heads/avg/patch tokens
     img = Image.open(root / 'images' / 'COCO_train2014_000000000004.jpg')
     with torch.no_grad():

@@ -26,7 +26,7 @@ def test_curves_after_every_epoch(small, monkeypatch):
     calls = []
     real = plots.write_training_plots
     monkeypatch.setattr(plots, 'write_training_plots',
-                        lambda history, out: calls.append(len(history)) or real(history, out))
+                        lambda history, out, **kw: calls.append(len(history)) or real(history, out, **kw))
     fit(_cfg(small, 'run', epochs=2, batch_size=32), log=lambda s: None)
     assert calls == [1, 2]  # redrawn after each epoch with the history so far
     run_dir = small / 'run' / 'run'
@@ -72,3 +72,22 @@ def test_extract_with_random_weights_ends_with_the_reminder(tmp_path, tiny_weigh
     err = capsys.readouterr().err
     assert rc == 0, err
     assert err.rstrip('\n').splitlines()[-1] == RANDOM_FEATURES_NOTE
+
+
+def test_features_of_random_weights_mark_the_pictures_and_the_cli_reminds(small, monkeypatch, capsys):
+    """The planted features come from a test-width backbone: fit says so in its pictures and its last line."""
+    pytest.importorskip('matplotlib')
+    from talk2dino_ros.cli import train
+    from talk2dino_ros.cli.reminders import RANDOM_FIT_NOTE
+    from talk2dino_ros.evaluation import plots
+
+    titles = []
+    real = plots.wrapped_title
+    monkeypatch.setattr(plots, 'wrapped_title', lambda ax, fig, text, **kw: titles.append(text) or real(ax, fig, text, **kw))
+    result = fit(_cfg(small, 'marked', epochs=1, batch_size=32), log=lambda s: None)
+    assert result.random_weights and titles and all(t.startswith(plots.RANDOM_MARK) for t in titles)
+    capsys.readouterr()
+    assert train.main(['fit', '--features', str(small / 'train'), '--output', str(small / 'cli' / 'psi.pth'),
+                       '--run-dir', str(small / 'cli' / 'run'), '--epochs', '1', '--device', 'cpu',
+                       '--no-plots', '--no-progress']) == 0
+    assert capsys.readouterr().err.rstrip('\n').splitlines()[-1] == RANDOM_FIT_NOTE

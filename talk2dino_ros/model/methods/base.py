@@ -49,6 +49,8 @@ class SegmentationMethod(ABC, torch.nn.Module):
     patch_size: int = 14
     #: attribute name of the image backbone module (input [B, 3, h, w]) the fast path may replay
     fast_path_module: str = ''
+    #: set by the builder: some loaded network has a non-published (random test) width
+    test_width: bool = False
 
     def text_names(self, names: Sequence[str], background: bool) -> List[str]:
         """Strings to encode for a vocabulary (a method whose background is a text class adds it)."""

@@ -115,4 +115,7 @@ def build_talk2dino(weights: Mapping[str, os.PathLike | str], variant: str | Non
     backbone = build_backbone(weights.get(role), expected_variant=variant, allow_test_width=allow_test_width)
     text = build_clip_text_encoder(weights.get('clip'), quick_gelu=True)
     proj = build_projection(weights.get('proj'), text_dim=text.embed_dim, dino_dim=backbone.embed_dim)
-    return Talk2DINO(backbone, text, proj)
+    method = Talk2DINO(backbone, text, proj)
+    # the published CLIP ViT-B/16 text tower is 512 wide; anything else came from make_random_weights
+    method.test_width = backbone.arch.variant == 'test' or (text.width, text.embed_dim) != (512, 512)
+    return method

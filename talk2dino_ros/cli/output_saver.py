@@ -1,8 +1,8 @@
-"""``python -m talk2dino_ros.ros.output_saver``: watch the node's outputs without RViz.
+"""``python -m talk2dino_ros.cli.output_saver``: watch the node's outputs without RViz.
 
 Subscribes to ``<node>/overlay`` and ``<node>/class_info``, prints the legend when it changes and the
 output rate, and writes every N-th overlay as a PNG (for headless machines and the demo script).
-``--banner TEXT`` burns a warning band into every saved picture (the demo's "RANDOM WEIGHTS");
+``--banner TEXT`` adds a warning band above every saved picture (e.g. a reminder that the model is a test one);
 ``--input-topic T`` also counts the camera frames, for the one-line summary printed at exit.
 """
 from __future__ import annotations
@@ -77,9 +77,9 @@ class OutputSaver(Node):
                 self.get_logger().warning(f'overlay {self.count} not saved: {exc}')
                 return
             if self.banner:
-                from talk2dino_ros.outputs.banner import draw_banner
+                from talk2dino_ros.outputs.banner import stack_banner
 
-                rgb = draw_banner(rgb, self.banner)
+                rgb = stack_banner(rgb, self.banner)  # above the picture: the legend stays visible
             path = os.path.join(self.out_dir, f'overlay_{self.count:05d}.png')
             rate = self.count / max(1e-6, time.monotonic() - self.t0)
             try:
@@ -101,7 +101,7 @@ def main(argv: Optional[Iterable[str]] = None) -> int:
     p.add_argument('--out', default='t2d_out', help='directory for the overlay PNGs')
     p.add_argument('--every', type=int, default=5, help='save every N-th overlay')
     p.add_argument('--banner', default='', metavar='TEXT',
-                   help='burn this warning into every saved overlay (white on a red band at the top)')
+                   help='add this warning above every saved overlay (white on a red band)')
     p.add_argument('--input-topic', default='', metavar='TOPIC',
                    help='also count the camera frames on this topic, for the summary printed at exit')
     p.add_argument('--input-reliability', choices=('reliable', 'best_effort'), default='reliable',

@@ -13,7 +13,7 @@ def test_benchmark_variants_in_one_run_give_one_block_each(tmp_path, capsys):
     out = tmp_path / 'bench.json'
     argv = ['--random-weights', 'tiny', '--variants', 'vitb,dinov3_vitb', '--repeats', '1', '--warmup', '0',
             '--sizes', '48x64', '--vocab', 'a', '--pipelines', 'whole-plain', '--devices', 'cpu', '--threads', '1',
-            '--quiet', '--cameras', '1', '--memory-classes', 'none', '--no-first-frame', '--json', str(out)]
+            '--quiet', '--cameras', '1', '--memory-classes', 'none', '--no-first-frame', '--no-3d', '--json', str(out)]
     assert benchmark.main(argv) == 0
     printed = capsys.readouterr().out
     assert 'talk2dino vitb,dinov3_vitb' in printed
@@ -49,14 +49,18 @@ def test_benchmark_tiny_random_weights_prints_table(tmp_path, capsys):
                       + [f'  slide-full: {k}' for k in engine] + ['pipeline whole-plain']
                       + [f'  whole-plain: {k}' for k in engine]
                       + ['backbone alone B=1 (eager)', 'cameras x2 batched (per frame)', 'memory 3 classes',
-                         'memory 30 classes'])
+                         'memory 30 classes']
+                      + [f'3d {what} (stride {s})' for s in (1, 2)
+                         for what in ('cloud + detections', 'cloud', 'detections 2D + 3D')])
     for stage in stages:
         assert stage in printed
     for row in report['rows']:
-        assert row['device'] == 'cpu' and row['median_s'] > 0 and row['p90_s'] >= row['median_s']
+        assert row['device'] == ('numpy' if row['stage'].startswith('3d') else 'cpu')
+        assert row['median_s'] > 0 and row['p90_s'] >= row['median_s']
         if not row['stage'].startswith('memory'):
             assert row['rss_peak_mb'] is None or row['rss_peak_mb'] > 10
-    assert report['meta']['random_weights'] == 'tiny' and report['meta']['classes'] == 1
+    assert report['meta']['random_weights'] is True and report['meta']['random_weights_width'] == 'tiny'
+    assert report['meta']['classes'] == 1
     assert any('MB per class' in n for n in report['meta']['notes'])
 
 
@@ -104,3 +108,46 @@ def test_parse_size_and_scene():
     a, b = benchmark.synthetic_scene(37, 51), benchmark.synthetic_scene(37, 51)
     assert a.dtype == np.uint8 and a.shape == (37, 51, 3)
     np.testing.assert_array_equal(a, b)  # deterministic: runs are comparable
+
+
+# ------------------------------------------------------------------------------------------ issue 24
+def test_authors_timings_only_beside_the_same_variant_at_full_width_on_the_same_machine():
+    same = dict(benchmark.AUTHORS_MACHINE)
+    ok = dict(method='talk2dino', variant='vitb', test_width=False, random_width=None, device='cpu', fp16=False,
+              classes=5, env=same)
+    assert benchmark.authors_comparison(**ok) == (True, '')
+    for change, needle in ((dict(random_width='tiny'), 'tiny'), (dict(test_width=True), 'tiny'),
+                           (dict(variant='vitl'), 'vitl'), (dict(method='clip_dinoiser'), 'clip_dinoiser'),
+                           (dict(device='cuda'), 'CPU'), (dict(fp16=True), 'fp16'), (dict(classes=3), '3'),
+                           (dict(env={'cpu': 'Intel Xeon', 'cpu_count': 2}), 'Intel Xeon'),
+                           (dict(env=dict(same, cpu_count=16)), '16-core')):
+        shown, why = benchmark.authors_comparison(**dict(ok, **change))
+        assert not shown and needle in why
+
+
+def test_tiny_weights_table_has_no_authors_column_values_and_says_why(tmp_path, capsys):
+    out = tmp_path / 'bench.json'
+    argv = ['--random-weights', 'tiny', '--repeats', '1', '--warmup', '0', '--sizes', '375x500', '--pipelines',
+            'slide-plain', '--devices', 'cpu', '--threads', '1', '--quiet', '--cameras', '1', '--memory-classes',
+            'none', '--no-first-frame', '--json', str(out)]
+    assert benchmark.main(argv) == 0
+    printed = capsys.readouterr().out
+    from talk2dino_ros.evaluation.report import RANDOM_WEIGHTS_HEADER
+
+    assert printed.splitlines()[0] == RANDOM_WEIGHTS_HEADER
+    assert "# authors' timings not shown: this run uses tiny test-width weights" in printed
+    report = json.loads(out.read_text())
+    assert all(r['authors_s'] is None for r in report['rows'])
+    assert report['meta']['authors_source'] is None and 'tiny' in report['meta']['authors_omitted']
+
+
+def test_missing_image_fails_before_the_model_loads(tmp_path, capsys, monkeypatch):
+    from talk2dino_ros.model.segmenter import Segmenter
+
+    def never(*args, **kwargs):
+        raise AssertionError('the model must not load for a missing --image')
+    monkeypatch.setattr(Segmenter, 'from_config', never)
+    missing = tmp_path / 'missing.png'
+    assert benchmark.main(['--image', str(missing), '--random-weights', 'tiny', '--devices', 'cpu']) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and str(missing) in err and err.startswith('error: ')
