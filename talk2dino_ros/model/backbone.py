@@ -111,14 +111,38 @@ class DinoBackbone(torch.nn.Module):
         # per thread: the fast path warms up a copy of the forward on another thread while frames run
         _HOOKED_QKV.__dict__[self._qkv_slot] = output
 
-    def load_checkpoint_state(self, sd: StateDict, path: os.PathLike | str) -> None:
-        """Load an official or timm-layout state dict through timm's filter for the family (strict)."""
+    def _timm_state(self, sd: StateDict, path: os.PathLike | str) -> StateDict:
+        """The state dict in timm's layout (timm's filter for the family)."""
         what = _FAMILY_NAMES[self.arch.family]
         filter_fn = checkpoint_filter_fn if self.arch.family == 'dinov2' else eva_checkpoint_filter_fn
         try:
-            filtered = filter_fn(dict(sd), self.vit)
+            return filter_fn(dict(sd), self.vit)
         except Exception as exc:
             raise CheckpointError(f'{what} file {path} could not be converted: {exc}') from None
+
+    def check_checkpoint_layout(self, sd: StateDict, path: os.PathLike | str) -> None:
+        """Refuse a state dict whose keys or shapes do not fit this architecture, without loading it.
+
+        Meant for a model built on the meta device: the file's declared shapes are checked before a
+        full-size model is allocated.
+        """
+        what = _FAMILY_NAMES[self.arch.family]
+        filtered = self._timm_state(sd, path)
+        expected = self.vit.state_dict()
+        missing = [k for k in expected if k not in filtered]
+        unexpected = [k for k in filtered if k not in expected]
+        if missing or unexpected:
+            raise CheckpointError(f'{what} file {path} does not match the {self.arch.variant} architecture: '
+                                  f'missing {missing[:4]}, unexpected {unexpected[:4]}')
+        wrong = [k for k in expected if tuple(filtered[k].shape) != tuple(expected[k].shape)]
+        if wrong:
+            raise CheckpointError(f'{what} file {path} does not fit the {self.arch.variant} architecture: ' + ', '.join(
+                f'{k} {list(filtered[k].shape)} (expected {list(expected[k].shape)})' for k in wrong[:3]))
+
+    def load_checkpoint_state(self, sd: StateDict, path: os.PathLike | str) -> None:
+        """Load an official or timm-layout state dict through timm's filter for the family (strict)."""
+        what = _FAMILY_NAMES[self.arch.family]
+        filtered = self._timm_state(sd, path)
         result = load_into(self.vit, filtered, path, what, strict=False)
         missing, unexpected = list(result.missing_keys), list(result.unexpected_keys)
         if missing or unexpected:
@@ -184,6 +208,12 @@ def build_backbone(path: os.PathLike | str, expected_variant: str | None = None,
         if expected_variant and arch.variant not in (expected_variant, 'test'):
             raise CheckpointError(f'{what} file {path} is a {arch.variant} model '
                                   f'({describe_shapes(sd, ["cls_token"])}) but variant {expected_variant} was selected')
+        published = catalog.backbones().values()
+        if arch.depth > max(b.depth for b in published) or arch.embed_dim > max(b.embed_dim for b in published):
+            raise CheckpointError(f'{what} file {path} declares {arch.depth} blocks of width {arch.embed_dim}: '
+                                  'larger than any published backbone')
+        with torch.device('meta'):  # shapes only: nothing is allocated until the file fits
+            DinoBackbone(arch).check_checkpoint_layout(sd, path)
         model = DinoBackbone(arch)
         model.load_checkpoint_state(sd, path)
         return model.eval().requires_grad_(False)

@@ -4,6 +4,10 @@ The merged window scores of a frame are one [C, h, w] tensor at the resolution t
 at (the "low-resolution" tensor). Everything a front end asks for at the output size (labels, maxima,
 selected channels) is computed from it in chunks of classes, so the memory of a frame grows with the
 vocabulary only by that one tensor, never by C full-resolution maps.
+
+A chunk is bounded by the larger of the two sizes: the CPU resize copies its whole input, so a chunk
+sized by a small output alone (thousands of classes for a 64x48 frame) would copy most of the
+low-resolution tensor again.
 """
 from __future__ import annotations
 
@@ -17,9 +21,10 @@ from talk2dino_ros.model.windows import resize_scores
 FULL_RES_CHUNK_ELEMENTS = 1 << 22
 
 
-def class_chunk(height: int, width: int, budget: int = FULL_RES_CHUNK_ELEMENTS) -> int:
-    """Classes per full-resolution chunk of ``height`` x ``width`` within ``budget`` elements (>= 1)."""
-    return max(1, budget // max(1, height * width))
+def class_chunk(height: int, width: int, budget: int = FULL_RES_CHUNK_ELEMENTS, low_res_pixels: int = 0) -> int:
+    """Classes per chunk within ``budget`` elements (>= 1), for an output of ``height`` x ``width`` made from
+    maps of ``low_res_pixels`` pixels (whichever is larger bounds the chunk)."""
+    return max(1, budget // max(1, height * width, low_res_pixels))
 
 
 class ScoreMaps:
@@ -31,7 +36,8 @@ class ScoreMaps:
             raise ValueError(f'score maps must be [C, h, w], got {tuple(low_res.shape)}')
         self.low_res = low_res
         self.output_size = (int(output_size[0]), int(output_size[1]))
-        self.chunk = class_chunk(*self.output_size, budget=chunk_elements)
+        self.chunk = class_chunk(*self.output_size, budget=chunk_elements,
+                                 low_res_pixels=int(low_res.shape[1]) * int(low_res.shape[2]))
         self._labels: Optional[torch.Tensor] = None
 
     @property
@@ -43,9 +49,16 @@ class ScoreMaps:
 
     def full_resolution(self, start: int = 0, stop: Optional[int] = None) -> torch.Tensor:
         """Channels ``start:stop`` at the output size, float32 [stop - start, H, W] (the only call that
-        makes several full-resolution maps at once: use it for what is published, not for labels)."""
+        makes several full-resolution maps at once: use it for what is published, not for labels). Resized a
+        chunk at a time into the result, so nothing but the result grows with the number of channels."""
         stop = self.num_channels if stop is None else stop
-        return self._full(start, stop)
+        if stop - start <= self.chunk:
+            return self._full(start, stop)
+        out = self.low_res.new_empty((stop - start, *self.output_size), dtype=torch.float32)
+        for first in range(start, stop, self.chunk):
+            last = min(first + self.chunk, stop)
+            out[first - start:last - start] = self._full(first, last)
+        return out
 
     def labels(self) -> torch.Tensor:
         """int32 [H, W] argmax over all channels at the output size (first maximum wins, as ``argmax``);

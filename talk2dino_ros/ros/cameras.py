@@ -5,12 +5,16 @@
 camera drivers (``image_raw``, ``camera``, ``color``, ``compressed`` ...) are skipped; when two topics
 give the same name, more of their tokens are joined (``left_front``, ``right_front``). ``camera_names``
 gives them explicitly instead.
+
+Topics are compared as ROS resolves them (namespace, ``~``, remaps): ``front/image`` and ``/front/image``
+in the root namespace are one camera, listed twice, and refused like any repeated topic. A name ROS
+cannot resolve is refused with the entry and the reason, before anything subscribes to it.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 #: tokens that name an image stream, not a camera (ROS camera drivers and image_transport)
 GENERIC_TOKENS = frozenset({
@@ -24,12 +28,35 @@ class CameraConfigError(ValueError):
     """image_topics / camera_names that cannot be used (the message says why)."""
 
 
+#: topic name -> fully qualified name (a node's ``resolve_topic_name``); raises for an invalid name
+Resolver = Callable[[str], str]
+
+
+def check_topic_syntax(topic: str) -> str:
+    """``topic`` expanded in the root namespace, for a syntax check without a node (raises when invalid)."""
+    from rclpy.expand_topic_name import expand_topic_name
+    from rclpy.validate_full_topic_name import validate_full_topic_name
+
+    expanded = expand_topic_name(topic, 'node', '/')
+    validate_full_topic_name(expanded)
+    return expanded
+
+
+def _problem(exc: Exception) -> str:
+    """The rule an invalid name breaks, from rcl's message (e.g. "topic name must not end with a forward
+    slash"), without rcl's source location."""
+    text = (str(exc).splitlines() or [''])[0].split(', at /')[0]
+    start = text.rfind('topic name')
+    return (text[start:] if start >= 0 else text).rstrip(': ').strip() or type(exc).__name__
+
+
 @dataclass(frozen=True)
 class Camera:
     """One input: its topic and the name of its output namespace ('' = the single camera, outputs in ``~``)."""
 
     name: str
     topic: str
+    resolved: str = ''  # the fully qualified topic ROS subscribes to ('' when not resolved by a node)
 
     @property
     def prefix(self) -> str:
@@ -77,10 +104,12 @@ def derive_camera_names(topics: Sequence[str]) -> List[str]:
 
 
 def configure_cameras(image_topics: Optional[Sequence[str]], camera_names: Optional[Sequence[str]],
-                      default_topic: str = 'image') -> Tuple[Camera, ...]:
+                      default_topic: str = 'image', resolve: Optional[Resolver] = None) -> Tuple[Camera, ...]:
     """The cameras of the node: ``image_topics`` empty -> one camera on ``default_topic`` with outputs in ``~``.
 
-    Raises :class:`CameraConfigError` for empty or repeated topics, and for ``camera_names`` that are not as
+    ``resolve`` (the node's ``resolve_topic_name``) makes the topics comparable as ROS sees them; without it
+    each name is only checked for syntax and repeats are compared as written. Raises
+    :class:`CameraConfigError` for empty, invalid or repeated topics, and for ``camera_names`` that are not as
     many as the topics, not valid ROS name tokens, or not unique.
     """
     topics = [str(t).strip() for t in (image_topics or [])]
@@ -88,11 +117,16 @@ def configure_cameras(image_topics: Optional[Sequence[str]], camera_names: Optio
     if not topics:
         if names:
             raise CameraConfigError('camera_names is set but image_topics is empty')
-        return (Camera('', default_topic),)
+        return (Camera('', default_topic, _resolve(default_topic, resolve, 'the image topic')),)
     if any(not t for t in topics):
         raise CameraConfigError('image_topics has an empty topic name')
-    if len(set(topics)) != len(topics):
-        raise CameraConfigError(f'image_topics repeats a topic: {topics}')
+    resolved = [_resolve(t, resolve, f'image_topics entry {t!r}') for t in topics]
+    first = {}
+    for topic, full in zip(topics, resolved if resolve is not None else topics):
+        if full in first:
+            same = f'{first[full]!r} and {topic!r} are both {full!r}' if first[full] != topic else repr(topic)
+            raise CameraConfigError(f'image_topics repeats a topic: {same}')
+        first[full] = topic
     if names:
         if len(names) != len(topics):
             raise CameraConfigError(f'camera_names has {len(names)} names for {len(topics)} image_topics')
@@ -104,4 +138,12 @@ def configure_cameras(image_topics: Optional[Sequence[str]], camera_names: Optio
             raise CameraConfigError(f'camera_names repeats a name: {names}')
     else:
         names = derive_camera_names(topics)
-    return tuple(Camera(n, t) for n, t in zip(names, topics))
+    return tuple(Camera(n, t, r if resolve is not None else '') for n, t, r in zip(names, topics, resolved))
+
+
+def _resolve(topic: str, resolve: Optional[Resolver], what: str) -> str:
+    """``topic`` resolved (or syntax-checked when ``resolve`` is None); CameraConfigError naming ``what``."""
+    try:
+        return (resolve or check_topic_syntax)(topic)
+    except Exception as exc:  # rclpy raises RCLError, ValueError or InvalidTopicNameException
+        raise CameraConfigError(f'{what} is not a valid topic name: {_problem(exc)}') from None

@@ -22,10 +22,12 @@ def _alarm(signum, frame):
 
 
 def main(argv):
+    from talk2dino_ros.model.backbone import build_backbone
     from talk2dino_ros.model.checkpoints import load_state_dict_file
     from talk2dino_ros.model.text import build_clip_text_encoder
     loaders = {'clip': lambda p: build_clip_text_encoder(p, quick_gelu=True),
-               'pth': lambda p: load_state_dict_file(p, 'DINOv2')}
+               'pth': lambda p: load_state_dict_file(p, 'DINOv2'),
+               'dinov2': lambda p: build_backbone(p)}
     # headroom for a reader that stays within budget, not for one that does not
     cap = _status('VmSize') + (1 << 30)
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))

@@ -51,6 +51,44 @@ def test_chunked_labels_equal_full_argmax_with_ties():
         assert torch.equal(maps.full_resolution(2, 5), full[2:5])
 
 
+def test_chunks_are_bounded_by_the_low_resolution_maps_too():
+    # a small output from large maps (a 64x48 frame processed at 448 px): the chunk is sized by the maps,
+    # because the CPU resize copies its whole input (thousands of classes per chunk copied the scores again)
+    low = torch.rand(9, 40, 50, generator=torch.Generator().manual_seed(1))
+    maps = ScoreMaps(low, (6, 8), chunk_elements=40 * 50 * 2)
+    assert maps.chunk == 2
+    full = resize_scores(low, 6, 8)
+    # the CPU resize rounds the last bit differently for other channel counts: equal within 1e-6
+    close = dict(rtol=0.0, atol=1e-6)
+    torch.testing.assert_close(maps.full_resolution(), full, **close)
+    torch.testing.assert_close(maps.full_resolution(1, 8), full[1:8], **close)
+    torch.testing.assert_close(maps.channel_max(1), full[1:].amax(0), **close)
+    assert torch.equal(maps.labels(), full.argmax(0).to(torch.int32))
+
+
+def test_memory_per_class_is_one_map_at_the_processing_size_for_a_tiny_frame(tiny_weights):
+    """The documented rule: a class costs 4 bytes per processing pixel, whatever the frame's own size
+    (the slope between two vocabulary sizes, so the constant part of a frame does not count)."""
+    from talk2dino_ros.cli.speed_benchmark import _frame_peak_mb, _random_vocabulary
+
+    s = Segmenter.from_config(tiny_segmenter_config(tiny_weights, mode='whole', resolution=448))
+    s.set_vocabulary(VOCAB)
+    opts = InferenceOptions(background=False, bg_clean=False, pamr=False)
+    img = _image(48, 64)
+    peaks = {}
+    for classes in (100, 400):
+        vocab = _random_vocabulary(s, classes, s.vocabulary)
+        s.segment(img, vocabulary=vocab, options=opts).labels  # warm the allocator
+        peaks[classes], how = _frame_peak_mb(s, img, vocab, opts)
+        if peaks[classes] is None:
+            pytest.skip('peak RSS cannot be measured on this system')
+    h, w = s._input_size(48, 64, s.config)
+    assert (h, w) == (448, 602)
+    rule_mb = h * w * 4 / 2 ** 20
+    slope = (peaks[400] - peaks[100]) / 300
+    assert slope < 1.15 * rule_mb, f'{slope:.2f} MB per class, rule {rule_mb:.2f} MB ({how}: {peaks})'
+
+
 def test_lazy_result_reads_equal_eager_ones(seg):
     opts = InferenceOptions(background=True, background_threshold=0.5)
     vocab = seg.build_vocabulary(VOCAB, background=True)

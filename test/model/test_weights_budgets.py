@@ -58,6 +58,7 @@ def _craft(d: Path):
         'compressed_pth_record': (hw.write_zip(d / 'dinov2.pth', {
             'data.pkl': hw.program(b'}(' + hw.text('w') + hw.tensor('0', BIG // 4, [4], [1]) + b'u'),
             'data/0': ('deflate-zeros', BIG), 'byteorder': b'little', 'version': b'3\n'}), 'pth'),
+        'dinov2_claimed_depth': (hw.dinov2_without_blocks(d / 'dinov2_vitl14_reg4_pretrain.pth'), 'dinov2'),
     }
     return files
 
@@ -78,7 +79,8 @@ def probed(tmp_path_factory):
 
 
 @pytest.mark.parametrize('name', ['module_dag', 'quadratic_regex', 'storage_bomb', 'byteorder_bomb', 'code_bomb',
-                                  'infinite_size', 'corrupt_pickle', 'claimed_width', 'compressed_pth_record'])
+                                  'infinite_size', 'corrupt_pickle', 'claimed_width', 'compressed_pth_record',
+                                  'dinov2_claimed_depth'])
 def test_crafted_file_is_one_error_line_within_budget(probed, name):
     report = probed[name]
     assert report['error'] == 'CheckpointError', report
@@ -91,7 +93,8 @@ def test_crafted_file_is_one_error_line_within_budget(probed, name):
 @pytest.mark.parametrize('name, reason', [
     ('module_dag', 'more than 100000 objects'), ('storage_bomb', 'compressed'), ('byteorder_bomb', 'byteorder'),
     ('code_bomb', 'code text'), ('infinite_size', 'malformed storage reference'), ('corrupt_pickle', 'corrupt'),
-    ('claimed_width', 'crafted view'), ('compressed_pth_record', 'compressed')])
+    ('claimed_width', 'crafted view'), ('compressed_pth_record', 'compressed'),
+    ('dinov2_claimed_depth', "missing ['blocks.0.")])
 def test_crafted_file_is_refused_for_its_own_reason(probed, name, reason):
     assert reason in probed[name]['message'], probed[name]
 

@@ -98,3 +98,21 @@ def test_camera_names_from_topics():
                                   (['/a'], ['1x'], 'not valid'), ([], ['x'], 'image_topics is empty')):
         with pytest.raises(CameraConfigError, match=needle):
             configure_cameras(topics, names)
+
+
+def test_camera_topics_are_checked_and_compared_as_ros_resolves_them():
+    # an invalid name is refused with the entry and the rule it breaks (no rclpy traceback)
+    for topic, rule in (('/bad topic', 'must not contain characters'), ('1abc/image', 'must not start with a number'),
+                        ('/a//b', "repeated '/'"), ('/rear/image_raw/', 'must not end with a forward slash')):
+        with pytest.raises(CameraConfigError) as info:
+            configure_cameras(['/front/image_raw', topic], None)
+        assert f"image_topics entry {topic!r} is not a valid topic name" in str(info.value)
+        assert rule in str(info.value) and 'expand_topic_name.c' not in str(info.value)
+    # resolved names: relative and absolute spellings of one topic are one camera, listed twice
+    resolve = {'front/image': '/robot/front/image', '/robot/front/image': '/robot/front/image',
+               '/rear/image': '/rear/image'}.__getitem__
+    with pytest.raises(CameraConfigError, match="'front/image' and '/robot/front/image' are both '/robot/front/image'"):
+        configure_cameras(['front/image', '/robot/front/image'], None, resolve=resolve)
+    cams = configure_cameras(['front/image', '/rear/image'], None, resolve=resolve)
+    assert [(c.name, c.topic, c.resolved) for c in cams] == [('front', 'front/image', '/robot/front/image'),
+                                                             ('rear', '/rear/image', '/rear/image')]

@@ -6,7 +6,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool
 
-from ros_fakes import NODE, FakeFactory, FakeSegmenter, expected_labels, expected_result, wait_for
+from helpers.ros import NODE, wait_for
+
+from helpers.segmenters import FakeFactory, FakeSegmenter, expected_labels, expected_result
 from talk2dino_ros.msg import ClassInfo, ClassMasks
 from talk2dino_ros.ros.image_conversion import image_to_numpy, numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos
@@ -213,6 +215,24 @@ def test_invalid_camera_lists_fall_back_to_the_single_image_topic(make_node, cap
     assert [c.name for c in node.cameras] == [''] and node.cameras[0].topic == 'image'
     probe.send(numpy_to_image(scene(3, 3), 'rgb8', probe.next_header()))
     assert 'camera_names has 1 names for 2 image_topics' in capfd.readouterr().err
+
+
+def test_invalid_or_repeated_camera_topics_are_one_start_error(make_node, capfd):
+    # an invalid entry: one error line naming it, no traceback, the node runs on the single image topic
+    node, probe, _ = make_node(params={'image_topics': ['/front/image_raw', '/rear image']}, vocabulary=['a'])
+    assert [c.name for c in node.cameras] == ['']
+    probe.send(numpy_to_image(scene(3, 3), 'rgb8', probe.next_header()))
+    err = capfd.readouterr().err
+    assert "image_topics entry '/rear image' is not a valid topic name" in err and 'Traceback' not in err
+    assert sum('image_topics' in line for line in err.splitlines() if 'ERROR' in line) == 1
+
+
+def test_one_camera_written_relative_and_absolute_is_refused_not_segmented_twice(make_node, capfd):
+    # the test node runs in the root namespace: 'front/image_raw' resolves to '/front/image_raw'
+    node, _, _ = make_node(params={'image_topics': ['front/image_raw', '/front/image_raw']}, vocabulary=['a'])
+    assert [c.name for c in node.cameras] == ['']
+    err = capfd.readouterr().err
+    assert "'front/image_raw' and '/front/image_raw' are both '/front/image_raw'" in err and 'Traceback' not in err
 
 
 def test_several_compressed_cameras_read_topic_slash_compressed(make_node):

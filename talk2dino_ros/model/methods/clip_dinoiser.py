@@ -258,15 +258,23 @@ def _build_openclip(path: os.PathLike | str, allow_test_width: bool) -> tuple[to
                                    'is a random test model')
     if vision_layers < 3:
         raise CheckpointError(f'{what} file {path} has {vision_layers} vision blocks; CLIP-DINOiser needs >= 3')
-    model = open_clip.model.CLIP(
-        embed_dim=embed_dim,
-        vision_cfg=dict(image_size=grid * patch, layers=vision_layers, width=vision_width, patch_size=patch,
-                        head_width=min(64, vision_width // 2), mlp_ratio=mlp_ratio),
-        text_cfg=dict(context_length=int(sd['positional_embedding'].shape[0]), vocab_size=int(
-            sd['token_embedding.weight'].shape[0]), width=text_width, heads=max(1, text_width // 64),
-            layers=text_layers),
-        quick_gelu=False)  # LAION weights were trained with exact GELU (QuickGELU would silently shift them)
-    expected = model.state_dict()
+    larger = [f'{k} {v}' for k, v in dims.items() if k != 'patch' and v > STANDARD[k]]
+    if larger:  # a test model is smaller than the published one: bound what the file can make us build
+        raise CheckpointError(f'{what} file {path} declares {", ".join(larger)}: larger than the ViT-B-16 '
+                              'CLIP-DINOiser uses')
+
+    def build() -> torch.nn.Module:
+        return open_clip.model.CLIP(
+            embed_dim=embed_dim,
+            vision_cfg=dict(image_size=grid * patch, layers=vision_layers, width=vision_width, patch_size=patch,
+                            head_width=min(64, vision_width // 2), mlp_ratio=mlp_ratio),
+            text_cfg=dict(context_length=int(sd['positional_embedding'].shape[0]), vocab_size=int(
+                sd['token_embedding.weight'].shape[0]), width=text_width, heads=max(1, text_width // 64),
+                layers=text_layers),
+            quick_gelu=False)  # LAION weights were trained with exact GELU (QuickGELU would silently shift them)
+
+    with torch.device('meta'):  # shapes only: nothing is allocated until the file fits
+        expected = build().state_dict()
     bad_shapes = [k for k in expected if k in sd and tuple(sd[k].shape) != tuple(expected[k].shape)]
     unexpected = [k for k in sd if k not in expected]
     absent = [k for k in expected if k not in sd]
@@ -280,6 +288,7 @@ def _build_openclip(path: os.PathLike | str, allow_test_width: bool) -> tuple[to
             parts.append('wrong shapes ' + ', '.join(
                 f'{k}{list(sd[k].shape)} (expected {list(expected[k].shape)})' for k in bad_shapes[:3]))
         raise CheckpointError(f'{what} file {path} does not match the open_clip ViT layout: {"; ".join(parts)}')
+    model = build()
     model.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
     return model, standard
 
