@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shlex
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -229,8 +230,9 @@ def sandbox(tmp_path_factory):
 
     import cv2
 
+    from helpers.datasets import make_layout
+
     sys.path.insert(0, str(Path(__file__).parent / 'data'))
-    from synthetic_layouts import make_layout
     from test_converters import _detail_json, _raw_maps
 
     from talk2dino_ros.model.random_weights import write_random_weights
