@@ -107,7 +107,7 @@ def test_lazy_result_reads_equal_eager_ones(seg):
     np.testing.assert_allclose(bg, scores[0], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(lazy.labels, scores.argmax(0))
     assert lazy.labels.dtype == np.int32 and lazy.size == (60, 80)
-    np.testing.assert_array_equal(ref.confidence(), conf)  # from the host scores once they exist
+    np.testing.assert_allclose(ref.confidence(), conf, rtol=0, atol=1e-6)  # from the host scores once they exist
 
 
 def test_result_from_host_arrays_keeps_its_api():
