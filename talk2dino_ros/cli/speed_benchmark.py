@@ -746,7 +746,8 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
     precision = 'off'
     if base.fp16:
         devices = {r.device.split()[0] for r in rows}
-        precision = 'on (' + ', '.join(('fp16 on CUDA' if d == 'cuda' else 'bf16 on the CPU') for d in sorted(devices)) + ')'
+        kinds = ('fp16 on CUDA' if d == 'cuda' else 'bf16 on the CPU' for d in sorted(devices))
+        precision = f'on ({", ".join(kinds)})'
     print(f'# talk2dino_ros benchmark: {base.method}{variant}, {len(names)} classes, resolution '
           f'{base.resolution}, fp16 {precision}')
     print(f'# {weights_note}')
