@@ -195,15 +195,11 @@ def check_metadata(path: os.PathLike | str, expected: GraphFacts, input_size: Si
 # ------------------------------------------------------------------------------------------ export
 @contextlib.contextmanager
 def _exporting():
-    """Trace the modules' plain math: no fused multi-head attention kernel, no exporter chatter."""
-    fast = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter('ignore')
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fast)
+    """No gradients and no exporter chatter (its tracer warnings are about Python ints it may freeze; the
+    graphs above take every size from tensors, and the tests compare the exported file with torch)."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter('ignore')
+        yield
 
 
 def export_onnx(method: torch.nn.Module, facts: GraphFacts, path: os.PathLike | str, batch: int = 1) -> float:
