@@ -53,6 +53,8 @@ class NetworkGraph:
     grid_table: Callable[[int, int], torch.Tensor]  # (grid h, grid w) -> the table input
     output_names: Tuple[str, ...]
     patch_size: int
+    #: frees the torch transformer blocks once a runtime runs them (the grid tables do not need them)
+    release_blocks: Callable[[], None]
 
 
 # ------------------------------------------------------------------------------------------ graphs
@@ -111,11 +113,17 @@ def network_graph(method: torch.nn.Module) -> NetworkGraph:
     inner = getattr(method, name, None) if name else None
     inner = getattr(inner, 'inner', inner)  # unwrap a fast-path or backend wrapper
     if method.name == 'talk2dino':
+        def release_dino() -> None:
+            inner.vit.blocks = torch.nn.Sequential()
+
         return NetworkGraph(_DinoGraph(inner), _dino_table(inner), ('patch_features', 'cls_attention_logits'),
-                            inner.patch_size)
+                            inner.patch_size, release_dino)
     if method.name == 'clip_dinoiser':
+        def release_clip() -> None:  # the vision tower's blocks only: the text tower is a separate module
+            inner.visual.transformer.resblocks = torch.nn.ModuleList()
+
         return NetworkGraph(_MaskClipGraph(inner), inner.grid_position_table, ('dense_features', 'inter_tokens'),
-                            inner.patch_size)
+                            inner.patch_size, release_clip)
     raise ExportError(f'method {method.name!r} has no exportable network')
 
 
