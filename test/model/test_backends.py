@@ -228,6 +228,12 @@ def test_config_refuses_a_torch_fast_path_with_an_exported_backend(weights):
         config.validate()
 
 
+def test_exported_file_without_an_exported_backend_is_refused(weights):
+    config = dataclasses.replace(tiny_segmenter_config(weights['talk2dino']), exported_model='/some/model.onnx')
+    with pytest.raises(Talk2DinoError, match='set backend to openvino, onnxruntime or tensorrt'):
+        config.validate()
+
+
 def test_cli_refusal_is_one_line_at_start(weights, capsys, tmp_path):
     import cv2
 
