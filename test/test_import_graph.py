@@ -130,6 +130,8 @@ FORBIDDEN = {
     'bags': ('rclpy', 'talk2dino_ros.cli'),
     'data': ('rclpy', 'talk2dino_ros.cli', 'talk2dino_ros.ros'),
     'training': ('rclpy', 'talk2dino_ros.ros'),
+    # the node and its collaborators: the command-line tools sit above it (they may start a node, not vice versa)
+    'ros': ('talk2dino_ros.cli',),
     'spatial': ('rclpy', 'torch', 'talk2dino_ros.ros', 'talk2dino_ros.cli', 'talk2dino_ros.model',
                 'talk2dino_ros.bags'),
 }
