@@ -59,6 +59,8 @@ class FrameWorker:
         self.camera_frames: Dict[str, Dict[str, int]] = {
             c.name: {'received': 0, 'processed': 0} for c in cameras}
         self.idle = False  # the latest frames were skipped: nothing read any output
+        #: camera name -> its latest sensor_msgs/CameraInfo (for the camera_info output)
+        self.camera_infos: Dict[str, Any] = {}
 
     # ------------------------------------------------------------------ executor thread
     def receive(self, msg: Any, compressed: bool, camera: str = '') -> None:
@@ -66,6 +68,10 @@ class FrameWorker:
         self._stats.received.add()
         self.camera_frames[camera]['received'] += 1
         self._mailbox.put(Frame(msg, time.perf_counter(), compressed, camera), key=camera)
+
+    def receive_camera_info(self, msg: Any, camera: str = '') -> None:
+        """Keep the camera's latest calibration (replaced as a whole, read by the worker)."""
+        self.camera_infos[camera] = msg
 
     # ------------------------------------------------------------------ worker thread
     def run(self, stop: threading.Event) -> None:
@@ -157,14 +163,13 @@ class FrameWorker:
             # every frame is paired with its depth and kept for ~/locate, read or not (nothing is decoded)
             stored = spatial.remember(frame.camera, frame.msg, frame.compressed) if spatial is not None else None
             wanted = out.wanted(state, settings)
-            wanted_3d = spatial.wanted(frame.camera) if spatial is not None else set()
-            if not wanted and not wanted_3d:  # lazy: nothing reads this camera's outputs, so nothing is computed
+            if not wanted:  # lazy: nothing reads this camera's outputs, so nothing is computed
                 unread += 1
                 continue
             rgb = self._decode(frame)
             if rgb is not None:
                 out.last_frame_id = frame.msg.header.frame_id
-                jobs.append((frame, out, rgb, wanted, stored, wanted_3d))
+                jobs.append((frame, out, rgb, wanted, stored))
         self._stats.skipped_no_subscriber += unread
         self.idle = unread == len(frames)
         if not jobs:
@@ -178,17 +183,18 @@ class FrameWorker:
             self._logger.error(f'segmentation failed: {exc}', throttle_duration_sec=5.0)
             return
         self._stats.inference_ms.add((time.perf_counter() - started) * 1000.0)
-        for (frame, out, rgb, wanted, stored, wanted_3d), result in zip(jobs, results):
+        for (frame, out, rgb, wanted, stored), result in zip(jobs, results):
             try:
                 images = build_frame_outputs(
                     result, wanted, rgb=rgb, colors=state.colors, names=state.names,
                     overlay_alpha=float(settings.overlay_alpha),
                     mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type,
                     banner=RANDOM_WEIGHTS_BANNER if getattr(state.segmenter, 'random_weights', False) else '')
-                out.publish(images, frame.msg.header, state, settings)
-                if wanted_3d:
-                    spatial.publish(frame.camera, stored, wanted_3d, rgb, images.labels, result.confidence(),
-                                    state.names)
+                # the 3D outputs somebody reads (None: none), built from the frame's labels and its depth partner
+                spatial_out = (spatial.build(frame.camera, stored, out, rgb, images.labels, result, state.names)
+                               if spatial is not None else None)
+                out.publish(images, frame.msg.header, state, settings, image_size=(rgb.shape[1], rgb.shape[0]),
+                            camera_info=self.camera_infos.get(frame.camera), spatial=spatial_out)
             except Exception as exc:  # one camera's failure must not cost the others their outputs
                 if not rclpy.ok(context=self._node.context):
                     raise

@@ -1,21 +1,23 @@
-"""The node's 3D side in one collaborator: depth inputs, the 3D publishers of every camera, ``~/locate``.
+"""The node's 3D side in one collaborator: depth inputs, the 3D outputs of a frame, ``~/locate``.
 
-The node calls it at four points: :meth:`SpatialPart.remember` for every frame the worker takes (pairs it
-with depth, keeps it for ``~/locate``; nothing is decoded), :meth:`wanted` to know whether a camera's 3D
-outputs are read (lazy inference), :meth:`publish` after a frame is segmented, and :meth:`diagnostics`.
-Depth never holds up the colour path: pairing looks into a small buffer and a frame without depth is
-published as usual.
+The 3D rows (``points``, ``detections``, ``detections_3d``) are rows of the output table, published by
+each camera's :class:`~talk2dino_ros.ros.frame_outputs.FrameOutputs` like the others (lazy, by
+subscription). The worker calls this part at two points: :meth:`SpatialPart.remember` for every frame it
+takes (pairs it with depth, keeps it for ``~/locate``; nothing is decoded) and :meth:`build` after a frame
+is segmented (the cloud and detections its readers want). Depth never holds up the colour path: pairing
+looks into a small buffer and a frame without depth is published as usual.
 """
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Dict, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from talk2dino_ros.ros.depth_inputs import DepthInputs
 from talk2dino_ros.ros.locate import LocateAnswer, LocateMemory, StoredFrame, camera_of, fill_response, locate
-from talk2dino_ros.ros.spatial_outputs import DETECTIONS, DETECTIONS_3D, POINTS, SpatialPublishers
+from talk2dino_ros.ros.label_info import vision_msgs_available
+from talk2dino_ros.ros.spatial_outputs import DETECTIONS, DETECTIONS_3D, POINTS, SPATIAL_ROWS, SpatialResult
 from talk2dino_ros.spatial.scene import build_spatial
 
 LOCATE_SERVICE = '~/locate'
@@ -39,7 +41,9 @@ class SpatialPart:
         self._decode_colour = decode_colour
         self._parse_names = parse_names
         self._legend_state = legend_state
-        self.publishers: Dict[str, SpatialPublishers] = {c.name: SpatialPublishers(node, c.prefix) for c in cameras}
+        if not vision_msgs_available():
+            node.get_logger().warning('vision_msgs is not installed: ~/detections and ~/detections_3d are off '
+                                      '(install ros-$ROS_DISTRO-vision-msgs); ~/points and ~/locate work')
         self.depth: Optional[DepthInputs] = None
         self.memory = LocateMemory()
         self._settings = settings
@@ -78,17 +82,18 @@ class SpatialPart:
         self.memory.remember(camera, stored)
         return stored
 
-    def wanted(self, camera: str) -> Set[str]:
-        """The 3D outputs of ``camera`` somebody reads."""
-        return self.publishers[camera].wanted(self.depth is not None)
-
-    def publish(self, camera: str, stored: StoredFrame, wanted: Set[str], rgb: np.ndarray, labels: np.ndarray,
-                confidence: np.ndarray, names: Sequence[str]) -> None:
-        """Build and publish the wanted 3D outputs of one segmented frame."""
-        if not wanted:
-            return
-        started = time.perf_counter()
+    def build(self, camera: str, stored: StoredFrame, outputs: Any, rgb: np.ndarray, labels: np.ndarray,
+              result: Any, names: Sequence[str]) -> Optional[SpatialResult]:
+        """The 3D outputs of one segmented frame that ``outputs`` (its camera's FrameOutputs) has readers
+        for; None when nobody reads any (points and 3D boxes only where depth comes in)."""
         settings = self._settings
+        wanted = {name for name in SPATIAL_ROWS if outputs.is_read(name, settings)}
+        if self.depth is None:
+            wanted -= {POINTS, DETECTIONS_3D}
+        if not wanted:
+            return None
+        started = time.perf_counter()
+        confidence = result.confidence()
         options = settings.spatial_options()
         depth = None
         inputs = self.depth
@@ -98,8 +103,8 @@ class SpatialPart:
                               depth.intrinsics if depth else None, options, rgb=rgb if options.rgb else None,
                               cloud=depth is not None and POINTS in wanted,
                               detections=bool(wanted & {DETECTIONS, DETECTIONS_3D}))
-        self.publishers[camera].publish(frame, wanted, stored.colour.header, depth.header if depth else None)
         self.spatial_ms[camera] = (time.perf_counter() - started) * 1000.0
+        return SpatialResult(frame, depth.header if depth else None)
 
     # ------------------------------------------------------------------ ~/locate
     async def _on_locate(self, request: Any, response: Any) -> Any:
@@ -151,8 +156,6 @@ class SpatialPart:
         return out
 
     def destroy(self) -> None:
-        for pubs in self.publishers.values():
-            pubs.destroy()
         self.stop_depth()
         self._node.destroy_service(self._service)
         self.memory.clear()

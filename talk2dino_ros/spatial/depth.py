@@ -12,8 +12,7 @@ from talk2dino_ros.errors import Talk2DinoError
 
 #: encoding -> metres per stored unit
 DEPTH_ENCODINGS = {'16UC1': 0.001, '32FC1': 1.0}
-#: default farthest depth kept, metres
-DEFAULT_DEPTH_MAX_M = 10.0
+from talk2dino_ros.contract.parameters import DEFAULT_DEPTH_MAX_M  # noqa: F401  (the node parameter's default)
 
 
 class DepthError(Talk2DinoError, ValueError):

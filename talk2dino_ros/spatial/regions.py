@@ -14,8 +14,7 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
-#: default fewest pixels of a region
-DEFAULT_MIN_REGION_PIXELS = 50
+from talk2dino_ros.contract.parameters import DEFAULT_MIN_REGION_PIXELS  # noqa: F401  (the parameter's default)
 #: default lower percentile of the 3D box (the upper is 100 minus it)
 DEFAULT_BOX_PERCENTILE = 2.0
 #: fewest points with depth for a 3D box

@@ -62,7 +62,7 @@ def test_points_follow_depth_and_labels_and_a_frame_without_depth_costs_nothing(
                                      vocabulary=['a', 'b', 'c', 'd'])
     depth_pub, info_pub = _depth_pubs(probe)
     probe.listen(NODE + '/points', PointCloud2)
-    wait_for(lambda: node._spatial.publishers[''].points_pub.get_subscription_count() > 0, what='points match')
+    wait_for(lambda: node.outputs_for().pubs['points'].get_subscription_count() > 0, what='points match')
     rgb = np.full((H, W, 3), 200, np.uint8)
     header, cloud = _send_pair(probe, depth_pub, info_pub, rgb)
     # the cloud carries the depth image's header: its frame and its stamp
@@ -88,7 +88,7 @@ def test_points_follow_depth_and_labels_and_a_frame_without_depth_costs_nothing(
     assert int(diag['frames_without_depth']) >= 1 and int(diag['depth_frames_paired']) >= 1
     assert diag['depth_topic'] == '/depth/image_raw'
     # vision_msgs is not installed here: no detection publishers, the cloud works
-    assert node._spatial.publishers[''].detections_pub is None
+    assert 'detections' not in node.outputs_for().pubs and 'detections_3d' not in node.outputs_for().pubs
 
 
 def test_locate_answers_in_3d_and_looks_for_names_outside_the_vocabulary(make_node):
@@ -100,7 +100,7 @@ def test_locate_answers_in_3d_and_looks_for_names_outside_the_vocabulary(make_no
     assert not answer.success and 'no camera frame' in answer.message
     depth_pub, info_pub = _depth_pubs(probe)
     probe.listen(NODE + '/points', PointCloud2)
-    wait_for(lambda: node._spatial.publishers[''].points_pub.get_subscription_count() > 0, what='points match')
+    wait_for(lambda: node.outputs_for().pubs['points'].get_subscription_count() > 0, what='points match')
     header, _ = _send_pair(probe, depth_pub, info_pub, np.full((H, W, 3), 200, np.uint8))
 
     answer = _call(client, Locate.Request(names=['b', 'Zebra', 'background', 'B']))
