@@ -80,7 +80,7 @@ def test_points_follow_depth_and_labels_and_a_frame_without_depth_costs_nothing(
 
     # a colour frame without a depth partner: its labels come out as usual, no cloud for it
     probe.listen(NODE + '/labels', Image)
-    wait_for(lambda: node.outputs_for().labels_pub.get_subscription_count() > 0, what='labels match')
+    wait_for(lambda: node.outputs_for().pubs['labels'].get_subscription_count() > 0, what='labels match')
     lonely, _ = _send_pair(probe, depth_pub, info_pub, rgb, with_depth=False, topic=NODE + '/labels')
     time.sleep(0.3)
     assert not any(m.header.stamp == lonely.stamp for m in probe.got(NODE + '/points'))
