@@ -3,13 +3,11 @@ and every ``--flag`` it passes exists in that tool's parser (issue 18)."""
 import argparse
 import re
 import shlex
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-from test_cli_help import ROS_NODES, capture_parser, console_scripts  # noqa: E402
+from helpers.cli import ROS_NODES, capture_parser, console_scripts
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / 'README.md').read_text(encoding='utf-8')

@@ -39,7 +39,6 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         self._enabled = False
         self._configured = False
         self._image_inputs: List[Any] = []
-        self._vocabulary_inputs: List[Any] = []
         self._loader: Optional[threading.Thread] = None
         self._worker: Optional[threading.Thread] = None
         self._worker_stop = threading.Event()
@@ -50,14 +49,15 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         self._settings = self._read_settings()
         self._stop.clear()
         self._mailbox.reopen()
-        if not self.load_model(self._settings):
+        if not self._model_loader.load(self._settings):
             self._host.release(f'configure failed: {self._host.load_error}')
             return TransitionCallbackReturn.FAILURE
-        self._start_control()
+        self._control.start()
         self._create_outputs()
-        self._vocabulary_inputs = self._create_vocabulary_inputs()
-        self._reload.clear()
-        self._loader = threading.Thread(target=self._load_loop, name='t2d_loader', daemon=True)
+        self._vocabulary.create_inputs()
+        self._model_loader.reload.clear()
+        self._loader = threading.Thread(target=self._model_loader.run, args=(self._stop,), name='t2d_loader',
+                                        daemon=True)
         self._loader.start()
         self._configured = True
         return TransitionCallbackReturn.SUCCESS
@@ -68,8 +68,8 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         self._image_inputs = self._create_image_inputs()
         self._worker_stop.clear()
         self._enabled = True
-        self._worker = threading.Thread(target=self._work, args=(self._worker_stop,), name='t2d_worker',
-                                        daemon=True)
+        self._worker = threading.Thread(target=self._frame_worker.run, args=(self._worker_stop,),
+                                        name='t2d_worker', daemon=True)
         self._worker.start()
         return super().on_activate(state)
 
@@ -112,18 +112,12 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
     def _release(self, why: str) -> None:
         self._deactivate()
         self._stop.set()
-        self._reload.set()
+        self._model_loader.reload.set()
         loader, self._loader = self._loader, None
         if loader is not None and loader is not threading.current_thread():
             loader.join(timeout=10.0)
-        self._stop_control()
-        for entity in self._vocabulary_inputs:
-            if hasattr(entity, 'srv_type'):
-                self.destroy_service(entity)
-            else:
-                self.destroy_subscription(entity)
-        self._vocabulary_inputs = []
-        self._vocab_watch = None
+        self._control.stop()
+        self._vocabulary.destroy_inputs()
         for out in self._outputs.values():
             out.destroy()
         self._outputs = {}

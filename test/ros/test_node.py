@@ -1,6 +1,6 @@
 """The segmentation node end to end through real rclpy pub/sub (with a fast fake engine).
 
-The fake engine's labels are predictable from the RGB image (see ros_fakes), so these tests check the
+The fake engine's labels are predictable from the RGB image (see helpers.segmenters), so these tests check the
 node's conversion, headers, encodings, legend bookkeeping, threading and error handling exactly.
 """
 import threading
@@ -14,7 +14,9 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ros_fakes import NODE, FakeFactory, Probe, expected_labels, wait_for
+from helpers.ros import NODE, Probe, wait_for
+
+from helpers.segmenters import FakeFactory, expected_labels
 from talk2dino_ros.ros.image_conversion import encode_compressed, image_to_numpy, numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos
 from talk2dino_ros.msg import ClassInfo, ClassMasks

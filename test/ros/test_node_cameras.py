@@ -6,7 +6,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool
 
-from ros_fakes import NODE, FakeFactory, FakeSegmenter, expected_labels, expected_result, wait_for
+from helpers.ros import NODE, wait_for
+
+from helpers.segmenters import FakeFactory, FakeSegmenter, expected_labels, expected_result
 from talk2dino_ros.msg import ClassInfo, ClassMasks
 from talk2dino_ros.ros.image_conversion import image_to_numpy, numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos

@@ -6,7 +6,7 @@ fixture; skipped with a reason until they exist.
 import numpy as np
 import pytest
 
-from ros_fakes import NODE, wait_for
+from helpers.ros import NODE, wait_for
 from talk2dino_ros.ros.image_conversion import image_to_numpy, numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos
 
