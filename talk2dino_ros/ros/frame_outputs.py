@@ -11,6 +11,7 @@ builds its wait set invalidates its handle.
 """
 from __future__ import annotations
 
+import copy
 import threading
 from typing import Any, Callable, Dict, Optional, Set
 
@@ -21,7 +22,7 @@ from talk2dino_ros.outputs import frame
 from talk2dino_ros.outputs.frame import FrameImages
 from talk2dino_ros.ros import outputs
 from talk2dino_ros.ros.label_info import make_label_info, vision_msgs_available
-from talk2dino_ros.ros.qos import legend_qos, output_qos
+from talk2dino_ros.ros.qos import create_overridable, legend_qos, output_qos
 
 
 class FrameOutputs:
@@ -33,22 +34,26 @@ class FrameOutputs:
         self._node = node
         self.prefix = prefix.rstrip('/') or '~'
         self.last_frame_id = ''  # frame_id of the latest frame, stamped on the next legend
-        self.labels_pub = node.create_publisher(Image, self.topic('labels'), output_qos())
-        self.confidence_pub = node.create_publisher(Image, self.topic('confidence'), output_qos())
-        self.confidence8_pub = node.create_publisher(Image, self.topic('confidence_mono8'), output_qos())
-        self.background_pub = node.create_publisher(Image, self.topic('background'), output_qos())
-        self.overlay_pub = node.create_publisher(Image, self.topic('overlay'), output_qos())
-        self.info_pub = node.create_publisher(ClassInfo, self.topic('class_info'), legend_qos())
-        self.masks_pub = node.create_publisher(ClassMasks, self.topic('masks'), output_qos())
+        self.labels_pub = self._publisher(Image, self.topic('labels'), output_qos())
+        self.confidence_pub = self._publisher(Image, self.topic('confidence'), output_qos())
+        self.confidence8_pub = self._publisher(Image, self.topic('confidence_mono8'), output_qos())
+        self.background_pub = self._publisher(Image, self.topic('background'), output_qos())
+        self.overlay_pub = self._publisher(Image, self.topic('overlay'), output_qos())
+        self.info_pub = self._publisher(ClassInfo, self.topic('class_info'), legend_qos())
+        self.masks_pub = self._publisher(ClassMasks, self.topic('masks'), output_qos())
         # Nav2 semantic-segmentation contract: vision_msgs/LabelInfo beside the legend, where installed
         self.label_info_pub = None
         if vision_msgs_available():
             from vision_msgs.msg import LabelInfo
-            self.label_info_pub = node.create_publisher(LabelInfo, self.topic('label_info'), legend_qos())
+            self.label_info_pub = self._publisher(LabelInfo, self.topic('label_info'), legend_qos())
         self.mask_pubs: Dict[str, Any] = {}
         self._mask_pubs_lock = threading.Lock()
         self._wanted_tokens: Callable[[], Set[str]] = set
         self._mask_guard = node.create_guard_condition(self._on_mask_topics_changed)
+
+    def _publisher(self, msg_type: Any, topic: str, qos: Any) -> Any:
+        """A publisher whose QoS follows its ``qos_overrides.<topic>.publisher.*`` parameters."""
+        return create_overridable(self._node, 'publisher', msg_type, topic, qos)
 
     def topic(self, name: str) -> str:
         """The topic of output ``name`` in this namespace, e.g. ``~/front/labels``."""
@@ -141,8 +146,9 @@ class FrameOutputs:
                     self._node.destroy_publisher(self.mask_pubs.pop(token))
             for token in wanted:
                 if token not in self.mask_pubs:
+                    # the profile of ~/masks, its qos_overrides included (no parameters per class topic)
                     self.mask_pubs[token] = self._node.create_publisher(
-                        Image, self.topic(f'mask/{token}'), output_qos())
+                        Image, self.topic(f'mask/{token}'), copy.copy(self.masks_pub.qos_profile))
 
     def destroy(self) -> None:
         """Destroy every publisher of this namespace (lifecycle cleanup)."""

@@ -24,7 +24,7 @@ from rclpy.parameter import Parameter
 from talk2dino_ros import catalog
 from talk2dino_ros.backend_names import BACKENDS, PRECISIONS
 from talk2dino_ros.outputs.colors import ColorSpecError, parse_color_overrides
-from talk2dino_ros.ros.cameras import CameraConfigError, configure_cameras
+from talk2dino_ros.ros.cameras import CameraConfigError, Resolver, configure_cameras
 from talk2dino_ros.ros.image_conversion import DEFAULT_MAX_INPUT_PIXELS
 from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
 from talk2dino_ros.ros.vocabulary import DEFAULT_MAX_CLASSES, MAX_NAMES, parse_vocabulary
@@ -164,13 +164,6 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
 SPECS: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
 
-def declare_parameters(node) -> None:
-    """Declare every parameter of :data:`PARAMETERS` on ``node`` with its descriptor."""
-    for spec in PARAMETERS:
-        default = Parameter.Type.STRING_ARRAY if spec.default is None else spec.default
-        node.declare_parameter(spec.name, default, spec.descriptor())
-
-
 def _parameter_value(node, name: str) -> Any:
     try:
         value = node.get_parameter(name).value
@@ -180,12 +173,14 @@ def _parameter_value(node, name: str) -> Any:
 
 
 def current_values(node) -> Dict[str, Any]:
-    """name -> value of every declared parameter (None for an unset string array)."""
+    """name -> value of every declared parameter (an unset string array is [] or None)."""
     return {spec.name: _parameter_value(node, spec.name) for spec in PARAMETERS}
 
 
-def validate(name: str, value: Any, values: Mapping[str, Any]) -> Optional[str]:
+def validate(name: str, value: Any, values: Mapping[str, Any], resolve: Optional[Resolver] = None) -> Optional[str]:
     """Why ``value`` is not acceptable for parameter ``name`` (None when it is).
+
+    ``resolve`` (the node's ``resolve_topic_name``) lets the camera topics be compared as ROS sees them.
 
     Types and numeric ranges are enforced by rclpy from the descriptors; this checks the rest.
     ``values`` are the other parameters after the change (for cross checks).
@@ -217,8 +212,10 @@ def validate(name: str, value: Any, values: Mapping[str, Any]) -> Optional[str]:
     if name == 'weights_dir' and value and os.path.isfile(os.path.expanduser(value)):
         return f'weights_dir {value!r} is a file, not a directory'
     if name in ('image_topics', 'camera_names'):
+        # image_topics on its own; camera_names against the topics (a bad name list does not void the topics)
         try:
-            configure_cameras(values.get('image_topics'), values.get('camera_names'))
+            configure_cameras(value if name == 'image_topics' else values.get('image_topics'),
+                              value if name == 'camera_names' else None, resolve=resolve)
         except CameraConfigError as exc:
             return str(exc)
     return None

@@ -421,7 +421,8 @@ def test_invalid_start_values_fall_back_to_defaults(make_node, capfd):
                                        'image_reliability': 'sometimes'})
     assert node.get_parameter('method').value == 'talk2dino'
     assert node.get_parameter('mask_type').value == 'binary'
-    # read-only: the parameter keeps the bad value, the node uses the default behind it
+    # read-only too: declared with the default, so the parameter shows what the node uses
+    assert node.get_parameter('image_reliability').value == 'best_effort'
     assert node._settings.image_reliability == 'best_effort'
     wait_for(lambda: node.segmenter is not None, what='model')
     assert node.legend_state is None
