@@ -80,6 +80,11 @@ def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
     out = {k: getattr(config, k, None) for k in keys}
     out['options'] = json.loads(json.dumps(dataclasses.asdict(config.options), default=str))
     out['weights'] = weights
+    # an exported backend or reduced precision changes the outputs slightly (recorded only when chosen, so
+    # that runs started before these settings existed still resume)
+    for key, default in (('backend', 'torch'), ('precision', 'fp32')):
+        if getattr(config, key, default) != default:
+            out[key] = getattr(config, key)
     return out
 
 

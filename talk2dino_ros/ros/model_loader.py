@@ -11,11 +11,25 @@ import threading
 import time
 from typing import Any, Callable
 
+from talk2dino_ros import catalog
 from talk2dino_ros.ros.engine_host import EngineHost, LegendState
 from talk2dino_ros.ros.parameters import NodeSettings
 
 #: how often a missing weight file is looked for again (s)
 MISSING_FILE_POLL_S = 2.0
+
+
+def ignored_switches_note(settings: NodeSettings) -> str:
+    """A warning naming the on/off parameters that are on but mean nothing to the method (clip_dinoiser has
+    no cleaning and no PAMR), or '' when there are none."""
+    spec = catalog.METHODS.get(settings.method)
+    if spec is None:
+        return ''
+    on = [name for name in spec.ignored_options if name in ('bg_clean', 'pamr') and bool(getattr(settings, name))]
+    if not on:
+        return ''
+    return (f'{" and ".join(on)} {"is" if len(on) == 1 else "are"} on, but {settings.method} has no such step '
+            f'({spec.ignored_why}): ignored')
 
 
 class ModelLoader:
@@ -73,6 +87,9 @@ class ModelLoader:
             return False
         if outcome.state is not None:
             self._legend_installed(outcome.state)
+        note = ignored_switches_note(settings)
+        if note:
+            log.warning(note)
         log.info(f'model ready: {settings.method}/{settings.variant} on {self._host.device} in '
                  f'{outcome.seconds:.1f} s' + ('' if self._host.names else
                                                '; waiting for a vocabulary on ' + self._vocabulary_topic()))

@@ -95,7 +95,7 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     *(ParamSpec(role.parameter, '', role.description, 'model') for role in catalog.all_roles()),
     ParamSpec('device', 'auto', 'auto (CUDA when available), cpu, cuda or cuda:N.', 'model',
               choices=('auto', 'cpu', 'cuda', 'cuda:N')),
-    ParamSpec('fp16', False, 'fp16 autocast on CUDA (ignored on CPU).', 'model'),
+    ParamSpec('fp16', False, 'Half-precision autocast (not exact): fp16 on CUDA, bf16 on the CPU.', 'model'),
     ParamSpec('backend', 'torch', 'What runs the backbone: torch, or its exported ONNX file in openvino (Intel '
               'CPU/iGPU), onnxruntime (CPU) or tensorrt (NVIDIA GPU, Jetson); built on first use and cached next '
               'to the weights. Each runtime is an optional extra.', 'model', choices=BACKENDS),
