@@ -221,17 +221,23 @@ def validate(name: str, value: Any, values: Mapping[str, Any], resolve: Optional
     return None
 
 
-def validate_changes(changes: Iterable[Parameter], values: Mapping[str, Any]) -> List[str]:
-    """Reasons to reject a batch of parameter changes (empty list: accept)."""
+def validate_changes(changes: Iterable[Parameter], values: Mapping[str, Any], paths_settable: bool = False,
+                     ) -> List[str]:
+    """Reasons to reject a batch of parameter changes (empty list: accept).
+
+    Weight paths change only with ``allow_runtime_weight_changes`` or where the node says they may now
+    (``paths_settable``: a lifecycle node that is not configured).
+    """
     after = dict(values)
     changes = list(changes)
     for param in changes:
         after[param.name] = param.value
     reasons = []
     for param in changes:
-        if param.name in PATH_PARAM_NAMES and not values.get('allow_runtime_weight_changes'):
+        if param.name in PATH_PARAM_NAMES and not (paths_settable or values.get('allow_runtime_weight_changes')):
             reasons.append(f'{param.name} is fixed while the node runs: set it at start (params file or '
-                           '--ros-args -p), or start the node with allow_runtime_weight_changes:=true')
+                           '--ros-args -p), or start the node with allow_runtime_weight_changes:=true (a '
+                           'lifecycle node takes it while unconfigured)')
             continue
         reason = validate(param.name, param.value, after)
         if reason:

@@ -94,7 +94,7 @@ class SegmentationCore:
         self._control = ControlJobs(self)
         self._vocabulary = VocabularyControl(self, self._host, self._control, settings, self._mailbox.poke)
         self._model_loader = ModelLoader(self, self._host, settings, self._vocabulary.legend_installed,
-                                         lambda: self._vocabulary.topic)
+                                         lambda: self._vocabulary.topic, self.weight_paths_settable)
         self._frame_worker = FrameWorker(self, self._host, self._mailbox, self.stats, self._cameras, settings,
                                          lambda: self._outputs, lambda: self._enabled)
         self._watches = CameraWatches(self)
@@ -217,6 +217,10 @@ class SegmentationCore:
         self._enabled = bool(enabled)
         self._mailbox.poke()
 
+    def weight_paths_settable(self) -> bool:
+        """Whether ``weights_dir`` and the ``*_weights`` paths may be set now (``ros2 param set``)."""
+        return bool(self._settings.allow_runtime_weight_changes)
+
     def outputs_for(self, camera: Optional[str] = None) -> FrameOutputs:
         """The publishers of one camera (default: the first, i.e. the single camera of the default setup)."""
         return self._outputs[self._cameras[0].name if camera is None else camera]
@@ -235,7 +239,7 @@ class SegmentationCore:
     def _on_validate_parameters(self, params: List[Parameter]) -> SetParametersResult:
         if self._vocabulary.syncing_parameter:
             return SetParametersResult(successful=True)
-        reasons = validate_changes(params, current_values(self))
+        reasons = validate_changes(params, current_values(self), self.weight_paths_settable())
         if reasons:
             return SetParametersResult(successful=False, reason='; '.join(reasons))
         return SetParametersResult(successful=True)

@@ -429,3 +429,11 @@ def test_invalid_start_values_fall_back_to_defaults(make_node, capfd):
     err = capfd.readouterr().err
     assert "method 'nope' is not one of" in err and 'vocabulary has no usable class name' in err
     assert "image_reliability 'sometimes' is not one of" in err
+
+
+def test_missing_weights_log_recommends_only_what_the_running_node_accepts(make_node, tmp_path, capfd):
+    node, _, _ = make_node(params={'dinov2_weights': str(tmp_path / 'missing.pth')})
+    wait_for(lambda: 'weight file not found' in node.model_error, what='the load error')
+    err = capfd.readouterr().err
+    assert 'weight file not found' in err and 'ros2 param set' not in err
+    assert '-p dinov2_weights:=/path/to/file' in err
