@@ -619,6 +619,7 @@ def run(args) -> Dict[str, Any]:
         log_text = log_path.read_text(errors='replace')
         summary = soak.summary(node_exit, alive, log_text, duration)
         summary['ros_domain_id'] = domain
+        summary['random_weights'] = True  # the node always runs tiny random weights here: a stability test
         if not summary['ok'] or args.verbose:
             summary['node_log_tail'] = log_text[-3000:]
     return summary

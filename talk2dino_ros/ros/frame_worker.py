@@ -56,6 +56,8 @@ class FrameWorker:
         self.camera_frames: Dict[str, Dict[str, int]] = {
             c.name: {'received': 0, 'processed': 0} for c in cameras}
         self.idle = False  # the latest frames were skipped: nothing read any output
+        #: camera name -> its latest sensor_msgs/CameraInfo (for the camera_info output)
+        self.camera_infos: Dict[str, Any] = {}
 
     # ------------------------------------------------------------------ executor thread
     def receive(self, msg: Any, compressed: bool, camera: str = '') -> None:
@@ -63,6 +65,10 @@ class FrameWorker:
         self._stats.received.add()
         self.camera_frames[camera]['received'] += 1
         self._mailbox.put(Frame(msg, time.perf_counter(), compressed, camera), key=camera)
+
+    def receive_camera_info(self, msg: Any, camera: str = '') -> None:
+        """Keep the camera's latest calibration (replaced as a whole, read by the worker)."""
+        self.camera_infos[camera] = msg
 
     # ------------------------------------------------------------------ worker thread
     def run(self, stop: threading.Event) -> None:
@@ -174,7 +180,8 @@ class FrameWorker:
                     overlay_alpha=float(settings.overlay_alpha),
                     mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type,
                     banner=RANDOM_WEIGHTS_BANNER if getattr(state.segmenter, 'random_weights', False) else '')
-                out.publish(images, frame.msg.header, state, settings)
+                out.publish(images, frame.msg.header, state, settings, image_size=(rgb.shape[1], rgb.shape[0]),
+                            camera_info=self.camera_infos.get(frame.camera))
             except Exception as exc:  # one camera's failure must not cost the others their outputs
                 if not rclpy.ok(context=self._node.context):
                     raise

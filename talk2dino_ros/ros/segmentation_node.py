@@ -34,9 +34,9 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from talk2dino_ros.ros.cameras import Camera, CameraConfigError, configure_cameras
+from talk2dino_ros.ros.cameras import Camera, CameraConfigError, camera_info_topic, configure_cameras
 from talk2dino_ros.ros.control_worker import ControlJobs
 from talk2dino_ros.ros.engine_host import (  # noqa: F401  (re-exported: the node's public names)
     EngineHost, LegendState, SegmenterFactory, default_segmenter_factory, inference_options)
@@ -131,7 +131,7 @@ class SegmentationCore:
         self._vocabulary.create_inputs()
 
     def _create_image_inputs(self) -> List[Any]:
-        """One image subscription per camera."""
+        """One image and one CameraInfo subscription per camera."""
         s = self._settings
         qos = image_input_qos(s.image_reliability, int(s.image_depth))
         subs = []
@@ -143,6 +143,10 @@ class SegmentationCore:
                 self, 'subscription', CompressedImage if s.compressed_input else Image, topic, qos,
                 lambda m, c=camera.name, z=bool(s.compressed_input): self._on_image(m, z, c)))
             self._watches.watch(camera.name, subs[-1], subs[-1].qos_profile, topic)
+            # image_transport's convention: the calibration is the sibling camera_info topic
+            subs.append(self.create_subscription(
+                CameraInfo, camera_info_topic(camera.resolved or self.resolve_topic_name(camera.topic)),
+                lambda m, c=camera.name: self._frame_worker.receive_camera_info(m, c), qos))
         return subs
 
     def _start_threads(self, loader: bool = True) -> None:

@@ -19,7 +19,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from rclpy.parameter import Parameter
 
 from talk2dino_ros.ros.cameras import Resolver
-from talk2dino_ros.ros.parameters import PARAMETERS, WEIGHT_PARAM_NAMES, ParamSpec, validate
+from talk2dino_ros.ros.parameters import PARAMETERS, WEIGHT_PARAM_NAMES, ParamSpec, descriptor, validate
 
 #: what the default of a parameter means, where its value alone does not say it
 _DEFAULT_MEANS = {
@@ -111,17 +111,17 @@ def declare_parameters(node) -> Dict[str, Any]:
     for line in warnings:
         node.get_logger().warning(line)
     for spec in PARAMETERS:
-        descriptor = spec.descriptor()
+        described = descriptor(spec)
         if spec.default is not None:
-            node.declare_parameter(spec.name, values[spec.name], descriptor, ignore_override=True)
+            node.declare_parameter(spec.name, values[spec.name], described, ignore_override=True)
             continue
         # rclpy infers no type from an empty list and a read-only parameter cannot be set once declared:
         # declare it typed and writable, set its value, then apply the real (maybe read-only) descriptor
-        writable = copy.deepcopy(descriptor)
+        writable = copy.deepcopy(described)
         writable.read_only = False
         node.declare_parameter(spec.name, Parameter.Type.STRING_ARRAY, writable, ignore_override=True)
         result, = node.set_parameters([Parameter(spec.name, Parameter.Type.STRING_ARRAY, list(values[spec.name]))])
         if not result.successful:  # nothing validates yet at this point: a failure is a bug, say so
             raise RuntimeError(f'declaring {spec.name} failed: {result.reason}')
-        node.set_descriptor(spec.name, descriptor)
+        node.set_descriptor(spec.name, described)
     return values

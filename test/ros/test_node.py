@@ -90,7 +90,7 @@ def test_maps_masks_per_class_topics_overlay_and_legend(make_node):
         probe.listen(topic, msg_type)
     probe.listen(NODE + '/class_info', ClassInfo, latched_qos())
     out = node.outputs_for()
-    wait_for(lambda: out.overlay_pub.get_subscription_count() and out.masks_pub.get_subscription_count()
+    wait_for(lambda: out.pubs['overlay'].get_subscription_count() and out.pubs['masks'].get_subscription_count()
              and len(out.mask_pubs) == 3 and all(p.get_subscription_count() for t, p in out.mask_pubs.items()
                                                  if t in ('red_car', 'class_3')), what='matching')
     assert set(out.mask_pubs) == {'red_car', 'tree', 'class_3'}
@@ -135,7 +135,7 @@ def test_maps_masks_per_class_topics_overlay_and_legend(make_node):
 def test_score_masks(make_node):
     node, probe, _ = make_node(params={'mask_type': 'score'}, vocabulary=['a', 'b'])
     probe.listen(NODE + '/masks', ClassMasks)
-    wait_for(lambda: node.outputs_for().masks_pub.get_subscription_count(), what='masks subscription')
+    wait_for(lambda: node.outputs_for().pubs['masks'].get_subscription_count(), what='masks subscription')
     rgb = scene(8, 8)
     header = probe.next_header()
     probe.send(numpy_to_image(rgb, 'rgb8', header))
@@ -229,7 +229,7 @@ def test_legend_version_matches_every_frame_while_vocabulary_changes(make_node):
     deep_latched = latched_qos()
     deep_latched.depth = 200
     probe.listen(NODE + '/class_info', ClassInfo, deep_latched)
-    wait_for(lambda: node.outputs_for().masks_pub.get_subscription_count(), what='masks subscription')
+    wait_for(lambda: node.outputs_for().pubs['masks'].get_subscription_count(), what='masks subscription')
     # matched (the latched legend arrived): from now on every legend reaches the probe
     wait_for(lambda: [i for i in probe.got(NODE + '/class_info')
                       if i.vocabulary_version == node.legend_state.version], what='the first legend')

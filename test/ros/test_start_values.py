@@ -109,9 +109,9 @@ def test_qos_overrides_reach_the_image_the_vocabulary_and_every_output(make_node
     assert image.reliability == ReliabilityPolicy.RELIABLE and image.depth == 2
     assert sorted(q.depth for q in by_topic['/t2d/vocab']) == [3, 4]
     out = node.outputs_for()
-    assert out.labels_pub.qos_profile.depth == 7 and out.masks_pub.qos_profile.depth == 6
-    assert out.info_pub.qos_profile.durability == DurabilityPolicy.VOLATILE
-    assert out.overlay_pub.qos_profile.reliability == ReliabilityPolicy.RELIABLE
+    assert out.pubs['labels'].qos_profile.depth == 7 and out.pubs['masks'].qos_profile.depth == 6
+    assert out.pubs['class_info'].qos_profile.durability == DurabilityPolicy.VOLATILE
+    assert out.pubs['overlay'].qos_profile.reliability == ReliabilityPolicy.RELIABLE
     assert node.get_parameter('qos_overrides./talk2dino/labels.publisher.depth').value == 7
     err = capfd.readouterr().err
     assert err.count('qos_overrides./talk2dino/overlay.publisher') == 1 and 'Traceback' not in err
