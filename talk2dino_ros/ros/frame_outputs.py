@@ -13,6 +13,7 @@ builds its wait set invalidates its handle.
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import threading
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from talk2dino_ros.outputs.frame import FrameImages
 from talk2dino_ros.ros import outputs
 from talk2dino_ros.ros.camera_info import output_camera_info
 from talk2dino_ros.ros.label_info import make_label_info
-from talk2dino_ros.ros.qos import profile
+from talk2dino_ros.ros.qos import create_overridable, profile
 
 
 @dataclass
@@ -119,9 +120,10 @@ class FrameOutputs:
         self.prefix = prefix.rstrip('/') or '~'
         self.last_frame_id = ''  # frame_id of the latest frame, stamped on the next legend
         #: output name -> publisher, for every fixed-topic row of the table the node publishes here
+        #: (their QoS follows the qos_overrides.<topic>.publisher.* start parameters)
         self.pubs: Dict[str, Any] = {
-            spec.name: node.create_publisher(message_class(spec.msg_type), self.topic(spec.topic),
-                                             profile(spec.qos))
+            spec.name: create_overridable(node, 'publisher', message_class(spec.msg_type), self.topic(spec.topic),
+                                          profile(spec.qos))
             for spec in contract.camera_outputs() if not spec.family and _available(spec)}
         self.mask_pubs: Dict[str, Any] = {}
         self._mask_pubs_lock = threading.Lock()
@@ -220,7 +222,13 @@ class FrameOutputs:
             for token in wanted:
                 if token not in self.mask_pubs:
                     self.mask_pubs[token] = self._node.create_publisher(
-                        Image, self.topic(spec.topic.replace('<class>', token)), profile(spec.qos))
+                        Image, self.topic(spec.topic.replace('<class>', token)), self._class_mask_qos(spec))
+
+    def _class_mask_qos(self, spec: contract.OutputSpec) -> Any:
+        """The QoS of a per-class mask topic: that of ``masks``, its qos_overrides included (no parameters
+        per class topic, which come and go with the vocabulary)."""
+        masks = self.pubs.get('masks')
+        return copy.copy(masks.qos_profile) if masks is not None else profile(spec.qos)
 
     def destroy(self) -> None:
         """Destroy every publisher of this namespace (lifecycle cleanup)."""

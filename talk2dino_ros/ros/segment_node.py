@@ -34,7 +34,12 @@ def usage(prog: str, lifecycle: bool = False) -> str:
         '         String, latched or not), ~/set_vocabulary (service)',
         *outputs_help().splitlines(),
         '',
-        'parameters (ros2 param describe <node> <name> shows ranges):',
+        'QoS at start: qos_overrides.<topic>.publisher.<history|depth|reliability|durability> for every output,',
+        '         qos_overrides.<topic>.subscription.<...> for the image and vocab inputs (the latched vocab',
+        '         subscription: subscription_latched); <topic> is the resolved name, e.g. /talk2dino/labels.',
+        '',
+        'parameters (ros2 param describe <node> <name> shows ranges; a bad start value is one WARN line and',
+        'the default):',
     ]
     for spec in PARAMETERS:
         default = '(unset)' if spec.default is None else repr(spec.default)

@@ -45,10 +45,9 @@ from talk2dino_ros.ros.frame_worker import FrameWorker
 from talk2dino_ros.ros.input_watch import CameraWatches
 from talk2dino_ros.ros.mailbox import LatestMailbox
 from talk2dino_ros.ros.model_loader import ModelLoader
-from talk2dino_ros.ros.parameters import (
-    SPECS, WEIGHT_PARAM_NAMES, NodeSettings, current_values, declare_parameters, group_of, validate,
-    validate_changes)
-from talk2dino_ros.ros.qos import diagnostics_qos, image_input_qos
+from talk2dino_ros.ros.parameters import NodeSettings, current_values, group_of, validate_changes
+from talk2dino_ros.ros.qos import create_overridable, diagnostics_qos, image_input_qos
+from talk2dino_ros.ros.start_values import declare_parameters
 from talk2dino_ros.ros.stats import FrameStats
 from talk2dino_ros.ros.vocabulary_control import VocabularyControl
 
@@ -80,9 +79,7 @@ class SegmentationCore:
     def _init_core(self, segmenter_factory: Optional[SegmenterFactory]) -> None:
         """Parameters, collaborators and counters; no topics yet."""
         responsive_gil()
-        declare_parameters(self)
-        self._start_fixes: Dict[str, Any] = {}   # read-only parameters whose start value was invalid
-        self._fix_invalid_start_values()
+        declare_parameters(self)  # bad start values: one WARN line each, the default is declared instead
         self._settings = self._read_settings()
         self._host = EngineHost(segmenter_factory)
         self._mailbox = LatestMailbox()
@@ -97,39 +94,19 @@ class SegmentationCore:
         self._control = ControlJobs(self)
         self._vocabulary = VocabularyControl(self, self._host, self._control, settings, self._mailbox.poke)
         self._model_loader = ModelLoader(self, self._host, settings, self._vocabulary.legend_installed,
-                                         lambda: self._vocabulary.topic)
+                                         lambda: self._vocabulary.topic, self.weight_paths_settable)
         self._frame_worker = FrameWorker(self, self._host, self._mailbox, self.stats, self._cameras, settings,
                                          lambda: self._outputs, lambda: self._enabled)
         self._watches = CameraWatches(self)
         self._vocabulary.use_start_value()
         self.add_on_set_parameters_callback(self._on_validate_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
-        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', diagnostics_qos())
+        self._diag_pub = create_overridable(self, 'publisher', DiagnosticArray, '/diagnostics', diagnostics_qos())
         self._diag_timer = self.create_timer(float(self._settings.diagnostics_period), self._publish_diagnostics)
 
-    def _fix_invalid_start_values(self) -> None:
-        """Invalid values from a params file or the command line: log why and use the default."""
-        values = current_values(self)
-        for name, value in values.items():
-            if name in WEIGHT_PARAM_NAMES:
-                continue  # the loader reports missing files with the fetch hint
-            reason = validate(name, value, values) if value is not None else None
-            if reason is None:
-                continue
-            spec = SPECS[name]
-            if spec.read_only:  # cannot be set any more: use the default behind the parameter's back
-                self.get_logger().error(f'{reason}; using the default {spec.default!r}')
-                self._start_fixes[name] = spec.default
-            elif spec.default is None:
-                self.get_logger().error(f'{reason}; starting without it')
-                self.set_parameters([Parameter(name, Parameter.Type.STRING_ARRAY, [])])
-            else:
-                self.get_logger().error(f'{reason}; using the default {spec.default!r}')
-                self.set_parameters([Parameter(name, value=spec.default)])
-
     def _configure_cameras(self) -> Tuple[Camera, ...]:
-        """The cameras, their topics resolved as ROS subscribes to them; an unusable list (an invalid name,
-        one topic written twice) is one error line and the single image topic."""
+        """The cameras, their topics resolved as ROS subscribes to them. The start values were checked when
+        they were declared (start_values), so this only guards against a list that slipped through."""
         s = self._settings
         try:
             return configure_cameras(s.image_topics, s.camera_names, resolve=self.resolve_topic_name)
@@ -138,7 +115,7 @@ class SegmentationCore:
             return configure_cameras(None, None, resolve=self.resolve_topic_name)
 
     def _read_settings(self) -> NodeSettings:
-        return NodeSettings({**current_values(self), **self._start_fixes})
+        return NodeSettings(current_values(self))
 
     def current_settings(self) -> NodeSettings:
         """The settings in force now (replaced as a whole on every parameter change)."""
@@ -161,10 +138,11 @@ class SegmentationCore:
         for camera in self._cameras:
             # image_transport's convention: <topic>/compressed
             topic = f'{camera.topic}/compressed' if s.compressed_input else camera.topic
-            subs.append(self.create_subscription(
-                CompressedImage if s.compressed_input else Image, topic,
-                lambda m, c=camera.name, z=bool(s.compressed_input): self._on_image(m, z, c), qos))
-            self._watches.watch(camera.name, subs[-1], qos, topic)
+            # qos_overrides.<topic>.subscription.* apply (they win over image_reliability / image_depth)
+            subs.append(create_overridable(
+                self, 'subscription', CompressedImage if s.compressed_input else Image, topic, qos,
+                lambda m, c=camera.name, z=bool(s.compressed_input): self._on_image(m, z, c)))
+            self._watches.watch(camera.name, subs[-1], subs[-1].qos_profile, topic)
             # image_transport's convention: the calibration is the sibling camera_info topic
             subs.append(self.create_subscription(
                 CameraInfo, camera_info_topic(camera.resolved or self.resolve_topic_name(camera.topic)),
@@ -243,6 +221,10 @@ class SegmentationCore:
         self._enabled = bool(enabled)
         self._mailbox.poke()
 
+    def weight_paths_settable(self) -> bool:
+        """Whether ``weights_dir`` and the ``*_weights`` paths may be set now (``ros2 param set``)."""
+        return bool(self._settings.allow_runtime_weight_changes)
+
     def outputs_for(self, camera: Optional[str] = None) -> FrameOutputs:
         """The publishers of one camera (default: the first, i.e. the single camera of the default setup)."""
         return self._outputs[self._cameras[0].name if camera is None else camera]
@@ -261,7 +243,7 @@ class SegmentationCore:
     def _on_validate_parameters(self, params: List[Parameter]) -> SetParametersResult:
         if self._vocabulary.syncing_parameter:
             return SetParametersResult(successful=True)
-        reasons = validate_changes(params, current_values(self))
+        reasons = validate_changes(params, current_values(self), self.weight_paths_settable())
         if reasons:
             return SetParametersResult(successful=False, reason='; '.join(reasons))
         return SetParametersResult(successful=True)

@@ -30,7 +30,7 @@ from talk2dino_ros.ros.control_worker import ControlJobs
 from talk2dino_ros.ros.engine_host import EngineHost, LegendState
 from talk2dino_ros.ros.input_watch import InputWatch
 from talk2dino_ros.ros.parameters import NodeSettings
-from talk2dino_ros.ros.qos import latched_qos, vocabulary_volatile_qos
+from talk2dino_ros.ros.qos import create_overridable, latched_qos, vocabulary_volatile_qos
 from talk2dino_ros.ros.vocabulary import MAX_NAMES, ParsedVocabulary, parse_vocabulary
 
 #: the node's vocabulary topic, relative: it follows the node namespace (the launch file remaps it)
@@ -113,13 +113,16 @@ class VocabularyControl:
         latched, volatile = latched_qos(), vocabulary_volatile_qos()
         # a volatile publisher is expected to miss the latched subscription: the volatile one takes it
         quiet = SubscriptionEventCallbacks(incompatible_qos=self._on_latched_incompatible)
+        # qos_overrides.<topic>.subscription.* (the one plain publishers meet) and .subscription_latched.*
         self._entities = [
-            node.create_subscription(String, VOCAB_TOPIC, self._on_message, latched, event_callbacks=quiet),
-            node.create_subscription(String, VOCAB_TOPIC, self._on_message, volatile),
+            create_overridable(node, 'subscription', String, VOCAB_TOPIC, latched, self._on_message,
+                               event_callbacks=quiet, entity_id='latched'),
+            create_overridable(node, 'subscription', String, VOCAB_TOPIC, volatile, self._on_message),
             node.create_service(SetVocabulary, '~/set_vocabulary', self._on_set_vocabulary,
                                 callback_group=self._service_group),
         ]
-        self._watch = InputWatch(node, self.topic, (latched, volatile), 'a vocabulary', only_incompatible=True)
+        profiles = tuple(sub.qos_profile for sub in self._entities[:2])  # after their qos_overrides
+        self._watch = InputWatch(node, self.topic, profiles, 'a vocabulary', only_incompatible=True)
 
     def destroy_inputs(self) -> None:
         for entity in self._entities:
