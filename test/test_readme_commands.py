@@ -157,7 +157,7 @@ def test_the_checker_catches_mistakes(monkeypatch):
 #: tools that run until stopped (ROS nodes), or are not ours
 NOT_RUN = ROS_NODES | {'image_folder_publisher'} | VENV_PROGRAMS
 #: tools whose flags include --allow-random-weights and load a model
-LOADS_MODEL = {'segment_image', 'evaluate', 'segment_bag', 'benchmark'}
+LOADS_MODEL = {'segment_image', 'evaluate', 'segment_bag', 'benchmark', 'export_model'}
 BENCHMARK_SPEED = ['--repeats', '1', '--warmup', '0', '--pipelines', 'whole-plain', '--memory-classes', 'none',
                    '--cameras', '1', '--no-first-frame', '--quiet']
 

@@ -216,7 +216,7 @@ class SegmentationCore:
 
     @property
     def vocabulary_topic(self) -> str:
-        """The resolved vocabulary topic (``/t2d/vocab`` under the launch file)."""
+        """The resolved vocabulary topic (``/t2d/vocab`` at the root, ``/<ns>/t2d/vocab`` in a namespace)."""
         return self._vocabulary.topic
 
     @property

@@ -6,8 +6,8 @@ What it guarantees:
   (:class:`~talk2dino_ros.ros.control_worker.ControlJobs`); frames keep flowing on the old vocabulary
   meanwhile. ``~/set_vocabulary`` is an async service callback: it answers when the new vocabulary is
   installed (or failed) while the executor goes on serving images, parameters and timers.
-* **The vocabulary topic is relative** (``vocab``, so it follows the node namespace; the launch file
-  remaps it to ``/t2d/vocab``) and has two subscriptions, transient-local and volatile, so both a
+* **The vocabulary topic is relative** (``t2d/vocab``: ``/t2d/vocab`` at the root, and it follows the node
+  namespace, with no remap needed) and has two subscriptions, transient-local and volatile, so both a
   latched publisher and a plain ``ros2 topic pub`` are heard; a sample that both deliver is applied once.
 * **The ``vocabulary`` parameter follows** the vocabulary in use, whichever way it came (topic, service,
   parameter), and is set before the new legend is swapped in.
@@ -33,8 +33,9 @@ from talk2dino_ros.ros.parameters import NodeSettings
 from talk2dino_ros.ros.qos import create_overridable, latched_qos, vocabulary_volatile_qos
 from talk2dino_ros.ros.vocabulary import MAX_NAMES, ParsedVocabulary, parse_vocabulary
 
-#: the node's vocabulary topic, relative: it follows the node namespace (the launch file remaps it)
-VOCAB_TOPIC = 'vocab'
+#: the node's vocabulary topic, relative: ``/t2d/vocab`` at the root, ``/<ns>/t2d/vocab`` in a namespace, however
+#: the node is started (ros2 run, launch, the console script); ``-r t2d/vocab:=/other`` moves it
+VOCAB_TOPIC = 't2d/vocab'
 #: how many recent vocabulary samples are remembered to drop the copy the second subscription delivers
 _SEEN_SAMPLES = 32
 
@@ -80,7 +81,7 @@ class VocabularyControl:
     # ------------------------------------------------------------------ names
     @property
     def topic(self) -> str:
-        """The resolved vocabulary topic (``/t2d/vocab`` under the launch file)."""
+        """The resolved vocabulary topic (``/t2d/vocab`` at the root, ``/<ns>/t2d/vocab`` in a namespace)."""
         return self._node.resolve_topic_name(VOCAB_TOPIC)
 
     def max_classes(self) -> int:

@@ -159,7 +159,7 @@ def test_set_vocabulary_service_answers_after_the_install_without_stalling_image
 
 
 # ---------------------------------------------------------------- vocabulary topic
-def test_vocab_topic_is_relative_and_takes_latched_and_volatile_publishers_once(ros_context, spin, tmp_path):
+def test_vocab_topic_follows_the_namespace_and_takes_latched_and_volatile_publishers_once(ros_context, spin, tmp_path):
     from talk2dino_ros.model.pretrained import default_paths
     from talk2dino_ros.ros.segmentation_node import SegmentationNode
 
@@ -169,18 +169,18 @@ def test_vocab_topic_is_relative_and_takes_latched_and_volatile_publishers_once(
         path.write_bytes(b'stand-in')
     # a latched vocabulary published before the node exists, in the node's namespace
     early = Node('early', context=ros_context)
-    latched = early.create_publisher(String, '/front/vocab', latched_qos())
+    latched = early.create_publisher(String, '/front/t2d/vocab', latched_qos())
     latched.publish(String(data='door, window'))
     spin(early)
     factory = FakeFactory()
     node = SegmentationNode(segmenter_factory=factory, context=ros_context, namespace='front',
                             parameter_overrides=[Parameter('weights_dir', value=str(weights_dir))])
     spin(node)
-    assert node.vocabulary_topic == '/front/vocab'
+    assert node.vocabulary_topic == '/front/t2d/vocab'
     wait_for(lambda: node.legend_state and node.legend_state.names == ('door', 'window'), what='latched vocab')
 
     # `ros2 topic pub` without QoS flags: reliable + volatile; matched by the volatile subscription only
-    plain = early.create_publisher(String, '/front/vocab', QoSProfile(
+    plain = early.create_publisher(String, '/front/t2d/vocab', QoSProfile(
         depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE))
     wait_for(lambda: plain.get_subscription_count() >= 1, what='volatile match')
     plain.publish(String(data='stairs'))
