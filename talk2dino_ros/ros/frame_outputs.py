@@ -28,6 +28,7 @@ from talk2dino_ros.outputs.frame import FrameImages
 from talk2dino_ros.ros import outputs
 from talk2dino_ros.ros.camera_info import output_camera_info
 from talk2dino_ros.ros.label_info import make_label_info
+from talk2dino_ros.ros import spatial_outputs
 from talk2dino_ros.ros.qos import create_overridable, profile
 
 
@@ -42,6 +43,7 @@ class FrameContext:
     settings: Any = None
     image_size: Tuple[int, int] = (0, 0)   # (width, height) of the camera image
     camera_info: Any = None
+    spatial: Any = None                     # the frame's 3D outputs (spatial_outputs.SpatialResult) or None
 
 
 def _image(field: str, encoding: Optional[str] = None) -> Callable[[FrameContext], Any]:
@@ -88,6 +90,9 @@ BUILDERS: Dict[str, Callable[[FrameContext], Any]] = {
     'confidence_mono8': _image('confidence_mono8', 'mono8'),
     'background': _image('background', '32FC1'),
     'overlay': _image('overlay', 'rgb8'),
+    'points': spatial_outputs.build_points,
+    'detections': spatial_outputs.build_detections,
+    'detections_3d': spatial_outputs.build_detections_3d,
 }
 
 
@@ -134,6 +139,10 @@ class FrameOutputs:
         """The topic of output ``name`` in this namespace, e.g. ``~/front/labels``."""
         return f'{self.prefix}/{name}'
 
+    def is_read(self, name: str, settings: Any) -> bool:
+        """Somebody subscribes to row ``name`` and its switch is on (False for a row not published here)."""
+        return self._read(name, settings)
+
     def _read(self, name: str, settings: Any) -> bool:
         """Somebody subscribes to row ``name`` and its switch is on."""
         pub = self.pubs.get(name)
@@ -171,10 +180,11 @@ class FrameOutputs:
                 self.pubs[spec.name].publish(BUILDERS[spec.name](ctx))
 
     def publish(self, images: FrameImages, header: Any, state, settings, image_size: Tuple[int, int] = (0, 0),
-                camera_info: Any = None) -> None:
-        """Send the built outputs of one frame, each with the camera image's exact header."""
+                camera_info: Any = None, spatial: Any = None) -> None:
+        """Send the built outputs of one frame, each with the camera image's exact header (the cloud and the
+        3D boxes with the depth image's, see :mod:`talk2dino_ros.ros.spatial_outputs`)."""
         self.last_frame_id = header.frame_id
-        ctx = FrameContext(images, header, state, settings, image_size, camera_info)
+        ctx = FrameContext(images, header, state, settings, image_size, camera_info, spatial)
         for spec in contract.camera_outputs():
             if spec.cadence != 'per_frame' or spec.family or not self._read(spec.name, settings):
                 continue

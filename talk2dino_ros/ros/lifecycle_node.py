@@ -110,6 +110,8 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         for sub in self._image_inputs:
             self.destroy_subscription(sub)
         self._image_inputs = []
+        if self._spatial is not None:
+            self._spatial.stop_depth()
         self._mailbox.take_all()
 
     def _release(self, why: str) -> None:
@@ -124,6 +126,9 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         for out in self._outputs.values():
             out.destroy()
         self._outputs = {}
+        if self._spatial is not None:
+            self._spatial.destroy()
+            self._spatial = None
         self._host.release(why)
         self._configured = False
 

@@ -11,6 +11,7 @@ in (it never reaches into the node):
 * :class:`~talk2dino_ros.ros.model_loader.ModelLoader`: the loader thread;
 * :class:`~talk2dino_ros.ros.frame_worker.FrameWorker`: the worker thread (segment, publish);
 * :class:`~talk2dino_ros.ros.frame_outputs.FrameOutputs`: one camera's publishers and lazy fan-out;
+* :class:`~talk2dino_ros.ros.spatial_part.SpatialPart`: depth inputs, the 3D publishers and ``~/locate``;
 * :class:`~talk2dino_ros.ros.control_worker.ControlJobs`: slow control work off the executor;
 * :class:`~talk2dino_ros.ros.input_watch.CameraWatches`: "no images" help.
 
@@ -48,6 +49,7 @@ from talk2dino_ros.ros.mailbox import LatestMailbox
 from talk2dino_ros.ros.model_loader import ModelLoader
 from talk2dino_ros.ros.parameters import NodeSettings, current_values, group_of, validate_changes
 from talk2dino_ros.ros.qos import create_overridable, diagnostics_qos, image_input_qos
+from talk2dino_ros.ros.spatial_part import SpatialPart
 from talk2dino_ros.ros.start_values import declare_parameters
 from talk2dino_ros.ros.stats import FrameStats
 from talk2dino_ros.ros.vocabulary_control import VocabularyControl
@@ -88,6 +90,7 @@ class SegmentationCore:
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self._outputs: Dict[str, FrameOutputs] = {}
+        self._spatial: Optional[SpatialPart] = None
         self._image_inputs: List[Any] = []
         self._cameras: Tuple[Camera, ...] = self._configure_cameras()
         self._enabled = True           # ~/enable (plain node) / active (lifecycle node)
@@ -97,7 +100,7 @@ class SegmentationCore:
         self._model_loader = ModelLoader(self, self._host, settings, self._vocabulary.legend_installed,
                                          lambda: self._vocabulary.topic, self.weight_paths_settable)
         self._frame_worker = FrameWorker(self, self._host, self._mailbox, self.stats, self._cameras, settings,
-                                         lambda: self._outputs, lambda: self._enabled)
+                                         lambda: self._outputs, lambda: self._enabled, lambda: self._spatial)
         self._watches = CameraWatches(self)
         self._vocabulary.use_start_value()
         self.add_on_set_parameters_callback(self._on_validate_parameters)
@@ -126,8 +129,11 @@ class SegmentationCore:
         return self._settings
 
     def _create_outputs(self) -> None:
-        """The output publishers (one namespace per camera)."""
+        """The output publishers (one namespace per camera), the 3D publishers and ``~/locate``."""
         self._outputs = {c.name: FrameOutputs(self, c.prefix) for c in self._cameras}
+        self._spatial = SpatialPart(self, self._cameras, self._settings, self._control.submit,
+                                    self._frame_worker.decode_message, self._vocabulary.parse,
+                                    lambda: self._host.state)
 
     def _create_inputs(self) -> None:
         """The camera and vocabulary subscriptions and the vocabulary service."""
@@ -139,6 +145,8 @@ class SegmentationCore:
         s = self._settings
         qos = image_input_qos(s.image_reliability, int(s.image_depth))
         subs = []
+        if self._spatial is not None:  # the depth of every camera, with the parameter depth
+            self._spatial.start_depth(qos)
         for camera in self._cameras:
             # image_transport's convention: <topic>/compressed
             topic = f'{camera.topic}/compressed' if s.compressed_input else camera.topic
@@ -255,6 +263,8 @@ class SegmentationCore:
 
     def _on_parameters_set(self, params: List[Parameter]) -> None:
         self._settings = self._read_settings()
+        if self._spatial is not None:
+            self._spatial.settings_changed(self._settings)
         if self._vocabulary.syncing_parameter:
             return
         names = {p.name for p in params}
@@ -319,6 +329,8 @@ class SegmentationCore:
         input_values.update(self._watches.loss_message()[1])
         input_values.update(self._vocabulary.diagnostics())
         input_values['control_jobs_pending'] = str(self._control.pending)
+        if self._spatial is not None:
+            input_values.update(self._spatial.diagnostics())
         status.level, status.message = self._diagnostic_level(input_message)
         values = dict(self.stats.summary(self._mailbox.dropped))
         values.update(input_values)
