@@ -33,6 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -105,7 +106,10 @@ class SegmentationCore:
         self.add_on_set_parameters_callback(self._on_validate_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
         self._diag_pub = create_overridable(self, 'publisher', DiagnosticArray, '/diagnostics', diagnostics_qos())
-        self._diag_timer = self.create_timer(float(self._settings.diagnostics_period), self._publish_diagnostics)
+        # a steady clock: with use_sim_time and nothing on /clock the ROS clock stands still, and a timer on
+        # it would silence /diagnostics exactly when they should say why
+        self._diag_timer = self.create_timer(float(self._settings.diagnostics_period), self._publish_diagnostics,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _configure_cameras(self) -> Tuple[Camera, ...]:
         """The cameras, their topics resolved as ROS subscribes to them. The start values were checked when
@@ -244,7 +248,8 @@ class SegmentationCore:
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg: Any, compressed: bool, camera: str = '') -> None:
-        self._watches.seen(camera)
+        stamp = msg.header.stamp
+        self._watches.seen(camera, stamp.sec + stamp.nanosec * 1e-9)
         self._frame_worker.receive(msg, compressed, camera)
 
     # ------------------------------------------------------------------ parameters
@@ -290,15 +295,28 @@ class SegmentationCore:
             return DiagnosticStatus.ERROR, self._host.model_error
         if self._host.load_error:
             return DiagnosticStatus.WARN, f'running the previous model; {self._host.load_error}'
+        clock = self._clock_problem()
+        if clock:
+            return DiagnosticStatus.WARN, clock
         if state is None:
             return DiagnosticStatus.WARN, f'no vocabulary: publish one on {self.vocabulary_topic}'
         if self.stats.received.rate() == 0.0:
             return DiagnosticStatus.WARN, input_message or 'no images received'
+        loss_message, _ = self._watches.loss_message()
+        if loss_message:
+            return DiagnosticStatus.WARN, loss_message
         if not self._enabled:
             return DiagnosticStatus.OK, 'paused: frames are not segmented'
         if self._frame_worker.idle and self.stats.processed.rate() == 0.0:
             return DiagnosticStatus.OK, 'idle: nothing subscribes to an output, frames are not segmented'
         return DiagnosticStatus.OK, 'segmenting'
+
+    def _clock_problem(self) -> str:
+        """Why the node's clock stands still ('' while it runs): use_sim_time without a /clock publisher."""
+        if not self.get_parameter('use_sim_time').value or self.get_clock().now().nanoseconds != 0:
+            return ''
+        return ('use_sim_time is true but no /clock has arrived: legend and diagnostics stamps are 0 (play the '
+                'bag with --clock, start the simulator, or set use_sim_time false); frames keep their own stamps')
 
     def _publish_diagnostics(self) -> None:
         s = self._settings
@@ -308,6 +326,7 @@ class SegmentationCore:
         status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: segmentation',
                                   hardware_id=host.device or s.device)
         input_message, input_values = self._watches.diagnostics()
+        input_values.update(self._watches.loss_message()[1])
         input_values.update(self._vocabulary.diagnostics())
         input_values['control_jobs_pending'] = str(self._control.pending)
         if self._spatial is not None:
