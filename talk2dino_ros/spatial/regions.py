@@ -14,8 +14,7 @@ from typing import List, Optional
 import cv2
 import numpy as np
 
-#: default fewest pixels of a region
-DEFAULT_MIN_REGION_PIXELS = 50
+from talk2dino_ros.contract.parameters import DEFAULT_MIN_REGION_PIXELS  # noqa: F401  (the parameter's default)
 #: default lower percentile of the 3D box (the upper is 100 minus it)
 DEFAULT_BOX_PERCENTILE = 2.0
 #: fewest points with depth for a 3D box
@@ -37,18 +36,29 @@ class Regions:
     """The regions of one label image, in order of class id, then size (largest first).
 
     ``class_ids``/``pixels``: int64 [R]; ``boxes``: int64 [R, 4] (x, y, width, height) in pixels;
-    ``scores``: float32 [R] mean confidence (NaN without a confidence map). ``index``: int32 [H, W]
-    region index + 1 for each pixel of a region, 0 elsewhere (None when not asked for).
+    ``scores``: float32 [R] mean confidence (NaN without a confidence map). With ``with_index``:
+    ``components`` int32 [H, W] (a component id per pixel, 0 = background) and ``lut`` (component id ->
+    region index + 1, 0 for components too small to count); :meth:`region_at` combines them.
     """
 
     class_ids: np.ndarray
     pixels: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
-    index: Optional[np.ndarray] = None
+    components: Optional[np.ndarray] = None
+    lut: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(self.class_ids.shape[0])
+
+    def region_at(self, flat_pixels: np.ndarray) -> np.ndarray:
+        """Region index + 1 (0 = none) of the given flat pixel indices (only those are looked up)."""
+        return self.lut[self.components.reshape(-1)[flat_pixels]]
+
+    @property
+    def index(self) -> np.ndarray:
+        """int32 [H, W]: region index + 1 of every pixel, 0 elsewhere."""
+        return self.lut[self.components]
 
 
 def find_regions(labels: np.ndarray, confidence: Optional[np.ndarray] = None,
@@ -95,13 +105,12 @@ def find_regions(labels: np.ndarray, confidence: Optional[np.ndarray] = None,
         scores = (sums[keep] / area[keep]).astype(np.float32)
     else:
         scores = np.full(keep.size, np.nan, np.float32)
-    index = None
+    lut = None
     if with_index:
         lut = np.zeros(base, np.int32)
         lut[keep] = np.arange(1, keep.size + 1, dtype=np.int32)
-        index = lut[comp_ids]
     boxes = stats[keep][:, [cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]]
-    return Regions(classes[keep], area[keep].copy(), boxes, scores, index)
+    return Regions(classes[keep], area[keep].copy(), boxes, scores, comp_ids if with_index else None, lut)
 
 
 @dataclass
@@ -128,9 +137,9 @@ def robust_boxes(xyz: np.ndarray, region_of_point: np.ndarray, num_regions: int,
     without pulling in the background.
 
     ``pitch``: (x, y) spacing of neighbouring points per metre of depth (``stride / fx``, ``stride / fy``).
-    A point stands for its whole pixel, so before the percentiles each point is moved to an evenly spread
-    place inside its pixel's footprint (a fixed low-discrepancy pattern): the points then fill the object's
-    outline evenly instead of in rows and columns, and the extrapolated extent has no pixel-grid bias.
+    A point stands for its whole pixel, so before the percentiles each point is moved to a random (but
+    fixed) place inside its pixel's footprint: the points then fill the object's outline evenly instead of
+    in rows and columns, and the extrapolated extent has no pixel-grid bias.
     """
     if not 0.0 <= percentile < 50.0:
         raise ValueError(f'percentile must be in [0, 50), got {percentile}')
@@ -167,9 +176,11 @@ def robust_boxes(xyz: np.ndarray, region_of_point: np.ndarray, num_regions: int,
 
 
 def _footprint_offsets(n: int) -> tuple:
-    """Two arrays of ``n`` offsets in [-0.5, 0.5) that cover the unit square evenly (R2 sequence)."""
-    k = np.arange(1, n + 1, dtype=np.float64)
-    return np.modf(k * 0.7548776662466927)[0] - 0.5, np.modf(k * 0.5698402909980532)[0] - 0.5
+    """Two arrays of ``n`` offsets, uniform in [-0.5, 0.5), the same on every call. Pseudo-random rather than
+    a low-discrepancy sequence: the points come in raster order, and any regular sequence lines up with the
+    image's columns (every 4th point of a 4-pixel-wide stripe would get the same offset)."""
+    offsets = np.random.default_rng(0x7D2).random((2, n)) - 0.5
+    return offsets[0], offsets[1]
 
 
 def _capped(members: np.ndarray) -> np.ndarray:
