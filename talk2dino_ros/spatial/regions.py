@@ -20,8 +20,8 @@ DEFAULT_BOX_PERCENTILE = 2.0
 #: fewest points with depth for a 3D box
 MIN_POINTS_3D = 10
 #: most points of one region the percentiles are taken over: above it a fixed, evenly spread subset is
-#: used (the 2nd percentile of 8192 samples is within about 0.15 % of the distribution of the full set)
-MAX_BOX_SAMPLES = 8192
+#: used (the 2nd percentile of 4096 samples is within about 0.2 % of the distribution of the full set)
+MAX_BOX_SAMPLES = 4096
 _GOLDEN = 0.6180339887498949
 
 
@@ -74,6 +74,7 @@ def find_regions(labels: np.ndarray, confidence: Optional[np.ndarray] = None,
     comp_ids = np.zeros(labels.shape, np.int32)
     comp_class: List[np.ndarray] = [np.zeros(1, np.int64)]
     comp_stats: List[np.ndarray] = [np.zeros((1, 5), np.int64)]
+    comp_scores: List[np.ndarray] = [np.full(1, np.nan, np.float32)]
     base = 1
     for c in present:
         mask = labels == c
@@ -85,9 +86,9 @@ def find_regions(labels: np.ndarray, confidence: Optional[np.ndarray] = None,
         n, comp, stats, _ = cv2.connectedComponentsWithStats(crop, connectivity=8, ltype=cv2.CV_32S)
         if n <= 1:
             continue
-        inside = comp > 0
+        comp_scores.append(_mean_confidence(confidence, (r0, r1, c0, c1), crop, comp, stats, min_px))
         comp += base - 1
-        np.copyto(comp_ids[r0:r1, c0:c1], comp, where=inside)
+        np.copyto(comp_ids[r0:r1, c0:c1], comp, where=crop.view(bool))  # the class's pixels of the crop
         stats = stats[1:].astype(np.int64)
         stats[:, cv2.CC_STAT_LEFT] += c0
         stats[:, cv2.CC_STAT_TOP] += r0
@@ -100,17 +101,40 @@ def find_regions(labels: np.ndarray, confidence: Optional[np.ndarray] = None,
     keep = np.flatnonzero(area >= min_px)
     keep = keep[keep > 0]
     keep = keep[np.lexsort((-area[keep], classes[keep]))]  # by class, then largest first
-    if confidence is not None and keep.size:
-        sums = np.bincount(comp_ids.reshape(-1), weights=confidence.reshape(-1), minlength=base)
-        scores = (sums[keep] / area[keep]).astype(np.float32)
-    else:
-        scores = np.full(keep.size, np.nan, np.float32)
+    scores = np.concatenate(comp_scores)[keep]
     lut = None
     if with_index:
         lut = np.zeros(base, np.int32)
         lut[keep] = np.arange(1, keep.size + 1, dtype=np.int32)
     boxes = stats[keep][:, [cv2.CC_STAT_LEFT, cv2.CC_STAT_TOP, cv2.CC_STAT_WIDTH, cv2.CC_STAT_HEIGHT]]
     return Regions(classes[keep], area[keep].copy(), boxes, scores, comp_ids if with_index else None, lut)
+
+
+#: a class with more regions than this gets its mean confidences from one bincount over its crop
+_MASKED_MEANS = 8
+
+
+def _mean_confidence(confidence: Optional[np.ndarray], box: tuple, crop: np.ndarray, comp: np.ndarray,
+                     stats: np.ndarray, min_px: int) -> np.ndarray:
+    """float32 mean confidence of each component of one class's crop (NaN for the ones too small to count,
+    and without a confidence map). OpenCV's masked mean reads the crop in place (no float64 copy of it),
+    which is what makes the usual case, a class with one or a few regions, cheap."""
+    n = stats.shape[0]
+    out = np.full(n - 1, np.nan, np.float32)
+    if confidence is None:
+        return out
+    r0, r1, c0, c1 = box
+    window = confidence[r0:r1, c0:c1]
+    kept = np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= min_px) + 1
+    if n == 2 and kept.size == 1:  # one region: its mask is the class's crop
+        out[0] = cv2.mean(window, mask=crop)[0]
+    elif kept.size <= _MASKED_MEANS:
+        for k in kept:
+            out[k - 1] = cv2.mean(window, mask=(comp == k).view(np.uint8))[0]
+    else:
+        sums = np.bincount(comp.reshape(-1), weights=window.reshape(-1), minlength=n)
+        out[kept - 1] = (sums[kept] / stats[kept, cv2.CC_STAT_AREA]).astype(np.float32)
+    return out
 
 
 @dataclass
