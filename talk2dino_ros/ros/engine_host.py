@@ -264,6 +264,12 @@ class EngineHost:
             target = tuple(names) if names is not None else self._names
             if not target:
                 return VocabularyOutcome(False, 'no vocabulary set yet')
+            state = self._state
+            if (names is not None and state is not None and state.names == target
+                    and state.segmenter is self._segmenter):
+                # the same names again (a re-published latched topic, a repeated service call): no new
+                # legend version, no re-published ClassInfo, nothing encoded
+                return VocabularyOutcome(True, 'vocabulary unchanged')
             if self._segmenter is None:
                 self._names = target
                 return VocabularyOutcome(

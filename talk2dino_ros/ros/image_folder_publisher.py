@@ -129,7 +129,6 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Publish frames until Ctrl-C, the end of a non-looping source, or --count frames."""
-    import rclpy
     from rclpy.utilities import remove_ros_args
 
     full = sys.argv if argv is None else ['image_folder_publisher'] + list(argv)
@@ -146,6 +145,21 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f'error: {exc or "the source has no frames"}', file=sys.stderr)
         return 2
 
+    from talk2dino_ros.ros.shm_profile import large_frame_profile
+
+    # same-host subscribers get every large frame through shared memory, best effort ones too
+    profile = large_frame_profile(first.nbytes)
+    try:
+        return _publish(args, full, frames, first, profile)
+    finally:
+        if profile:
+            os.unlink(profile)
+
+
+def _publish(args: argparse.Namespace, full: List[str], frames: Iterator[np.ndarray], first: np.ndarray,
+             profile: Optional[str]) -> int:
+    """Start ROS and publish until the end (see :func:`main`)."""
+    import rclpy
     from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
@@ -155,6 +169,9 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     rclpy.init(args=full)
     node = rclpy.create_node('image_folder_publisher')
+    if profile:
+        node.get_logger().info(f'frames of {first.nbytes // 1024} KiB: Fast DDS shared-memory segment enlarged '
+                               f'(profile {profile}; set FASTDDS_DEFAULT_PROFILES_FILE to use your own)')
     publisher = node.create_publisher(Image, args.topic, output_qos())
     if args.vocab:
         vocab_pub = node.create_publisher(String, '/t2d/vocab', latched_qos())

@@ -6,7 +6,9 @@ in the log (then at most every ``repeat_s``) and on every ``/diagnostics`` messa
 * the resolved input topic and how many publishers it has;
 * publishers whose QoS cannot match our subscription, with the reason (e.g. a best-effort camera and a
   ``reliable`` subscription);
-* the ``sensor_msgs/Image`` and ``CompressedImage`` topics that do exist, so a wrong remap is obvious.
+* the ``sensor_msgs/Image`` and ``CompressedImage`` topics that do exist, so a wrong remap is obvious;
+* a publisher that matches but whose frames never arrive: the QoS/depth cause (best effort loses large frames
+  to UDP fragmentation, a depth of 1 loses them to a busy node).
 
 The same check runs for other inputs (the vocabulary topic) where only incompatible publishers are worth
 a warning: a vocabulary arrives rarely, silence is normal.
@@ -18,6 +20,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple
+
+from talk2dino_ros.ros.frame_loss import loss_causes
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 #: seconds without a frame before the watch speaks up
@@ -114,6 +118,8 @@ def diagnose(snapshot: GraphSnapshot, requested: Sequence[object], listed_types:
         hint = 'no topic of that type exists: is the camera driver running, in this ROS_DOMAIN_ID?'
     elif incompatible:
         hint = 'change the publisher QoS or the node\'s input QoS parameters'
+    elif flag:
+        hint = lost_frames_hint(requested)
     values = {
         'input_topic': snapshot.topic,
         'input_publishers': str(len(snapshot.publishers)),
@@ -122,6 +128,17 @@ def diagnose(snapshot: GraphSnapshot, requested: Sequence[object], listed_types:
     if flag:
         values['image_topics'] = ', '.join(listed[:MAX_LISTED]) + (' ...' if len(listed) > MAX_LISTED else '')
     return Diagnosis(snapshot.topic, len(snapshot.publishers), tuple(incompatible), listed, hint, values)
+
+
+def lost_frames_hint(requested: Sequence[object]) -> str:
+    """Why frames of a publisher our subscription matches still never arrive: name the QoS/depth cause."""
+    from rclpy.qos import ReliabilityPolicy
+
+    best_effort = any(getattr(q, 'reliability', None) == ReliabilityPolicy.BEST_EFFORT for q in requested)
+    depth = min(int(getattr(q, 'depth', 5)) for q in requested) if requested else 5
+    causes = loss_causes('best_effort' if best_effort else 'reliable', depth)
+    return 'a publisher matches but no frame arrives: ' + '; '.join(
+        causes + ['is the camera publishing (ros2 topic hz)?'])
 
 
 class SilenceTimer:

@@ -44,9 +44,9 @@ def usage(prog: str, lifecycle: bool = False) -> str:
 
 
 def _asks_for_help(argv: List[str]) -> bool:
-    """--help / -h among the node's own arguments (everything after --ros-args belongs to ROS)."""
-    own = argv[:argv.index('--ros-args')] if '--ros-args' in argv else argv
-    return any(a in ('-h', '--help') for a in own)
+    """--help / -h anywhere: among the node's own arguments or after --ros-args (``ros2 run ... --ros-args
+    --help``, which rcl itself rejects). No ROS argument takes a bare ``-h``/``--help`` as its value."""
+    return any(a in ('-h', '--help') for a in argv)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -134,6 +134,29 @@ def test_node_from_the_install_tree_publishes_labels(workspace, tmp_path):
     assert 'Traceback' not in ''.join(log)
 
 
+def test_colcon_test_runs_the_fast_suite_against_the_install_tree(workspace):
+    """`colcon test` registers one pytest run of test/ (slow tests deselected); a slice of it passes here."""
+    import json
+    import re
+    import shlex
+
+    build = workspace / 'build' / PKG
+    listed = run(['ctest', '-N'], cwd=build, env=ros_shell_env(), timeout=60).stdout
+    assert 'Total Tests: 1' in listed and 'talk2dino_ros_pytest' in listed, listed
+    spec = json.loads(run(['ctest', '--show-only=json-v1'], cwd=build, env=ros_shell_env(), timeout=60).stdout)
+    command = spec['tests'][0]['command']
+    opts = [c for c in command if c.startswith('PYTEST_ADDOPTS=')]
+    assert opts == ["PYTEST_ADDOPTS=-m 'not slow'"], command
+    assert str(workspace / 'src' / PKG / 'test') in command, command  # the source tests, on the install tree
+    # the registered command, with the slice of the suite this check can afford (the real run is colcon test)
+    sliced = [("PYTEST_ADDOPTS=-m 'not slow' -k test_catalog" if c in opts else c)
+              for c in command]
+    out = run(sourced(workspace, 'cd build/talk2dino_ros && ' + shlex.join(sliced)), cwd=workspace,
+              env=ros_shell_env(), timeout=600).stdout
+    assert re.search(r'\d+ passed', out) and not re.search(r'\d+ (failed|error)', out), out[-2000:]
+    assert 'return code 0' in out
+
+
 def test_symlink_install_keeps_our_init_next_to_the_generated_modules(tmp_path):
     """`colcon build --symlink-install` (the usual developer build): both install rules become symlinks."""
     pytest.importorskip('colcon_core', reason='colcon is installed by scripts/setup.sh (requirements-dev.txt)')

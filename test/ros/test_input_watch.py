@@ -93,3 +93,14 @@ def test_type_name():
     from sensor_msgs.msg import CompressedImage, Image
     from talk2dino_ros.ros.input_watch import type_name
     assert type_name(Image) == 'sensor_msgs/msg/Image' and type_name(CompressedImage).endswith('/CompressedImage')
+
+
+def test_a_matching_publisher_whose_frames_never_arrive_names_the_qos_cause():
+    snap = GraphSnapshot('/talk2dino/image', (Endpoint('/cam_driver', RELIABLE),), TOPICS)
+    line = diagnose(snap, [BEST_EFFORT], flag='image').line('no images for 5 s')
+    assert 'a publisher matches but no frame arrives' in line and 'image_reliability: reliable' in line
+    shallow = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+    line = diagnose(snap, [shallow], flag='image').line('no images for 5 s')
+    assert 'raise it' in line and 'best-effort' not in line
+    # the vocabulary watch (no flag) says nothing about frames
+    assert diagnose(snap, [BEST_EFFORT]).hint == ''
