@@ -120,6 +120,8 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         for entity in self._vocabulary_inputs:
             if hasattr(entity, 'srv_type'):
                 self.destroy_service(entity)
+            elif hasattr(entity, 'timer_period_ns'):
+                self.destroy_timer(entity)
             else:
                 self.destroy_subscription(entity)
         self._vocabulary_inputs = []

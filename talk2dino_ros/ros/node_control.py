@@ -9,44 +9,32 @@ Mixed into :class:`talk2dino_ros.ros.segmentation_node.SegmentationCore`. What i
 * **The vocabulary topic is relative** (``vocab``, so it follows the node namespace; the launch file
   remaps it to ``/t2d/vocab``) and has two subscriptions, transient-local and volatile, so both a
   latched publisher and a plain ``ros2 topic pub`` are heard; a sample that both deliver is applied once.
+* **The newest vocabulary wins**: :mod:`talk2dino_ros.ros.vocabulary_order` puts the two subscriptions'
+  samples back in their publishers' order; the service and the parameter follow in arrival order; the
+  control jobs run in that order (a queued topic or parameter change is skipped when a newer one follows).
 * **No-input help**: an :class:`~talk2dino_ros.ros.input_watch.InputWatch` per camera topic and one for
   the vocabulary topic (incompatible publishers only).
 """
 from __future__ import annotations
 
-import collections
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from talk2dino_ros.ros.control_worker import ControlWorker
 from talk2dino_ros.ros.input_watch import InputWatch, type_name
 from talk2dino_ros.ros.qos import latched_qos, vocabulary_volatile_qos
 from talk2dino_ros.ros.vocabulary import MAX_NAMES, ParsedVocabulary, parse_vocabulary
+from talk2dino_ros.ros.vocabulary_order import HOLD_S, Held, VocabularyOrder, sample_id
 
 #: the node's vocabulary topic, relative: it follows the node namespace (the launch file remaps it)
 VOCAB_TOPIC = 'vocab'
-#: how many recent vocabulary samples are remembered to drop the copy the second subscription delivers
-_SEEN_SAMPLES = 32
-
-
-def sample_key(msg: Any, info: Optional[dict], now: float) -> Tuple:
-    """Identity of one published sample, the same for both subscriptions that deliver it.
-
-    DDS gives each sample its writer's GID, a sequence number and a source timestamp; where the
-    middleware reports none of them the text and a 1 s time bucket stand in.
-    """
-    info = info or {}
-    gid = info.get('publisher_gid')
-    if isinstance(gid, dict):
-        gid = bytes(gid.get('data') or ())
-    source = int(info.get('source_timestamp') or 0)
-    if source:
-        return ('sample', gid, info.get('publication_sequence_number'), source, msg.data)
-    return ('text', msg.data, int(now))
+#: requests ~/set_vocabulary keeps while busy (the ROS default of 10 loses the rest of a burst)
+SERVICE_DEPTH = 100
 
 
 class ControlMixin:
@@ -64,7 +52,9 @@ class ControlMixin:
         self._control_group = MutuallyExclusiveCallbackGroup()
         self._vocab_service_group = ReentrantCallbackGroup()
         self._control_guard = self.create_guard_condition(self._deliver_control, self._control_group)
-        self._seen_samples: Deque[Tuple] = collections.deque(maxlen=_SEEN_SAMPLES)
+        self._order = VocabularyOrder()
+        self._held: Optional[Held] = None        # a transient-local sample waiting for its volatile copy
+        self._hold_timer: Any = None
         self._input_watches: Dict[str, InputWatch] = {}
         self._vocab_watch: Optional[InputWatch] = None
 
@@ -104,12 +94,15 @@ class ControlMixin:
         latched, volatile = latched_qos(), vocabulary_volatile_qos()
         # a volatile publisher is expected to miss the latched subscription: the volatile one takes it
         quiet = SubscriptionEventCallbacks(incompatible_qos=self._on_latched_vocab_incompatible)
+        self._hold_timer = self.create_timer(HOLD_S, self._release_held_vocab)
+        self._hold_timer.cancel()  # armed by a transient-local sample
         entities = [
-            self.create_subscription(String, VOCAB_TOPIC, lambda m, i: self._on_vocab_message(m, i), latched,
-                                     event_callbacks=quiet),
-            self.create_subscription(String, VOCAB_TOPIC, lambda m, i: self._on_vocab_message(m, i), volatile),
+            self.create_subscription(String, VOCAB_TOPIC, self._on_latched_vocab, latched, event_callbacks=quiet),
+            self.create_subscription(String, VOCAB_TOPIC, self._on_volatile_vocab, volatile),
             self.create_service(SetVocabulary, '~/set_vocabulary', self._on_set_vocabulary,
+                                qos_profile=QoSProfile(depth=SERVICE_DEPTH, reliability=ReliabilityPolicy.RELIABLE),
                                 callback_group=self._vocab_service_group),
+            self._hold_timer,
         ]
         self._vocab_watch = InputWatch(self, self.vocabulary_topic, (latched, volatile), 'a vocabulary',
                                        only_incompatible=True)
@@ -130,15 +123,28 @@ class ControlMixin:
                                 f'subscription ({event.last_policy_kind})')
 
     # ------------------------------------------------------------------ vocabulary inputs
-    def _on_vocab_message(self, msg: String, info: Optional[dict] = None) -> None:
-        key = sample_key(msg, info, time.monotonic())
-        if key in self._seen_samples:
-            return  # the other subscription's copy of a sample already applied
-        self._seen_samples.append(key)
+    def _on_volatile_vocab(self, msg: String, info: Optional[dict] = None) -> None:
+        if self._order.from_volatile(sample_id(msg.data, info, time.monotonic())):
+            self._take_vocab_message(msg.data)
+
+    def _on_latched_vocab(self, msg: String, info: Optional[dict] = None) -> None:
+        held = self._order.from_latched(sample_id(msg.data, info, time.monotonic()), msg.data)
+        if held is not None:  # wait for its volatile copy, which comes in its publisher's order
+            self._held = held
+            self._hold_timer.reset()
+
+    def _release_held_vocab(self) -> None:
+        self._hold_timer.cancel()
+        held, self._held = self._held, None
+        if held is not None and self._order.release(held):
+            self._take_vocab_message(held.payload)
+
+    def _take_vocab_message(self, text: str) -> None:
+        """A topic sample that is newer than everything taken before: parse it and queue the change."""
         if self._vocab_watch is not None:
             self._vocab_watch.event()
         topic = self.vocabulary_topic
-        parsed = self.parse_names(msg.data)
+        parsed = self.parse_names(text)
         self._log_parse(topic, parsed)
         if parsed.accepted:
             def done(outcome: Tuple[bool, str]) -> None:
@@ -157,6 +163,7 @@ class ControlMixin:
             return response
         from rclpy.task import Future
         future = Future(executor=self.executor)
+        self._order.local_change()
         self.submit_vocabulary(parsed.accepted, sync_parameter=True, done=future.set_result)
         ok, why = await future
         response.success = bool(ok)
@@ -172,7 +179,8 @@ class ControlMixin:
         on the executor thread afterwards.
 
         With ``sync_parameter`` the ``vocabulary`` parameter is set to the new names *before* the legend is
-        swapped in (and set back if encoding fails), so whoever sees the new legend sees the parameter too.
+        swapped in (and set back if encoding fails), so whoever sees the new legend sees the parameter too;
+        every path syncs, so the parameter always ends on the vocabulary of the last change applied.
         """
         names = tuple(names) if names is not None else None
 
@@ -185,7 +193,9 @@ class ControlMixin:
                                           f'{len(target)} of {len(self._host.names)} classes')
                 self._sync_vocabulary_parameter(target)
                 return self.apply_vocabulary(target, sync_parameter=False)
-            synced = names is not None and sync_parameter and names != self._host.names
+            # compared with the parameter, not the legend: a change queued before this one may have set it
+            synced = (names is not None and sync_parameter
+                      and tuple(self._settings.vocabulary_names or ()) != names)
             if synced:
                 self._sync_vocabulary_parameter(names)
             outcome = self.apply_vocabulary(names, sync_parameter=False)

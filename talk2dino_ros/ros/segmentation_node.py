@@ -284,11 +284,12 @@ class SegmentationCore(ControlMixin):
                 parsed = self.parse_names(list(self._settings.vocabulary_names))
                 self._log_parse('vocabulary parameter', parsed)
                 new_names = parsed.accepted
+                self._order.local_change()  # newer than a transient-local sample still held
 
             def done(outcome: Tuple[bool, str]) -> None:
                 if not outcome[0]:
                     self.get_logger().error(f'parameter change not applied: {outcome[1]}')
-            self.submit_vocabulary(new_names, sync_parameter=False, done=done, coalesce=True)
+            self.submit_vocabulary(new_names, sync_parameter=new_names is not None, done=done, coalesce=True)
 
     # ------------------------------------------------------------------ vocabulary / legend
     def apply_vocabulary(self, names: Optional[Sequence[str]] = None,
