@@ -33,6 +33,7 @@ class FrameOutputs:
         self._node = node
         self.prefix = prefix.rstrip('/') or '~'
         self.last_frame_id = ''  # frame_id of the latest frame, stamped on the next legend
+        self.legend_version: Optional[int] = None  # the legend these publishers latched last
         self.labels_pub = node.create_publisher(Image, self.topic('labels'), output_qos())
         self.confidence_pub = node.create_publisher(Image, self.topic('confidence'), output_qos())
         self.confidence8_pub = node.create_publisher(Image, self.topic('confidence_mono8'), output_qos())
@@ -81,13 +82,18 @@ class FrameOutputs:
         return out
 
     # ------------------------------------------------------------------ publishing
-    def publish_legend(self, state, stamp) -> None:
-        """Latch the legend of ``state`` (ClassInfo, and LabelInfo where vision_msgs is installed)."""
+    def publish_legend(self, state, stamp) -> bool:
+        """Latch the legend of ``state`` (ClassInfo, and LabelInfo where vision_msgs is installed), once per
+        legend version (a new worker after a re-activation does not repeat it); True when published."""
+        if state.version == self.legend_version:
+            return False
+        self.legend_version = state.version
         header = Header(stamp=stamp, frame_id=self.last_frame_id)
         self.info_pub.publish(outputs.class_info_msg(
             header, state.version, state.method, state.names, state.colors, state.background_threshold))
         if self.label_info_pub is not None:
             self.label_info_pub.publish(make_label_info(header, state.names, state.background_threshold))
+        return True
 
     def publish(self, images: FrameImages, header: Any, state, settings) -> None:
         """Send the built outputs of one frame, each with the camera image's exact header."""

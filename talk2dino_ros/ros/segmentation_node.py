@@ -100,6 +100,9 @@ class SegmentationCore(ControlMixin):
         self.stats = FrameStats()
         self._stop = threading.Event()
         self._reload = threading.Event()
+        # held while a worker publishes and while a worker's stop event is set: a stopped worker (a
+        # deactivated lifecycle node) never publishes again, and stopping it waits one publish at most
+        self._publish_gate = threading.Lock()
         self._threads: List[threading.Thread] = []
         self._outputs: Dict[str, FrameOutputs] = {}
         self._inputs: List[Any] = []
@@ -387,7 +390,10 @@ class SegmentationCore(ControlMixin):
             state = self._host.state  # captured once for the legend and the frame
             try:
                 if state is not published and state is not None:
-                    self._publish_legend(state)
+                    with self._publish_gate:
+                        if stop.is_set():
+                            break
+                        self._publish_legend(state)
                     published = state
                 self._sync_mask_publishers()
                 frames = self._mailbox.take_all()  # the latest frame of each camera
@@ -400,7 +406,7 @@ class SegmentationCore(ControlMixin):
                 if not self._enabled:
                     self.stats.skipped_paused += len(frames)
                     continue
-                self._process(list(frames.values()), state)
+                self._process(list(frames.values()), state, stop)
             except Exception as exc:  # never let the worker die
                 if not rclpy.ok(context=self.context):
                     break
@@ -441,8 +447,10 @@ class SegmentationCore(ControlMixin):
             return list(segmenter.segment_batch(images, vocabulary=state.vocabulary, options=state.options))
         return [segmenter.segment(image, vocabulary=state.vocabulary, options=state.options) for image in images]
 
-    def _process(self, frames: List[_Frame], state: LegendState) -> None:
-        """Segment the latest frame of each camera whose outputs somebody reads, publish what is read."""
+    def _process(self, frames: List[_Frame], state: LegendState, stop: Optional[threading.Event] = None) -> None:
+        """Segment the latest frame of each camera whose outputs somebody reads, publish what is read
+        (nothing once ``stop`` is set: the worker was stopped while the frame ran)."""
+        stop = stop or self._stop
         settings = self._settings
         jobs = []
         unread = 0
@@ -476,7 +484,10 @@ class SegmentationCore(ControlMixin):
                     overlay_alpha=float(settings.overlay_alpha),
                     mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type,
                     banner=RANDOM_WEIGHTS_BANNER if getattr(state.segmenter, 'random_weights', False) else '')
-                out.publish(images, frame.msg.header, state, settings)
+                with self._publish_gate:
+                    if stop.is_set():
+                        return
+                    out.publish(images, frame.msg.header, state, settings)
             except Exception as exc:  # one camera's failure must not cost the others their outputs
                 if not rclpy.ok(context=self.context):
                     raise

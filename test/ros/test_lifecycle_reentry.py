@@ -100,6 +100,8 @@ def test_cycles_under_a_30_hz_stream_leave_one_worker_one_legend_per_change_and_
     probe.create_subscription(ClassInfo, NODE + '/class_info', legends.append, legend_qos(200))
     assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
     wait_for(lambda: node.outputs_for().labels_pub.get_subscription_count(), what='labels subscription')
+    # the per-class mask publishers follow the legend (two classes, before and after)
+    wait_for(lambda: len(node.outputs_for().mask_pubs) == 2, what='the mask publishers')
     baseline_entities = entity_counts(node)
     baseline_threads = len(threading.enumerate())
     with Stream(probe):
@@ -116,10 +118,10 @@ def test_cycles_under_a_30_hz_stream_leave_one_worker_one_legend_per_change_and_
         time.sleep(0.5)
         assert node.apply_vocabulary(['last', 'one'])[0]
         version = node.legend_state.version
-        wait_for(lambda: version in legend_counts(legends), what='the last legend')
+        wait_for(lambda: version in legend_counts(legends), timeout=30.0, what='the last legend')
         labels_before = len(probe.got(NODE + '/labels'))
         wait_for(lambda: len(probe.got(NODE + '/labels')) > labels_before + 3, what='frames after the cycles')
-    time.sleep(0.3)
+    wait_for(lambda: set(node.outputs_for().mask_pubs) == {'last', 'one'}, what='the last mask publishers')
     assert len(workers()) == 1
     assert entity_counts(node) == baseline_entities
     assert len(threading.enumerate()) == baseline_threads
