@@ -76,7 +76,8 @@ def test_deactivate_during_a_long_frame_is_bounded_and_the_next_activate_runs_on
     ok, seconds = transition('activate')
     assert ok and seconds <= TRANSITION_BOUND_S
     # the frame of the first activation ends; its worker leaves without publishing, one worker remains
-    wait_for(lambda: len(workers()) == 1, timeout=15.0, what='the earlier worker to end')
+    wait_for(lambda: len(workers()) == 1 and not node_threads()['t2d_worker_retiring'], timeout=15.0,
+             what='the earlier worker to end')
     assert probe.got(NODE + '/labels') == [], 'a frame taken before deactivate was published after it'
     factory.loads[0].delay = 0.0
     assert node.apply_vocabulary(['tree', 'sky'])[0]
@@ -87,6 +88,11 @@ def test_deactivate_during_a_long_frame_is_bounded_and_the_next_activate_runs_on
     assert set(counts.values()) == {1}, f'legends published more than once: {counts}'
     assert len(workers()) == 1
     assert transition('deactivate')[0] and transition('cleanup')[0]
+
+
+def node_threads():
+    """The node's own threads by name (worker, control, loader), with how many of each."""
+    return collections.Counter(t.name for t in threading.enumerate() if t.name.startswith('t2d_'))
 
 
 def entity_counts(node):
@@ -103,7 +109,7 @@ def test_cycles_under_a_30_hz_stream_leave_one_worker_one_legend_per_change_and_
     # the per-class mask publishers follow the legend (two classes, before and after)
     wait_for(lambda: len(node.outputs_for().mask_pubs) == 2, what='the mask publishers')
     baseline_entities = entity_counts(node)
-    baseline_threads = len(threading.enumerate())
+    baseline_threads = node_threads()
     with Stream(probe):
         for cycle in range(12):
             time.sleep(0.15)
@@ -124,7 +130,7 @@ def test_cycles_under_a_30_hz_stream_leave_one_worker_one_legend_per_change_and_
     wait_for(lambda: set(node.outputs_for().mask_pubs) == {'last', 'one'}, what='the last mask publishers')
     assert len(workers()) == 1
     assert entity_counts(node) == baseline_entities
-    assert len(threading.enumerate()) == baseline_threads
+    assert node_threads() == baseline_threads
     counts = legend_counts(legends)
     assert set(counts.values()) == {1}, f'a legend published more than once: {counts}'
     assert len(factory.loads) == 4  # one model per configure
