@@ -15,10 +15,10 @@ CONSOLE_SCRIPTS = {
     'train': 'talk2dino_ros.cli.train:main',
     'fetch_weights': 'talk2dino_ros.cli.fetch_weights:main',
     'make_random_weights': 'talk2dino_ros.cli.make_random_weights:main',
-    'image_folder_publisher': 'talk2dino_ros.ros.image_folder_publisher:main',
+    'image_folder_publisher': 'talk2dino_ros.cli.image_folder_publisher:main',
     'segment_bag': 'talk2dino_ros.cli.segment_bag:main',
     'make_demo_bag': 'talk2dino_ros.cli.make_demo_bag:main',
-    'soak': 'talk2dino_ros.ros.soak:main',
+    'soak': 'talk2dino_ros.cli.soak:main',
     'convert_dataset': 'talk2dino_ros.cli.convert_dataset:main',
     'export_model': 'talk2dino_ros.cli.export_model:main',
 }

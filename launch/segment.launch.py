@@ -3,12 +3,16 @@
     ros2 launch talk2dino_ros segment.launch.py image:=/camera/image_raw vocabulary:="person, car, tree"
     ros2 launch talk2dino_ros segment.launch.py namespace:=front image:=/front/image_raw rviz:=true
     ros2 launch talk2dino_ros segment.launch.py lifecycle:=true autostart:=false   # a lifecycle manager drives it
+    ros2 launch talk2dino_ros segment.launch.py image_topics:="/front/image_raw, /rear/image_raw" rviz:=true
 
-Arguments: image (input topic), params_file (YAML, default config/params.yaml of the package), vocabulary
-(comma-separated; empty = the params file's list), namespace, vocab_topic (where the node's relative ``vocab``
-topic is remapped, default /t2d/vocab), use_sim_time, lifecycle (true: segment_lifecycle_node), autostart
-(lifecycle only: configure + activate at start), rviz (true: RViz with the package's layout, its topics following
-image and namespace; where rviz2 is not installed the launch says what to install and keeps the node running).
+Arguments: image (input topic), params_file (YAML, default config/params.yaml of the package), namespace,
+vocab_topic (where the node's relative ``vocab`` topic is remapped, default /t2d/vocab), use_sim_time, lifecycle
+(true: segment_lifecycle_node), autostart (lifecycle only: configure + activate at start), rviz (true: RViz with
+the package's layout, one set of displays per camera; where rviz2 is not installed the launch says what to
+install and keeps the node running), and **every node parameter** under its own name (generated from the
+parameter table, talk2dino_ros/contract/parameters.py): left empty it is not passed, so params_file's value
+holds; given, it overrides params_file. Lists (vocabulary, colors, image_topics, camera_names) are
+comma-separated or a YAML list.
 Pip-only equivalent (no launch package):
     segment_node --ros-args --params-file config/params.yaml -r image:=/camera/image_raw -r vocab:=/t2d/vocab
 """
@@ -20,16 +24,59 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 
+from talk2dino_ros.contract.docs import rviz_config
+from talk2dino_ros.contract.parameters import PARAMETERS, SPECS
+
 # share/talk2dino_ros/launch/.. in an install, the repository root in a source checkout
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_PARAMS = os.path.join(_PACKAGE_DIR, 'config', 'params.yaml')
 RVIZ_TEMPLATE = os.path.join(_PACKAGE_DIR, 'config', 'talk2dino.rviz')
 NODE_NAME = 'talk2dino'
 TRUE_WORDS = ('true', '1', 'yes', 'on')
+FALSE_WORDS = ('false', '0', 'no', 'off')
 
 
-def _split_vocabulary(text):
+def _split_list(text):
+    """``a, b`` / new lines / a YAML list ``[a, b]`` -> ['a', 'b'] (empty entries dropped)."""
+    text = text.strip()
+    if text.startswith('['):
+        loaded = yaml.safe_load(text)
+        if isinstance(loaded, list):
+            return [str(v).strip() for v in loaded if str(v).strip()]
     return [name.strip() for name in text.replace('\n', ',').split(',') if name.strip()]
+
+
+def parameter_value(name, text):
+    """A launch argument's text as the value of node parameter ``name`` (typed by the parameter table).
+
+    Raises ValueError with one line naming the argument when the text does not fit the parameter's type.
+    """
+    default = SPECS[name].default
+    if default is None:
+        return _split_list(text)
+    if isinstance(default, bool):
+        word = text.strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise ValueError(f'launch argument {name}:={text!r} is not true or false')
+    if isinstance(default, (int, float)):
+        kind = type(default)
+        try:
+            return kind(text.strip()) if kind is float else int(text.strip())
+        except ValueError:
+            raise ValueError(f'launch argument {name}:={text!r} is not a{"n integer" if kind is int else " number"}'
+                             ) from None
+    return text
+
+
+def parameter_overrides(context):
+    """{name: value} of every parameter launch argument that was given (the empty ones are left to params_file)."""
+    out = {}
+    for spec in PARAMETERS:
+        text = LaunchConfiguration(spec.name).perform(context)
+        if text.strip():
+            out[spec.name] = parameter_value(spec.name, text)
+    return out
 
 
 def _flag(context, name):
@@ -56,19 +103,44 @@ def _rviz_installed():
     return True
 
 
-def write_rviz_config(image_topic, namespace, template=RVIZ_TEMPLATE):
-    """A copy of the RViz template (temp file) whose displays show ``image_topic`` and the node's outputs."""
+def write_rviz_config(cameras, namespace, template=RVIZ_TEMPLATE):
+    """A copy of the RViz template (temp file) with displays for ``cameras`` ((name, absolute image topic);
+    name '' = the single camera) and the outputs the output table shows in RViz."""
     with open(template, encoding='utf-8') as f:
-        config = yaml.safe_load(f)
-    node_ns = _absolute(NODE_NAME, namespace)
-    topics = {'Camera': image_topic, 'Overlay': node_ns + '/overlay', 'Labels': node_ns + '/labels'}
-    for display in config['Visualization Manager']['Displays']:
-        if display.get('Name') in topics:
-            display['Topic']['Value'] = topics[display['Name']]
+        config = rviz_config(yaml.safe_load(f), cameras, _absolute(NODE_NAME, namespace))
     handle, path = tempfile.mkstemp(prefix='talk2dino_', suffix='.rviz')
     with os.fdopen(handle, 'w', encoding='utf-8') as f:
         yaml.safe_dump(config, f, default_flow_style=False, sort_keys=False)
     return path
+
+
+def _file_parameters(params_file):
+    """The node's ros__parameters in ``params_file`` (under /**, the node name or its full name); {} if none."""
+    try:
+        with open(params_file, encoding='utf-8') as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return {}
+    values = {}
+    for key, section in data.items():
+        if str(key).lstrip('/').split('/')[-1] in ('**', NODE_NAME) and isinstance(section, dict):
+            values.update(section.get('ros__parameters') or {})
+    return values
+
+
+def rviz_cameras(image, namespace, values):
+    """(name, absolute topic) of every camera the node will have, from image_topics / camera_names in
+    ``values`` (launch arguments over the params file); one camera on ``image`` when image_topics is empty."""
+    from talk2dino_ros.ros.cameras import CameraConfigError, configure_cameras
+
+    topics = values.get('image_topics') or []
+    if not topics:
+        return [('', _absolute(image, namespace))]
+    try:
+        cameras = configure_cameras(topics, values.get('camera_names') or [])
+    except CameraConfigError:  # the node refuses these with the reason; RViz then shows the topics as given
+        return [(f'camera{i}', _absolute(t, namespace)) for i, t in enumerate(topics)]
+    return [(c.name, _absolute(c.topic, namespace)) for c in cameras]
 
 
 def _segment_actions(context, parameters, remappings, namespace):
@@ -100,7 +172,7 @@ def _segment_actions(context, parameters, remappings, namespace):
     return [activate, node, change(Transition.TRANSITION_CONFIGURE)]
 
 
-def _rviz_actions(context, image, namespace, use_sim_time):
+def _rviz_actions(context, cameras, namespace, use_sim_time):
     from launch.actions import LogInfo
 
     if not _rviz_installed():
@@ -109,7 +181,7 @@ def _rviz_actions(context, image, namespace, use_sim_time):
                             f'Install it with: sudo apt install ros-{distro}-rviz2')]
     from launch_ros.actions import Node
 
-    config = write_rviz_config(_absolute(image, namespace), namespace)
+    config = write_rviz_config(cameras, namespace)
     return [Node(package='rviz2', executable='rviz2', name='talk2dino_rviz', namespace=namespace,
                  arguments=['-d', config], parameters=[{'use_sim_time': use_sim_time}], output='screen')]
 
@@ -117,14 +189,14 @@ def _rviz_actions(context, image, namespace, use_sim_time):
 def _nodes(context, *args, **kwargs):
     image = LaunchConfiguration('image').perform(context)
     params_file = LaunchConfiguration('params_file').perform(context)
-    vocabulary = _split_vocabulary(LaunchConfiguration('vocabulary').perform(context))
     namespace = LaunchConfiguration('namespace').perform(context)
     vocab_topic = LaunchConfiguration('vocab_topic').perform(context).strip()
     use_sim_time = _flag(context, 'use_sim_time')
+    overrides = parameter_overrides(context)
 
     parameters = [params_file]
-    if vocabulary:
-        parameters.append({'vocabulary': vocabulary})
+    if overrides:  # after the file: a given argument wins
+        parameters.append(overrides)
     if use_sim_time:  # last: wins over the params file
         parameters.append({'use_sim_time': True})
     remappings = [('image', image), ('image/compressed', image + '/compressed')]
@@ -132,8 +204,23 @@ def _nodes(context, *args, **kwargs):
         remappings.append(('vocab', vocab_topic))
     actions = _segment_actions(context, parameters, remappings, namespace)
     if _flag(context, 'rviz'):
-        actions += _rviz_actions(context, image, namespace, use_sim_time)
+        cameras = rviz_cameras(image, namespace, {**_file_parameters(params_file), **overrides})
+        actions += _rviz_actions(context, cameras, namespace, use_sim_time)
     return actions
+
+
+def _parameter_arguments():
+    """One launch argument per node parameter, empty by default (= the params file's value)."""
+    arguments = []
+    for spec in PARAMETERS:
+        if spec.default is None:
+            hint = 'comma-separated or [a, b]'
+        else:
+            hint = f'default {str(spec.default).lower() if isinstance(spec.default, bool) else spec.default!r}'
+        arguments.append(DeclareLaunchArgument(
+            spec.name, default_value='',
+            description=f'{spec.description} ({hint}; empty: the params file\'s value)'))
+    return arguments
 
 
 def generate_launch_description():
@@ -142,8 +229,6 @@ def generate_launch_description():
                               description='sensor_msgs/Image topic to segment'),
         DeclareLaunchArgument('params_file', default_value=DEFAULT_PARAMS,
                               description='YAML file with the node parameters'),
-        DeclareLaunchArgument('vocabulary', default_value='',
-                              description='comma-separated class names (empty: the params file\'s list)'),
         DeclareLaunchArgument('namespace', default_value='', description='namespace of the node (and RViz)'),
         DeclareLaunchArgument('vocab_topic', default_value='/t2d/vocab',
                               description='topic the node\'s relative vocab topic is remapped to (empty: none)'),
@@ -156,5 +241,6 @@ def generate_launch_description():
                                           'to a lifecycle manager)'),
         DeclareLaunchArgument('rviz', default_value='false',
                               description='start RViz with the package\'s layout (needs rviz2)'),
+        *_parameter_arguments(),
         OpaqueFunction(function=_nodes),
     ])

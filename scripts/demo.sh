@@ -69,9 +69,9 @@ trap 'exit 130' INT TERM
 mkdir -p "$OUT"
 "$PY" -m talk2dino_ros.ros.segment_node --ros-args --params-file "$ROOT/config/params.yaml" \
   -r image:="$CAMERA" "${NODE_ARGS[@]}" & node_pid=$!
-"$PY" -m talk2dino_ros.ros.output_saver "${SAVER_ARGS[@]}" >"$LOGS/saver.out" & saver_pid=$!
+"$PY" -m talk2dino_ros.cli.output_saver "${SAVER_ARGS[@]}" >"$LOGS/saver.out" & saver_pid=$!
 sleep 3  # let the saver subscribe before the first frame, so that "frames in" counts them all
-"$PY" -m talk2dino_ros.ros.image_folder_publisher --rate 2 --topic "$CAMERA" \
+"$PY" -m talk2dino_ros.cli.image_folder_publisher --rate 2 --topic "$CAMERA" \
   --vocab "red circle, green square, blue triangle, sky, grass" & pub_pid=$!
 say "running for ${SECONDS_TO_RUN}s; overlays go to $OUT (RViz: rviz2 -d config/talk2dino.rviz)"
 sleep "$SECONDS_TO_RUN"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The real-time table on a CUDA machine, in one command: exactness of the fast path, PAMR alone, then
-# `benchmark` for Talk2DINO and CLIP-DINOiser on published-size random weights; the summary table comes last.
+# `benchmark` for Talk2DINO and CLIP-DINOiser on published-size random weights, then the exported backends
+# (TensorRT fp16/fp32 beside torch on the CUDA graph: backbone alone, whole plain, whole full); the summary
+# table comes last.
 #
 #   scripts/gpu_check.sh [--site DIR] [--python PY] [--repeats N] [--fp32] [--out DIR]
 #   scripts/gpu_check.sh --smoke          # the same steps on the CPU with tiny weights (checks the script)
@@ -27,7 +29,7 @@ while [ $# -gt 0 ]; do
     --fp32) FP32=1; shift ;;
     --smoke) SMOKE=1; shift ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "error: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -142,6 +144,25 @@ if [ "$FP32" = 1 ]; then
   bench cd_fp32 --method clip_dinoiser --pipelines whole-plain --cameras 1 --memory-classes none --no-first-frame
 fi
 
+# ---------------------------------------------------------------- 2b. exported backends beside the torch path
+# TensorRT fp16 (and fp32) against torch fp32 / fp16 on the CUDA graph, interleaved: backbone alone, whole
+# plain, whole full. The smoke run uses the CPU runtimes that are installed (TensorRT needs a GPU).
+TRT_NOTE=""
+if [ "$SMOKE" = 1 ]; then
+  BACKENDS=torch:fp32
+  "$PY" -c 'import onnxruntime' 2>/dev/null && BACKENDS="$BACKENDS,onnxruntime:fp32"
+elif "$PY" -c 'import tensorrt' 2>/dev/null; then
+  BACKENDS=torch:fp32,torch:fp16,tensorrt:fp16,tensorrt:fp32
+else
+  BACKENDS=torch:fp32,torch:fp16
+  TRT_NOTE="TensorRT rows SKIPPED: $PY cannot import tensorrt (pip install 'talk2dino_ros[tensorrt]' on a desktop GPU; on Jetson JetPack's python3-libnvinfer)"
+  echo "# $TRT_NOTE" >&2
+fi
+echo "# benchmark backends ($BACKENDS) ..." >&2
+"$PY" -m talk2dino_ros.cli.speed_benchmark --random-weights "$WIDTH" --device "$DEVICE" --backends "$BACKENDS" \
+  --pipelines whole-plain,whole-full --sizes "$SIZE" --vocab "$VOCAB" --repeats "$REPEATS" --warmup 3 \
+  --fast-path "$FAST" --quiet --json "$OUT/backends.json" | tee "$OUT/backends.txt"
+
 # ---------------------------------------------------------------- 3. the summary table, last
 "$PY" - "$OUT" "$SIZE" <<'EOF'
 import json, os, sys
@@ -190,4 +211,8 @@ for n in notes:
     print(f'# {n}')
 print()
 print(open(os.path.join(out, 'exactness.txt')).read().strip())
+print()
+print('## backends (TensorRT beside the CUDA-graph torch path)')
+print(open(os.path.join(out, 'backends.txt')).read().strip())
 EOF
+[ -z "$TRT_NOTE" ] || echo "# $TRT_NOTE"

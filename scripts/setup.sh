@@ -4,11 +4,14 @@
 # Usage: bash scripts/setup.sh            (CPU torch, venv in ./.venv)
 #        T2D_TORCH=cuda bash scripts/setup.sh   (CUDA build of torch 2.13.0 from the PyTorch index)
 #        T2D_VENV=/path/to/venv bash scripts/setup.sh
+#        T2D_EXTRAS=openvino,onnxruntime bash scripts/setup.sh   (optional extras of setup.py: the exported
+#          backends' runtimes openvino / onnxruntime / tensorrt, plots; comma-separated)
 # Idempotent: a second run only re-checks and rebuilds/reinstalls the package if its sources changed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${T2D_VENV:-$ROOT/.venv}"
 TORCH_FLAVOUR="${T2D_TORCH:-cpu}"
+EXTRAS="$(echo "${T2D_EXTRAS:-}" | tr -d ' ')"
 PY="${PYTHON:-python3}"
 say() { echo "[setup] $*"; }
 pipq() { "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 | grep -v "is ignored" || true; }
@@ -20,7 +23,7 @@ fi
 SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 
 STAMP="$VENV/.t2d_stamp"
-req_hash="$(cat "$ROOT"/requirements*.txt "$ROOT/scripts/setup.sh" | sha256sum | cut -d' ' -f1)-$TORCH_FLAVOUR"
+req_hash="$(cat "$ROOT"/requirements*.txt "$ROOT/scripts/setup.sh" "$ROOT/setup.py" | sha256sum | cut -d' ' -f1)-$TORCH_FLAVOUR-$EXTRAS"
 src_hash="$(cd "$ROOT" && find CMakeLists.txt cmake setup.py setup.cfg package.xml talk2dino_ros launch config msg srv resource \
   -type f ! -name '*.pyc' ! -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
 old_req=""; old_src=""
@@ -34,6 +37,12 @@ if [ "$req_hash" != "$old_req" ]; then
     pipq torch==2.13.0
   fi
   pipq -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt"
+  if [ -n "$EXTRAS" ]; then
+    # the extras' packages as setup.py lists them (the package itself is reinstalled below)
+    say "installing the optional extras: $EXTRAS"
+    pipq "$ROOT[$EXTRAS]"
+    rm -rf "$ROOT/build" "$ROOT"/*.egg-info
+  fi
   # any later change of the dependencies must rebuild the interfaces
   old_src=""
 else

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import functools
 import html
 import unicodedata
 from typing import Optional
@@ -35,13 +36,18 @@ _BIDI_CONTROLS = frozenset('\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u20
 _JOINERS = frozenset('\u200c\u200d')
 
 
+@functools.lru_cache(maxsize=8192)
 def clip_text(text: str) -> str:
     """The text CLIP's tokenizer encodes: ftfy repair, HTML unescaped twice, whitespace collapsed, lower case.
 
     The same steps, in the same order, as open_clip's default ("lower") cleaning; the tokenizer of
     this package calls this function instead of its own copy (a test pins them to equal tokens).
+    Cached: vocabularies repeat their names, and every name is checked, keyed and tokenized.
     """
-    text = html.unescape(html.unescape(ftfy.fix_text(text))).strip()
+    # printable ASCII without '&' is left as it is by ftfy and html.unescape (nothing to repair or
+    # decode): skip the two passes, which dominate the cost of a large vocabulary
+    if not (text.isascii() and text.isprintable() and '&' not in text):
+        text = html.unescape(html.unescape(ftfy.fix_text(text)))
     return ' '.join(text.split()).lower()
 
 

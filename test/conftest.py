@@ -1,6 +1,9 @@
-"""Shared fixtures: ROS isolation for parallel runs, tiny random weights in the published formats."""
+"""Shared fixtures: ROS isolation for parallel runs, an rclpy Context per test, tiny random weights."""
 import os
 import random
+import sys
+import threading
+from pathlib import Path
 
 # Before anything imports rclpy: a random DDS domain and localhost-only discovery, so parallel test runs
 # (and other ROS processes on this machine) never cross-talk.
@@ -9,6 +12,9 @@ os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 os.environ.setdefault('ROS_LOCALHOST_ONLY', '1')
 
 import pytest  # noqa: E402
+
+# the shared test helpers (test/helpers/) import as `helpers.<module>` from every folder
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope='session')
@@ -47,3 +53,51 @@ def hide_matplotlib(monkeypatch):
         return real_import(name, *args, **kwargs)
 
     return lambda: monkeypatch.setattr(builtins, '__import__', no_matplotlib)
+
+
+@pytest.fixture
+def ros_context():
+    import rclpy
+    from rclpy.context import Context
+
+    context = Context()
+    rclpy.init(context=context)
+    try:
+        yield context
+    finally:
+        rclpy.try_shutdown(context=context)
+
+
+@pytest.fixture
+def spin(ros_context):
+    """spin(*nodes): spin these nodes in a background thread until the test ends."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    executor = SingleThreadedExecutor(context=ros_context)
+    nodes = []
+    thread = None
+
+    def start(*new_nodes):
+        nonlocal thread
+        for node in new_nodes:
+            executor.add_node(node)
+            nodes.append(node)
+        if thread is None:
+            thread = threading.Thread(target=_spin_quietly, args=(executor,), daemon=True)
+            thread.start()
+        return executor
+
+    yield start
+    executor.shutdown(timeout_sec=1.0)
+    if thread is not None:
+        thread.join(timeout=5.0)
+    for node in nodes:
+        node.destroy_node()
+
+
+def _spin_quietly(executor):
+    from rclpy.executors import ExternalShutdownException
+    try:
+        executor.spin()
+    except (ExternalShutdownException, Exception):
+        pass

@@ -105,13 +105,13 @@ _ATOMIC_CONTEXTS = {'atomic_path', 'atomic_open'}
 ALLOWED = {
     ('cli/speed_benchmark.py', 'reset_rss_peak', 'open'):
         'a kernel control file (/proc/self/clear_refs), not an output',
-    ('ros/soak.py', 'run', 'open'):
+    ('cli/soak.py', 'run', 'open'):
         "the node's live log, streamed by the child process while it runs",
     ('bags/resume.py', 'start', 'open'):
         'append-only frame journal: opened to cut a torn tail (records are checked on resume)',
     ('bags/resume.py', 'start', 'open#2'):
         'append-only frame journal: each record is checked on resume and a torn tail is dropped',
-    ('ros/latency_probe.py', '_weights_dir', 'write_bytes'):
+    ('cli/latency_probe.py', '_weights_dir', 'write_bytes'):
         'empty stand-in weight files in a fresh private temporary folder, never read',
 }
 

@@ -93,13 +93,13 @@ def test_fetch_weights_registry_is_the_catalog():
 
 
 def test_node_parameters_follow_the_catalog():
-    from talk2dino_ros.ros.parameters import SPECS, WEIGHT_PARAMS
+    from talk2dino_ros.ros.parameters import SPECS, WEIGHT_PARAMS, descriptor
     assert SPECS['method'].choices == catalog.method_names()
     assert SPECS['variant'].choices == catalog.variant_names()
     for role in catalog.all_roles():
         spec = SPECS[role.parameter]
         assert (spec.default, spec.group, spec.description) == ('', 'model', role.description)
-        assert spec.descriptor().name == role.parameter
+        assert descriptor(spec).name == role.parameter
     assert WEIGHT_PARAMS == {m.name: {r: catalog.ROLES[r].parameter for r in m.roles}
                              for m in catalog.METHODS.values()}
 

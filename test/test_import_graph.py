@@ -1,7 +1,8 @@
 """The package's import graph, lazy (function-level) imports included: no cycles, and the layers stay apart.
 
 The layers: ``model`` is pure PyTorch/numpy (never rclpy, never a front end); ``catalog`` imports neither torch
-nor ROS; ``evaluation``, ``outputs``, ``bags`` and ``data`` never import the command-line front ends or rclpy;
+nor ROS, and neither does ``contract`` (nor numpy); ``evaluation``, ``outputs``, ``bags`` and ``data`` never
+import the command-line front ends or rclpy;
 ``spatial`` (the 3D outputs) is numpy and OpenCV only.
 """
 from __future__ import annotations
@@ -121,11 +122,16 @@ FORBIDDEN = {
     'model': ('rclpy', 'talk2dino_ros.ros', 'talk2dino_ros.cli', 'talk2dino_ros.evaluation',
               'talk2dino_ros.bags', 'talk2dino_ros.training'),
     'catalog': ('torch', 'timm', 'open_clip', 'rclpy', 'talk2dino_ros.model', 'talk2dino_ros.ros'),
+    # what the node promises, read by the launch file and every front end: no ROS, no model stack
+    'contract': ('torch', 'timm', 'open_clip', 'numpy', 'rclpy', 'rcl_interfaces', 'talk2dino_ros.model',
+                 'talk2dino_ros.ros', 'talk2dino_ros.cli', 'talk2dino_ros.outputs'),
     'evaluation': ('rclpy', 'talk2dino_ros.cli'),
     'outputs': ('rclpy', 'talk2dino_ros.ros', 'talk2dino_ros.cli'),
     'bags': ('rclpy', 'talk2dino_ros.cli'),
     'data': ('rclpy', 'talk2dino_ros.cli', 'talk2dino_ros.ros'),
     'training': ('rclpy', 'talk2dino_ros.ros'),
+    # the node and its collaborators: the command-line tools sit above it (they may start a node, not vice versa)
+    'ros': ('talk2dino_ros.cli',),
     'spatial': ('rclpy', 'torch', 'talk2dino_ros.ros', 'talk2dino_ros.cli', 'talk2dino_ros.model',
                 'talk2dino_ros.bags'),
 }

@@ -266,6 +266,11 @@ def run(args: argparse.Namespace,
     if config is not None:  # settings that change the predictions (not paths or device)
         fingerprint['geometry'] = {k: to_jsonable(getattr(config, k, None)) for k in
                                    ('mode', 'resolution', 'window', 'stride', 'max_long_side')}
+        # an exported backend or reduced precision (recorded only when chosen: older runs still resume)
+        for key, default in (('backend', 'torch'), ('precision', 'fp32')):
+            if getattr(config, key, default) != default:
+                fingerprint[key] = getattr(config, key)
+
     def random() -> bool:  # what was loaded decides, once it is loaded
         return is_random(args, cache.get('seg'))
 

@@ -43,21 +43,17 @@ import numpy as np
 
 from talk2dino_ros.bags import bag_io
 from talk2dino_ros.bags.resume import PartialOutput
+from talk2dino_ros.contract import outputs as contract
+from talk2dino_ros.contract.parameters import node_defaults
 from talk2dino_ros.errors import Talk2DinoError
 
 CONFIDENCE_CHOICES = ('both', 'float', 'mono8', 'none')
-#: record key -> (topic suffix, message type)
-OUTPUTS = {
-    'labels': ('labels', bag_io.IMAGE_TYPE),
-    'confidence': ('confidence', bag_io.IMAGE_TYPE),
-    'confidence_mono8': ('confidence_mono8', bag_io.IMAGE_TYPE),
-    'overlay': ('overlay', bag_io.IMAGE_TYPE),
-    'points': ('points', bag_io.POINT_CLOUD_TYPE),
-    'detections': ('detections', bag_io.DETECTION2D_ARRAY_TYPE),
-    'detections_3d': ('detections_3d', bag_io.DETECTION3D_ARRAY_TYPE),
-}
-#: the node's model defaults (talk2dino_ros/ros/parameters.py)
-NODE_DEFAULTS = dict(mode='whole', background_threshold=0.55, bg_clean=True)
+#: record key -> (topic suffix, message type): the per-frame outputs of the contract that segment_bag writes
+OUTPUTS = {s.name: (s.topic, s.msg_type) for s in contract.bag_outputs() if s.cadence == 'per_frame'}
+#: the latched legends it writes once, before the first frame's outputs
+LEGENDS = {s.name: (s.topic, s.msg_type) for s in contract.bag_outputs() if s.cadence == 'latched'}
+#: the node's model defaults (the parameter table)
+NODE_DEFAULTS = node_defaults('mode', 'background_threshold', 'bg_clean')
 #: metadata.yaml custom_data key of an output bag made from random weights
 RANDOM_WEIGHTS_KEY = 'talk2dino_ros.random_weights'
 #: marks a skipped frame whose message did not deserialise (kept in the resume records)
@@ -80,6 +76,11 @@ def _model_fingerprint(segmenter: Any) -> Dict[str, Any]:
     out = {k: getattr(config, k, None) for k in keys}
     out['options'] = json.loads(json.dumps(dataclasses.asdict(config.options), default=str))
     out['weights'] = weights
+    # an exported backend or reduced precision changes the outputs slightly (recorded only when chosen, so
+    # that runs started before these settings existed still resume)
+    for key, default in (('backend', 'torch'), ('precision', 'fp32')):
+        if getattr(config, key, default) != default:
+            out[key] = getattr(config, key)
     return out
 
 
@@ -260,8 +261,7 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
         if depth is None and not detections:
             spatial = None
         topics = {k: f'{namespace}/{OUTPUTS[k][0]}' for k in keys}
-        topics['class_info'] = f'{namespace}/class_info'
-        topics['label_info'] = f'{namespace}/label_info'
+        topics.update({k: f'{namespace}/{topic}' for k, (topic, _) in LEGENDS.items()})
         clash = sorted(set(topics.values()) & set(reader.topics))
         if clash:
             raise bag_io.BagError(f'bag {reader.path} already has {", ".join(clash)}; pick another --namespace')
@@ -293,8 +293,8 @@ def segment_bag(segmenter: Any, bag: os.PathLike | str, out: os.PathLike | str, 
             if copied is None:
                 not_copied.append(f'{conn.topic} ({conn.msgtype})')
         out_conns = {k: bag_io.add_output_connection(writer, topics[k], OUTPUTS[k][1]) for k in keys}
-        info_conn = bag_io.add_output_connection(writer, topics['class_info'], bag_io.CLASS_INFO_TYPE, latched=True)
-        label_info_conn = bag_io.add_output_connection(writer, topics['label_info'], bag_io.LABEL_INFO_TYPE,
+        info_conn = bag_io.add_output_connection(writer, topics['class_info'], LEGENDS['class_info'][1], latched=True)
+        label_info_conn = bag_io.add_output_connection(writer, topics['label_info'], LEGENDS['label_info'][1],
                                                        latched=True)
 
         total = sum(c.msgcount for c in image_conns)
@@ -413,11 +413,17 @@ def _progress(total: int, enabled: bool, already: int):
 
 
 # ------------------------------------------------------------------------------------------ CLI
+def _outputs_epilog() -> str:
+    """Every topic segment_bag can write, from the output table (what the node publishes under the same names)."""
+    return 'outputs (under --namespace):\n' + '\n'.join(
+        '  ' + contract.summary_line(spec, '<ns>') for spec in contract.bag_outputs())
+
+
 def build_parser() -> argparse.ArgumentParser:
     from talk2dino_ros.cli.common import add_inference_arguments, add_model_arguments
     from talk2dino_ros.cli.spatial_args import add_spatial_arguments
 
-    p = argparse.ArgumentParser(prog='segment_bag', description=__doc__,
+    p = argparse.ArgumentParser(prog='segment_bag', description=__doc__, epilog=_outputs_epilog(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--bag', required=True, type=Path, help='input rosbag2 (folder, .db3 or .mcap)')
     p.add_argument('--image-topic', required=True, help='sensor_msgs/Image or CompressedImage topic to segment')

@@ -50,6 +50,7 @@ from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_mod
                                       one_line, parse_vocab_arg, run_cli)
 from talk2dino_ros.cli.reminders import RANDOM_WEIGHTS_HEADER, is_random, remind_random_weights
 from talk2dino_ros.cli.spatial_args import add_spatial_arguments, read_depth_file, spatial_options
+from talk2dino_ros.contract.parameters import node_defaults
 
 
 #: what ``--scores`` stores: compressed float16, uncompressed float32, or nothing
@@ -58,8 +59,15 @@ SCORE_CHOICES = ('compressed', 'full', 'none')
 PRESETS: Dict[str, Dict[str, Any]] = {
     # no `background` key: giving --background-threshold is then how a user asks for the background class
     'benchmark': dict(mode='slide', bg_clean=False, pamr=False),
-    'node': dict(mode='whole', background=True, background_threshold=0.55, bg_clean=True, pamr=False),
+    # the node's own defaults, from its parameter table
+    'node': dict(background=True, **node_defaults('mode', 'background_threshold', 'bg_clean', 'pamr')),
 }
+
+
+def _node_preset_words() -> str:
+    node = PRESETS['node']
+    return (f"mode {node['mode']}, background {node['background_threshold']}, cleaning "
+            f"{'on' if node['bg_clean'] else 'off'}, PAMR {'on' if node['pamr'] else 'off'}, label 0 = background")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,8 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'uncompressed, 4 bytes per class and pixel) or none (labels and classes only)')
     p.add_argument('--preset', choices=tuple(PRESETS), default='benchmark',
                    help='benchmark (default): the paper\'s protocol (sliding windows, no background class, '
-                        'label 0 = first class); node: the ROS node\'s defaults (whole frame, background 0.55, '
-                        'cleaning on, label 0 = background)')
+                        'label 0 = first class); node: the ROS node\'s defaults (' + _node_preset_words() + ')')
     p.add_argument('--depth', nargs='+', type=Path, default=None, metavar='FILE',
                    help='depth registered to each image, in image order: 16-bit PNG/TIFF in millimetres, or '
                         '.npy (uint16 millimetres or float metres); any resolution')

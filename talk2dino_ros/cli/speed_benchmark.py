@@ -2,6 +2,7 @@
 
   benchmark --weights-dir ~/.cache/talk2dino_ros [--sizes 480x640] [--repeats 20] [--json OUT]
   benchmark --random-weights vitb --devices cuda --fp16   # published-size random weights: timing only
+  benchmark --random-weights vitb --backends torch,openvino,onnxruntime   # backends side by side (one table)
 
 Rows (per device; image rows per size):
 
@@ -51,6 +52,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from talk2dino_ros import catalog
+from talk2dino_ros.errors import Talk2DinoError
 from talk2dino_ros.cli.common import (CliError, add_inference_arguments, add_model_arguments, config_from_args,
                                       parse_vocab_arg, run_cli)
 
@@ -379,10 +381,12 @@ def bench_device(segmenter, names: Sequence[str], sizes: Sequence[Tuple[int, int
         if backbone is not None:
             win = torch.from_numpy(load_image(image_path, cfg.window, cfg.window)).permute(2, 0, 1)[None]
             x = (win.float().to(dev) / 255.0 - 0.45) / 0.225  # any normalised input: timing only
-            amp_dtype = torch.float16 if dev.type == 'cuda' else torch.bfloat16
+            amp_dtype = cfg.autocast_dtype(dev)
+            off_dtype = torch.float16 if dev.type == 'cuda' else torch.bfloat16
 
             def backbone_alone():
-                with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=cfg.fp16):
+                with torch.inference_mode(), torch.autocast(device_type=dev.type, dtype=amp_dtype or off_dtype,
+                                                            enabled=amp_dtype is not None):
                     return backbone(x)
 
             backbone_alone()
@@ -542,8 +546,8 @@ def load_average() -> Optional[str]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='benchmark', description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--sizes', nargs='+', type=parse_size, default=[(375, 500)], metavar='HxW',
-                   help='image sizes, height x width (default 375x500)')
+    p.add_argument('--sizes', nargs='+', type=parse_size, default=None, metavar='HxW',
+                   help='image sizes, height x width (default 375x500; 480x640 with --backends)')
     p.add_argument('--image', type=Path, default=None, help='use this image (resized) instead of a synthetic scene')
     p.add_argument('--vocab', default=DEFAULT_VOCAB, help=f'class names (default "{DEFAULT_VOCAB}")')
     p.add_argument('--devices', default='auto', help="comma list of devices, or 'auto' = cpu (+ cuda if present)")
@@ -570,6 +574,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help='time several Talk2DINO variants in one run, one block of rows each, e.g. '
                         '"vitb,dinov3_vitb" (DINOv3-B against DINOv2-B); with --random-weights each variant gets '
                         'random weights of its own published size (or tiny ones with --random-weights tiny)')
+    p.add_argument('--backends', default=None, metavar='B[:P],...',
+                   help='compare backends instead of the rows above: one table, whole plain, a row per backend '
+                        'and precision (e.g. "torch,openvino,onnxruntime"; "openvino:bf16" picks one precision), '
+                        'timed interleaved, with the ratio to torch and the agreement with torch fp32; '
+                        '--pipelines whole-plain,whole-full adds the full pipeline; the device is --device')
     p.add_argument('--no-3d', dest='spatial', action='store_false',
                    help='skip the 3d rows (point cloud and detections from depth)')
     p.add_argument('--json', type=Path, default=None, metavar='OUT', help='also write the rows as JSON')
@@ -617,6 +626,8 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     if any(n < 1 for n in args.memory_classes_list):
         raise CliError('--memory-classes must be positive')
     args.variant_list = _variant_list(args)
+    if args.sizes is None:
+        args.sizes = [(480, 640)] if args.backends else [(375, 500)]
     if args.image is not None:  # a missing or unreadable --image fails now, not after loading the model
         from talk2dino_ros.cli.segment_image import read_image_rgb
 
@@ -628,7 +639,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        return _bench(args, names, pipelines)
+        return _bench_backends(args, names, pipelines) if args.backends else _bench(args, names, pipelines)
     finally:
         torch.set_num_threads(threads_before)  # main() may run inside another program (tests)
 
@@ -735,7 +746,8 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
     precision = 'off'
     if base.fp16:
         devices = {r.device.split()[0] for r in rows}
-        precision = 'on (' + ', '.join(('fp16 on CUDA' if d == 'cuda' else 'bf16 on the CPU') for d in sorted(devices)) + ')'
+        kinds = ('fp16 on CUDA' if d == 'cuda' else 'bf16 on the CPU' for d in sorted(devices))
+        precision = f'on ({", ".join(kinds)})'
     print(f'# talk2dino_ros benchmark: {base.method}{variant}, {len(names)} classes, resolution '
           f'{base.resolution}, fp16 {precision}')
     print(f'# {weights_note}')
@@ -756,6 +768,53 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
         from talk2dino_ros.atomic_files import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(dict(meta=meta, rows=[r.as_dict() for r in rows]), indent=1))
+    return 0
+
+
+def _bench_backends(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> int:
+    """``--backends``: one interleaved table of backends and precisions (see :mod:`backend_comparison`)."""
+    from talk2dino_ros.cli.backend_comparison import compare_backends, format_backend_table, parse_backends
+    from talk2dino_ros.model.runtimes import check_backend
+    from talk2dino_ros.model.segmenter import resolve_device
+
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+
+    def why_not(backend: str, precision: str) -> Optional[str]:
+        try:
+            check_backend(backend, precision, resolve_device(args.device))
+        except Talk2DinoError as exc:
+            return str(exc)
+        return None
+
+    choices, skipped = parse_backends(args.backends, why_not)
+    H, W = args.sizes[0]
+    with tempfile.TemporaryDirectory(prefix='t2d_bench_') as tmp:
+        base = _variant_config(args, None, tmp, log)
+        load_start = load_average()
+        # the whole-full column only when --pipelines asks for it (PAMR makes CPU rows slow)
+        full = 'whole-full' in pipelines and args.pipelines != ','.join(PIPELINES)
+        rows = compare_backends(base, choices, load_image(args.image, H, W), names, args.repeats, args.warmup, log,
+                                full=full)
+        load_end = load_average()
+    env = environment()
+    weights = f'RANDOM WEIGHTS ({args.random_weights} width): timing only' if args.random_weights else 'weights given'
+    print(f'# talk2dino_ros backends: {base.method} {base.variant}, whole plain, {H}x{W}, {len(names)} classes; '
+          f'{weights}; {args.repeats} interleaved repeats, medians')
+    print(f'# torch {env["torch"]}, {env["torch_threads"]} threads on {env["cpu_count"]} cores ({env["cpu"]}); '
+          f'load average {load_start} -> {load_end}')
+    busy = _busy_warning(load_start, load_end, env['cpu_count'])
+    if busy:
+        print(f'# WARNING: {busy}')
+    print(format_backend_table(rows))
+    for note in skipped:
+        print(f'# {note}')
+    if args.json is not None:
+        from talk2dino_ros.atomic_files import atomic_write_text
+
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        meta = dict(method=base.method, variant=base.variant, size=[H, W], classes=len(names), repeats=args.repeats,
+                    random_weights=args.random_weights, load_average_start=load_start, load_average_end=load_end, **env)
+        atomic_write_text(args.json, json.dumps(dict(meta=meta, backends=[r.as_dict() for r in rows]), indent=1))
     return 0
 
 

@@ -259,5 +259,6 @@ def plots_summary(paths: Sequence[Path]) -> str:
     return 'pictures: ' + ', '.join(str(p) for p in paths)
 
 
-__all__ = ['INSTALL_HINT', 'MAX_PLOT_CLASSES', 'PlotsUnavailable', 'RANDOM_MARK', 'plot_class_iou', 'plot_confusion', 'plots_summary',
-           'require_matplotlib', 'safe_stem', 'shown_classes', 'wrapped_title', 'write_evaluation_plots', 'write_training_plots']
+__all__ = ['INSTALL_HINT', 'MAX_PLOT_CLASSES', 'PlotsUnavailable', 'RANDOM_MARK', 'plot_class_iou', 'plot_confusion',
+           'plots_summary', 'require_matplotlib', 'safe_stem', 'shown_classes', 'wrapped_title',
+           'write_evaluation_plots', 'write_training_plots']

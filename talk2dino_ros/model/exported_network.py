@@ -128,13 +128,11 @@ def attach_backend(method: torch.nn.Module, *, backend: str, precision: str, var
     report = on_event or stderr_event
     variant = catalog.get_variant(method.name, variant).name
     graph = network_graph(method)
-    if exported_model:
-        facts, weights_path = network_facts(method, variant, weights, None)
-        meta = check_metadata(exported_model, facts)
-        size = parse_size(meta.get('input_size', 'dynamic'))
+    facts, weights_path = network_facts(method, variant, weights, None)
+    if exported_model:  # the user's file: checked against the weights, its input size kept
+        size = parse_size(check_metadata(exported_model, facts).get('input_size', 'dynamic'))
         onnx_path = Path(exported_model)
     else:
-        facts, weights_path = network_facts(method, variant, weights, None)
         size = None
         onnx_path = cached_onnx(method, facts, cache_folder(weights_path), report)
     runtime_dir = cache_folder(weights_path) / f'{backend}-{runtime_version(backend)}'

@@ -27,8 +27,10 @@ class BackendUnavailable(Talk2DinoError):
     """A backend, precision or device combination that cannot run here (said once, at start)."""
 
 
-def _module(backend: str):
-    name, extra = RUNTIME_PACKAGES[backend]
+def _module(backend: str, name: str = ''):
+    """Import the runtime of ``backend`` (or ``name``, another package its extra brings), or say how to get it."""
+    module, extra = RUNTIME_PACKAGES[backend]
+    name = name or module
     try:
         return importlib.import_module(name)
     except ImportError:
@@ -79,11 +81,13 @@ def check_backend(backend: str, precision: str, device: torch.device) -> None:
                                      'openvino or onnxruntime')
         if precision == 'bf16':
             raise BackendUnavailable('backend tensorrt runs fp16 or fp32; use precision fp16')
+        _module(backend, 'onnx')  # the exporter writes and checks the file with it
         _module(backend)
         return
     if cuda and backend == 'openvino':
-        raise BackendUnavailable('backend openvino runs on Intel CPUs and GPUs, not on a CUDA device: use '
+        raise BackendUnavailable('backend openvino runs on the CPU and on Intel GPUs, not on a CUDA device: use '
                                  'device cpu, or backend tensorrt on an NVIDIA GPU')
+    _module(backend, 'onnx')
     mod = _module(backend)
     if backend == 'openvino':
         _openvino_device(mod, precision)

@@ -147,3 +147,10 @@ def _resolve(topic: str, resolve: Optional[Resolver], what: str) -> str:
         return (resolve or check_topic_syntax)(topic)
     except Exception as exc:  # rclpy raises RCLError, ValueError or InvalidTopicNameException
         raise CameraConfigError(f'{what} is not a valid topic name: {_problem(exc)}') from None
+
+
+def camera_info_topic(image_topic: str) -> str:
+    """The CameraInfo topic beside an image topic, as image_transport pairs them:
+    ``/front/camera/image_raw`` -> ``/front/camera/camera_info``."""
+    parent = image_topic.rstrip('/').rsplit('/', 1)[0] if '/' in image_topic else ''
+    return f'{parent}/camera_info' if parent or image_topic.startswith('/') else 'camera_info'

@@ -142,3 +142,56 @@ class ControlWorker:
                 self._wake()
             except Exception:  # the guard condition is gone: the node is being destroyed
                 pass
+
+
+class ControlJobs:
+    """A node's control thread: started and stopped with the node, completions run on its executor.
+
+    The guard condition has its own callback group: an awaiting service callback holds its group, and
+    the completion it waits for must still be delivered.
+    """
+
+    def __init__(self, node: Any) -> None:
+        from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+        self._logger = node.get_logger()
+        self._worker: Optional[ControlWorker] = None
+        self._guard = node.create_guard_condition(self._deliver, MutuallyExclusiveCallbackGroup())
+
+    def start(self) -> None:
+        """Start the thread (a no-op while it runs)."""
+        if self._worker is None:
+            self._worker = ControlWorker(self._guard.trigger, self._log_error)
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Stop the thread (queued jobs are answered as skipped); True when it ended."""
+        worker, self._worker = self._worker, None
+        return worker.stop(timeout) if worker is not None else True
+
+    def submit(self, kind: str, run: Callable[[], Outcome], done: Callable[[Outcome], None],
+               coalesce: bool = False) -> None:
+        """Run ``run`` on the thread and ``done(outcome)`` on the executor; without a thread (not started
+        yet, shutting down) both run here and now."""
+        worker = self._worker
+        if worker is None:
+            done(run())
+            return
+        worker.submit(kind, run, done, coalesce=coalesce)
+
+    @property
+    def pending(self) -> int:
+        """Jobs queued or running."""
+        worker = self._worker
+        return worker.pending if worker is not None else 0
+
+    def wait_idle(self, timeout: Optional[float] = None) -> bool:
+        """Block until every queued job finished (tests); True unless timed out."""
+        worker = self._worker
+        return worker.wait_idle(timeout) if worker is not None else True
+
+    def _deliver(self) -> None:
+        worker = self._worker
+        if worker is not None:
+            worker.deliver()
+
+    def _log_error(self, message: str, trace: str) -> None:
+        self._logger.error(f'{message}\n{trace}')

@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from talk2dino_ros.contract.parameters import DEFAULT_MAX_INPUT_PIXELS, MAX_INPUT_SIDE  # noqa: F401
 from talk2dino_ros.errors import Talk2DinoError
 
 
@@ -52,13 +53,6 @@ class ImageTooLargeError(ImageConversionError):
         super().__init__(message, reason='too_large')
 
 
-#: widest/tallest frame the engine accepts (``talk2dino_ros.model.segmenter.MAX_IMAGE_SIDE``, kept equal by a
-#: test; repeated here so that this module stays free of torch): larger frames are refused as input here
-#: instead of failing in the engine
-MAX_INPUT_SIDE = 16384
-#: default pixel budget of a frame (4096 x 4096 = 16.7 MP): above every common camera (4K UHD is
-#: 8.3 MP, a 12 MP sensor 4000 x 3000) while capping the decoded RGB copy at 50 MB
-DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
 
 
 def check_input_size(width: int, height: int, max_pixels: Optional[int] = None,

@@ -222,3 +222,35 @@ class InputWatch:
                 f'{self._what} cannot arrive'
             self._node.get_logger().warning(diagnosis.line(what))
         return diagnosis
+
+
+class CameraWatches:
+    """One :class:`InputWatch` per camera of a node, and what they say in ``/diagnostics``."""
+
+    def __init__(self, node) -> None:
+        self._node = node
+        self.by_camera: Dict[str, InputWatch] = {}
+
+    def watch(self, camera: str, subscription, qos: object, flag: str) -> None:
+        """Explain a silent camera topic after a few seconds (``flag``: the name to remap, e.g. ``image``)."""
+        self.by_camera[camera] = InputWatch(self._node, subscription.topic_name, (qos,), 'no images',
+                                            flag=flag, wanted_type=type_name(subscription.msg_type))
+
+    def seen(self, camera: str) -> None:
+        watch = self.by_camera.get(camera)
+        if watch is not None:
+            watch.event()
+
+    def diagnostics(self) -> Tuple[str, Dict[str, str]]:
+        """(a message explaining the first silent camera or '', key/values of every silent one)."""
+        message, values = '', {}
+        several = len(self.by_camera) > 1
+        for camera, watch in self.by_camera.items():
+            diagnosis = watch.check()
+            if diagnosis is None:
+                continue
+            prefix = f'{camera}.' if several else ''
+            values.update({prefix + k: v for k, v in diagnosis.values.items()})
+            if not message:
+                message = diagnosis.line(f'no images for {watch.timer.silent_for():.0f} s')
+        return message, values

@@ -47,7 +47,6 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         self._enabled = False
         self._configured = False
         self._image_inputs: List[Any] = []
-        self._vocabulary_inputs: List[Any] = []
         self._loader: Optional[threading.Thread] = None
         self._worker: Optional[threading.Thread] = None
         self._worker_stop = threading.Event()
@@ -58,14 +57,15 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         self._settings = self._read_settings()
         self._stop.clear()
         self._mailbox.reopen()
-        if not self.load_model(self._settings):
+        if not self._model_loader.load(self._settings):
             self._host.release(f'configure failed: {self._host.load_error}')
             return TransitionCallbackReturn.FAILURE
-        self._start_control()
+        self._control.start()
         self._create_outputs()
-        self._vocabulary_inputs = self._create_vocabulary_inputs()
-        self._reload.clear()
-        self._loader = threading.Thread(target=self._load_loop, name='t2d_loader', daemon=True)
+        self._vocabulary.create_inputs()
+        self._model_loader.reload.clear()
+        self._loader = threading.Thread(target=self._model_loader.run, args=(self._stop,), name='t2d_loader',
+                                        daemon=True)
         self._loader.start()
         self._configured = True
         return TransitionCallbackReturn.SUCCESS
@@ -76,8 +76,8 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         self._image_inputs = self._create_image_inputs()
         self._worker_stop = threading.Event()  # never the event of an earlier worker that may still run
         self._enabled = True
-        self._worker = threading.Thread(target=self._work, args=(self._worker_stop,), name='t2d_worker',
-                                        daemon=True)
+        self._worker = threading.Thread(target=self._frame_worker.run, args=(self._worker_stop,),
+                                        name='t2d_worker', daemon=True)
         self._worker.start()
         return super().on_activate(state)
 
@@ -108,14 +108,14 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
     def _deactivate(self, deadline: Optional[float] = None) -> None:
         """Stop the worker and unsubscribe, within :data:`TRANSITION_BOUND_S` whatever frame is running.
 
-        Each activation's worker has its own stop event, set under the publish gate: from then on that worker
-        publishes nothing. A frame still running after the wait ends in the background (its outputs are
-        dropped) and its worker leaves; the next activate starts a new one and never revives the old one.
+        Each activation's worker has its own stop event, set under the worker's publish gate: from then on
+        that worker publishes nothing. A frame still running after the wait ends in the background (its
+        outputs are dropped) and its worker leaves; the next activate starts a new one, never the old one.
         """
         deadline = deadline if deadline is not None else time.monotonic() + TRANSITION_BOUND_S
         self._enabled = False
         worker, self._worker = self._worker, None
-        with self._publish_gate:
+        with self._frame_worker.gate:
             self._worker_stop.set()
         self._mailbox.poke()
         if worker is not None and worker is not threading.current_thread():
@@ -133,22 +133,13 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         deadline = time.monotonic() + TRANSITION_BOUND_S
         self._deactivate(deadline)
         self._stop.set()
-        self._reload.set()
+        self._model_loader.reload.set()
         loader, self._loader = self._loader, None
         if loader is not None and loader is not threading.current_thread():
-            # a load still running is discarded when it ends (EngineHost.release bumps its generation)
+            # a load still running is dropped when it ends (EngineHost.release bumps its generation)
             loader.join(timeout=max(0.0, deadline - time.monotonic() - _DESTROY_MARGIN_S))
-        self._stop_control(max(0.0, deadline - time.monotonic() - _DESTROY_MARGIN_S))
-        self._held = None
-        for entity in self._vocabulary_inputs:
-            if hasattr(entity, 'srv_type'):
-                self.destroy_service(entity)
-            elif hasattr(entity, 'timer_period_ns'):
-                self.destroy_timer(entity)
-            else:
-                self.destroy_subscription(entity)
-        self._vocabulary_inputs = []
-        self._vocab_watch = None
+        self._control.stop(max(0.0, deadline - time.monotonic() - _DESTROY_MARGIN_S))
+        self._vocabulary.destroy_inputs()
         for out in self._outputs.values():
             out.destroy()
         self._outputs = {}

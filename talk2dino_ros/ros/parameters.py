@@ -1,14 +1,7 @@
-"""Every parameter of the segmentation node: declaration (descriptions, ranges), validation, snapshot.
+"""The node side of the parameter table: declaration (descriptors), validation and a typed snapshot.
 
-One table (:data:`PARAMETERS`) drives the declarations, the validation callback, ``config/params.yaml``
-and the README table, so they cannot drift apart. Groups say what a change does at runtime:
-
-* ``model``: a new model is loaded in a background thread and swapped in atomically when it is ready;
-  a failed load keeps the previous model (and logs why).
-* ``engine``: the running model's windowing mode / resolution are replaced atomically.
-* ``legend``: the legend (ClassInfo) gets a new version: vocabulary, options, colours.
-* ``output``: takes effect with the next frame.
-* ``input``: read-only (the subscriptions are made once at start).
+The table itself is ROS-free, in :mod:`talk2dino_ros.contract.parameters` (re-exported here); see there for
+what each group does at runtime.
 """
 from __future__ import annotations
 
@@ -22,24 +15,13 @@ from rclpy.exceptions import ParameterUninitializedException
 from rclpy.parameter import Parameter
 
 from talk2dino_ros import catalog
-from talk2dino_ros.backend_names import BACKENDS, PRECISIONS
+from talk2dino_ros.contract.parameters import (  # noqa: F401  (re-exported: the table's public names)
+    MASK_TYPES, MAX_NAMES, METHODS, MODES, PARAMETERS, PATH_PARAM_NAMES, SPECS, VARIANTS, WEIGHT_PARAM_NAMES,
+    WEIGHT_PARAMS, ParamSpec)
 from talk2dino_ros.outputs.colors import ColorSpecError, parse_color_overrides
 from talk2dino_ros.ros.cameras import CameraConfigError, configure_cameras
-from talk2dino_ros.ros.image_conversion import DEFAULT_MAX_INPUT_PIXELS
-from talk2dino_ros.ros.qos import RELIABILITY_CHOICES
-from talk2dino_ros.ros.vocabulary import DEFAULT_MAX_CLASSES, MAX_NAMES, parse_vocabulary
+from talk2dino_ros.ros.vocabulary import parse_vocabulary
 
-METHODS = catalog.method_names()
-VARIANTS = catalog.variant_names()
-MODES = ('slide', 'whole', 'squash')
-MASK_TYPES = ('binary', 'score')
-# method -> {weight role of SegmenterConfig.weights: parameter name}
-WEIGHT_PARAMS: Dict[str, Dict[str, str]] = {
-    m.name: {role: catalog.ROLES[role].parameter for role in m.roles} for m in catalog.METHODS.values()}
-WEIGHT_PARAM_NAMES = frozenset(p for roles in WEIGHT_PARAMS.values() for p in roles.values())
-#: parameters naming files the node reads: fixed after start unless allow_runtime_weight_changes is true,
-#: because any participant of the DDS domain can set parameters
-PATH_PARAM_NAMES = WEIGHT_PARAM_NAMES | {'weights_dir', 'exported_model'}
 _DEVICE = re.compile(r'^(auto|cpu|cuda|cuda:\d+)$')
 
 
@@ -54,121 +36,27 @@ def fetch_hint(method: str = 'talk2dino', variant: str = 'vitb') -> str:
 FETCH_HINT = fetch_hint()
 
 
-@dataclass(frozen=True)
-class ParamSpec:
-    """One node parameter. ``default`` of ``None`` means a string array that starts unset."""
-
-    name: str
-    default: Any
-    description: str
-    group: str
-    choices: Tuple[str, ...] = ()
-    float_range: Optional[Tuple[float, float]] = None
-    int_range: Optional[Tuple[int, int]] = None
-    read_only: bool = False
-
-    def descriptor(self) -> ParameterDescriptor:
-        desc = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
-        if self.default is None:
-            desc.type = ParameterType.PARAMETER_STRING_ARRAY
-        if self.choices:
-            desc.additional_constraints = 'one of: ' + ', '.join(self.choices)
-        if self.float_range is not None:
-            desc.floating_point_range = [FloatingPointRange(
-                from_value=float(self.float_range[0]), to_value=float(self.float_range[1]), step=0.0)]
-        if self.int_range is not None:
-            desc.integer_range = [IntegerRange(
-                from_value=int(self.int_range[0]), to_value=int(self.int_range[1]), step=1)]
-        return desc
-
-
-PARAMETERS: Tuple[ParamSpec, ...] = (
-    # model: loaded in the background, swapped atomically
-    ParamSpec('method', catalog.DEFAULT_METHOD, 'Segmentation method.', 'model', choices=METHODS),
-    ParamSpec('variant', catalog.get_method(catalog.DEFAULT_METHOD).default_variant,
-              f'Backbone for {catalog.DEFAULT_METHOD}: {catalog.variants_help()} (the projection weights '
-              'must match).', 'model', choices=VARIANTS),
-    ParamSpec('weights_dir', '', 'Directory where fetch_weights put the files; a *_weights parameter left '
-              'empty means "the published file of this method/variant in weights_dir". Empty: '
-              '$T2D_WEIGHTS_DIR or ~/.cache/talk2dino_ros.', 'model'),
-    # one file parameter per weight role of the catalog
-    *(ParamSpec(role.parameter, '', role.description, 'model') for role in catalog.all_roles()),
-    ParamSpec('device', 'auto', 'auto (CUDA when available), cpu, cuda or cuda:N.', 'model',
-              choices=('auto', 'cpu', 'cuda', 'cuda:N')),
-    ParamSpec('fp16', False, 'fp16 autocast on CUDA (ignored on CPU).', 'model'),
-    ParamSpec('backend', 'torch', 'What runs the backbone: torch, or its exported ONNX file in openvino (Intel '
-              'CPU/iGPU), onnxruntime (CPU) or tensorrt (NVIDIA GPU, Jetson); built on first use and cached next '
-              'to the weights. Each runtime is an optional extra.', 'model', choices=BACKENDS),
-    ParamSpec('precision', 'fp32', 'fp32 (exact); bf16 on CPUs with bf16 instructions (torch, openvino); fp16 '
-              'on GPUs (torch on CUDA, tensorrt, openvino on an Intel GPU). Reduced precision is not exact.',
-              'model', choices=PRECISIONS),
-    ParamSpec('exported_model', '', 'An export_model ONNX file for the exported backends (checked against the '
-              'weights); empty: built and cached next to the weights.', 'model'),
-    ParamSpec('allow_runtime_weight_changes', False, 'Allow weights_dir and the *_weights paths to be changed '
-              'while the node runs (off: they are fixed at start, since any participant of the ROS domain can '
-              'set parameters).', 'input', read_only=True),
-    ParamSpec('allow_random_weights', False, 'Accept checkpoints of test widths (the random weights of '
-              'make_random_weights): for tests and smoke runs only, the output is meaningless.', 'model'),
-    # engine
-    ParamSpec('mode', 'whole', 'slide = benchmark protocol (448 windows, stride 224); whole = one pass '
-              'over the frame (fastest); squash = resize to a square (the authors\' demo).', 'engine',
-              choices=MODES),
-    ParamSpec('resolution', 448, 'Inference size of the short side, in pixels.', 'engine',
-              int_range=(28, 2048)),
-    # legend: a new ClassInfo version
-    ParamSpec('vocabulary', None, 'Class names to segment (also settable on the vocab topic and '
-              '~/set_vocabulary).', 'legend'),
-    ParamSpec('max_classes', DEFAULT_MAX_CLASSES, 'Most class names in one vocabulary (per-frame memory and '
-              'text encoding time grow with it); later names are rejected.', 'legend',
-              int_range=(1, MAX_NAMES)),
-    ParamSpec('background_threshold', 0.55, 'Score below which a pixel is background (label 0); '
-              '<= 0 disables the background class (argmax only).', 'legend',
-              float_range=catalog.BACKGROUND_THRESHOLD_RANGE),
-    ParamSpec('bg_clean', True, 'Background cleaning with the DINOv2 attention heads.', 'legend'),
-    ParamSpec('pamr', False, 'PAMR refinement (better edges, several times slower).', 'legend'),
-    ParamSpec('colors', None, 'Class colours: "#RRGGBB" for classes 1, 2, ... in order, or '
-              '"name=#RRGGBB" for a class by name; the rest use the default palette.', 'legend'),
-    # output
-    ParamSpec('max_rate', 0.0, 'Most frames processed per second (0 = as fast as possible).', 'output',
-              float_range=(0.0, 1000.0)),
-    ParamSpec('publish_masks', True, 'Publish ~/masks and ~/mask/<class> (only computed while '
-              'subscribed).', 'output'),
-    ParamSpec('mask_topics_limit', 32, 'Per-class ~/mask/<class> topics exist for the first this many '
-              'classes (each is a DDS publisher); ~/masks always carries every class.', 'output',
-              int_range=(0, 1024)),
-    ParamSpec('mask_type', 'binary', 'binary = mono8 0/255 masks; score = 32FC1 class scores.', 'output',
-              choices=MASK_TYPES),
-    ParamSpec('publish_overlay', True, 'Publish ~/overlay (only computed while subscribed).', 'output'),
-    ParamSpec('overlay_alpha', 0.5, 'Opacity of the class colours in ~/overlay.', 'output',
-              float_range=(0.0, 1.0)),
-    ParamSpec('max_input_pixels', DEFAULT_MAX_INPUT_PIXELS, 'Largest frame accepted, in pixels (width x '
-              'height, read from the header of compressed frames before decoding); larger frames are counted '
-              'as rejected. Default 4096 x 4096.', 'output', int_range=(1, 16384 * 16384)),
-    # input: fixed at start
-    ParamSpec('image_reliability', 'best_effort', 'QoS reliability of the image subscription.', 'input',
-              choices=RELIABILITY_CHOICES, read_only=True),
-    ParamSpec('image_depth', 5, 'QoS queue depth of the image subscription.', 'input',
-              int_range=(1, 100), read_only=True),
-    ParamSpec('compressed_input', False, 'Subscribe to sensor_msgs/CompressedImage on image/compressed '
-              'instead of the raw image topic.', 'input', read_only=True),
-    ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', 'input',
-              float_range=(0.1, 60.0), read_only=True),
-    ParamSpec('image_topics', None, 'Several cameras, one model: the image topics to segment, each with its '
-              'outputs under ~/<camera>/ (labels, class_info, ...); the latest frame of every camera goes '
-              'through one batched forward pass. Empty: the single image topic, outputs under ~/.', 'input',
-              read_only=True),
-    ParamSpec('camera_names', None, 'Names of the image_topics cameras (their output namespaces), in the same '
-              'order. Empty: derived from the topics (/front/camera/image_raw -> front).', 'input',
-              read_only=True),
-)
-SPECS: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The rcl ParameterDescriptor of a table row: description, read-only, array type, range, choices."""
+    desc = ParameterDescriptor(name=spec.name, description=spec.description, read_only=spec.read_only)
+    if spec.default is None:
+        desc.type = ParameterType.PARAMETER_STRING_ARRAY
+    if spec.choices:
+        desc.additional_constraints = 'one of: ' + ', '.join(spec.choices)
+    if spec.float_range is not None:
+        desc.floating_point_range = [FloatingPointRange(
+            from_value=float(spec.float_range[0]), to_value=float(spec.float_range[1]), step=0.0)]
+    if spec.int_range is not None:
+        desc.integer_range = [IntegerRange(
+            from_value=int(spec.int_range[0]), to_value=int(spec.int_range[1]), step=1)]
+    return desc
 
 
 def declare_parameters(node) -> None:
     """Declare every parameter of :data:`PARAMETERS` on ``node`` with its descriptor."""
     for spec in PARAMETERS:
         default = Parameter.Type.STRING_ARRAY if spec.default is None else spec.default
-        node.declare_parameter(spec.name, default, spec.descriptor())
+        node.declare_parameter(spec.name, default, descriptor(spec))
 
 
 def _parameter_value(node, name: str) -> Any:

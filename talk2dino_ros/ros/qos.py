@@ -12,10 +12,13 @@
 """
 from __future__ import annotations
 
+from typing import Optional
+
 from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
 
-RELIABILITY_CHOICES = ('best_effort', 'reliable')
+from talk2dino_ros.contract.outputs import QOS
+from talk2dino_ros.contract.parameters import RELIABILITY_CHOICES
 
 
 def image_input_qos(reliability: str = 'best_effort', depth: int = 5) -> QoSProfile:
@@ -33,10 +36,19 @@ def image_input_qos(reliability: str = 'best_effort', depth: int = 5) -> QoSProf
     )
 
 
-def output_qos(depth: int = 5) -> QoSProfile:
+def profile(kind: str, depth: Optional[int] = None) -> QoSProfile:
+    """The rclpy profile of an output QoS kind of the contract (``frame``, ``legend``, ``diagnostics``)."""
+    spec = QOS[kind]
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST, depth=spec.depth if depth is None else depth,
+        reliability=ReliabilityPolicy.RELIABLE if spec.reliability == 'reliable' else ReliabilityPolicy.BEST_EFFORT,
+        durability=(DurabilityPolicy.TRANSIENT_LOCAL if spec.durability == 'transient_local'
+                    else DurabilityPolicy.VOLATILE))
+
+
+def output_qos(depth: Optional[int] = None) -> QoSProfile:
     """Per-frame outputs (labels, masks, maps, overlay)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    return profile('frame', depth)
 
 
 def latched_qos() -> QoSProfile:
@@ -51,15 +63,13 @@ def vocabulary_volatile_qos() -> QoSProfile:
                       reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
 
 
-def legend_qos(depth: int = 10) -> QoSProfile:
+def legend_qos(depth: Optional[int] = None) -> QoSProfile:
     """Publisher QoS of the legends (~/class_info, ~/label_info): reliable + transient-local with a short
     history, so a legend published right before the next one is not overwritten before a live reader got it.
     A reader with depth 1 (the usual latched subscriber, or a late joiner) still gets just the newest."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
-                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return profile('legend', depth)
 
 
 def diagnostics_qos() -> QoSProfile:
     """/diagnostics as diagnostic_updater publishes it (reliable, volatile, depth 10)."""
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+    return profile('diagnostics')

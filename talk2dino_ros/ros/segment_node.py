@@ -16,7 +16,8 @@ from typing import Any, Callable, List, Optional
 
 def usage(prog: str, lifecycle: bool = False) -> str:
     """The ``--help`` text: what the node does, how to start it, its topics and every parameter."""
-    from talk2dino_ros.ros.parameters import PARAMETERS
+    from talk2dino_ros.contract.docs import outputs_help
+    from talk2dino_ros.contract.parameters import PARAMETERS
 
     kind = ('lifecycle variant (configure loads the model, activate segments) of the ' if lifecycle else '')
     lines = [
@@ -31,8 +32,7 @@ def usage(prog: str, lifecycle: bool = False) -> str:
         '',
         'inputs:  image (sensor_msgs/Image; image/compressed with compressed_input:=true), vocab (std_msgs/',
         '         String, latched or not), ~/set_vocabulary (service)',
-        'outputs: ~/labels, ~/class_info, ~/label_info, ~/masks, ~/mask/<class>, ~/confidence,',
-        '         ~/confidence_mono8, ~/background, ~/overlay, /diagnostics',
+        *outputs_help().splitlines(),
         '',
         'parameters (ros2 param describe <node> <name> shows ranges):',
     ]

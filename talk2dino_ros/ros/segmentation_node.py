@@ -1,56 +1,56 @@
 """The ROS 2 segmentation node: camera images + a dynamic vocabulary -> labels, legend, masks, maps.
 
-The jobs live in three places: :mod:`talk2dino_ros.ros.engine_host` holds the model and the legend state,
-:mod:`talk2dino_ros.ros.frame_outputs` the publishers and the lazy fan-out, and this module the
-callbacks, the worker loop and the diagnostics (:class:`SegmentationCore`, shared by the plain node
-below and the lifecycle node).
+:class:`SegmentationCore` wires the node's collaborators together and owns its parameters, threads and
+diagnostics; it is the shared base of the plain node below and of the lifecycle node
+(:mod:`talk2dino_ros.ros.lifecycle_node`). Each collaborator has one job and gets what it needs passed
+in (it never reaches into the node):
+
+* :class:`~talk2dino_ros.ros.engine_host.EngineHost`: the model and the legend state;
+* :class:`~talk2dino_ros.ros.vocabulary_control.VocabularyControl`: the vocabulary topic, service and
+  parameter, and the one path every vocabulary change takes;
+* :class:`~talk2dino_ros.ros.model_loader.ModelLoader`: the loader thread;
+* :class:`~talk2dino_ros.ros.frame_worker.FrameWorker`: the worker thread (segment, publish);
+* :class:`~talk2dino_ros.ros.frame_outputs.FrameOutputs`: one camera's publishers and lazy fan-out;
+* :class:`~talk2dino_ros.ros.control_worker.ControlJobs`: slow control work off the executor;
+* :class:`~talk2dino_ros.ros.input_watch.CameraWatches`: "no images" help.
 
 Threads and who owns what:
 * executor thread(s): callbacks only store things. The image callback puts the message into its camera's
-  slot of the mailbox (a newer frame replaces an untaken one, counted as dropped); vocabulary / parameter / service
-  callbacks validate, encode the new class names with the current model and swap in a new immutable
+  slot of the mailbox (a newer frame replaces an untaken one, counted as dropped); vocabulary / parameter /
+  service callbacks validate and hand the encoding to the control thread, which swaps in a new immutable
   :class:`LegendState` (the segmenter's ``set_vocabulary`` is atomic and only encodes uncached names).
-* worker thread: takes the latest frame of every camera, captures the current LegendState **once**,
-  publishes that state's ClassInfo if it is not the last one it published, runs the engine once for the
-  frames whose outputs somebody reads (lazy: the others are counted, not segmented) and publishes the
-  outputs that have subscribers. All per-frame outputs and the ClassInfo come from this one thread, in order, so the
-  labels of a frame always belong to the most recently published ClassInfo (same vocabulary_version).
-* loader thread: builds a model whenever the model parameters change (also at start), then swaps it in
-  atomically; a failed load keeps the previous model and logs why. The node never exits because of
-  missing or bad weights: it keeps publishing diagnostics and accepts a corrected path at runtime.
+* worker thread: see :mod:`talk2dino_ros.ros.frame_worker`; per-frame outputs and the ClassInfo come from
+  this one thread, in order.
+* loader thread: see :mod:`talk2dino_ros.ros.model_loader`.
 """
 from __future__ import annotations
 
 import sys
 import threading
 import time
-import traceback
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from talk2dino_ros.errors import Talk2DinoError
-from talk2dino_ros.outputs.banner import RANDOM_WEIGHTS_BANNER
-from talk2dino_ros.outputs.frame import build_frame_outputs
+from talk2dino_ros.ros.cameras import Camera, CameraConfigError, camera_info_topic, configure_cameras
+from talk2dino_ros.ros.control_worker import ControlJobs
 from talk2dino_ros.ros.engine_host import (  # noqa: F401  (re-exported: the node's public names)
     EngineHost, LegendState, SegmenterFactory, default_segmenter_factory, inference_options)
-from talk2dino_ros.ros.cameras import Camera, CameraConfigError, configure_cameras
 from talk2dino_ros.ros.frame_outputs import FrameOutputs
-from talk2dino_ros.ros.image_conversion import MAX_INPUT_SIDE, ImageConversionError, decode_compressed, to_rgb8
+from talk2dino_ros.ros.frame_worker import FrameWorker
+from talk2dino_ros.ros.input_watch import CameraWatches
 from talk2dino_ros.ros.mailbox import LatestMailbox
-from talk2dino_ros.ros.node_control import ControlMixin
+from talk2dino_ros.ros.model_loader import ModelLoader
 from talk2dino_ros.ros.parameters import (
     SPECS, WEIGHT_PARAM_NAMES, NodeSettings, current_values, declare_parameters, group_of, validate,
     validate_changes)
 from talk2dino_ros.ros.qos import diagnostics_qos, image_input_qos
 from talk2dino_ros.ros.stats import FrameStats
-from talk2dino_ros.ros.vocabulary import ParsedVocabulary
+from talk2dino_ros.ros.vocabulary_control import VocabularyControl
 
 
 #: the interpreter's thread switch interval the node runs with (Python's default is 5 ms)
@@ -69,54 +69,39 @@ def responsive_gil() -> None:
         sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
-@dataclass
-class _Frame:
-    msg: Any
-    received: float  # time.perf_counter() at the callback
-    compressed: bool
-    camera: str = ''  # output namespace of the camera ('' = the single camera)
+class SegmentationCore:
+    """Parameters, threads and diagnostics of the segmentation node, and the wiring of its collaborators.
 
-
-class SegmentationCore(ControlMixin):
-    """Callbacks, worker loop and diagnostics of the segmentation node, mixed into an rclpy node class.
-
-    The concrete classes decide when the parts are made: the plain node makes them all at start, the
-    lifecycle node in its transitions.
+    The base of the two rclpy node classes (it uses only their public rclpy ``Node`` API). They decide
+    when the parts are made: the plain node makes them all at start, the lifecycle node in its transitions.
     """
 
     # ------------------------------------------------------------------ setup
     def _init_core(self, segmenter_factory: Optional[SegmenterFactory]) -> None:
-        """Parameters, engine host and counters; no topics yet."""
+        """Parameters, collaborators and counters; no topics yet."""
         responsive_gil()
         declare_parameters(self)
         self._start_fixes: Dict[str, Any] = {}   # read-only parameters whose start value was invalid
         self._fix_invalid_start_values()
         self._settings = self._read_settings()
         self._host = EngineHost(segmenter_factory)
-        # thread id while the node itself sets 'vocabulary' (other threads' changes are still validated)
-        self._syncing_param: Optional[int] = None
-        self._sync_lock = threading.Lock()
         self._mailbox = LatestMailbox()
         self.stats = FrameStats()
         self._stop = threading.Event()
-        self._reload = threading.Event()
-        # held while a worker publishes and while a worker's stop event is set: a stopped worker (a
-        # deactivated lifecycle node) never publishes again, and stopping it waits one publish at most
-        self._publish_gate = threading.Lock()
         self._threads: List[threading.Thread] = []
         self._outputs: Dict[str, FrameOutputs] = {}
-        self._inputs: List[Any] = []
+        self._image_inputs: List[Any] = []
         self._cameras: Tuple[Camera, ...] = self._configure_cameras()
-        self._camera_frames: Dict[str, Dict[str, int]] = {
-            c.name: {'received': 0, 'processed': 0} for c in self._cameras}
         self._enabled = True           # ~/enable (plain node) / active (lifecycle node)
-        self._init_control()
-        self._idle = False             # the latest frames were skipped: nothing read any output
-        initial = self._settings.vocabulary_names
-        if initial:
-            parsed = self.parse_names(list(initial))
-            self._host.set_names(parsed.accepted)
-            self._log_parse('vocabulary parameter', parsed)
+        settings = self.current_settings
+        self._control = ControlJobs(self)
+        self._vocabulary = VocabularyControl(self, self._host, self._control, settings, self._mailbox.poke)
+        self._model_loader = ModelLoader(self, self._host, settings, self._vocabulary.legend_installed,
+                                         lambda: self._vocabulary.topic)
+        self._frame_worker = FrameWorker(self, self._host, self._mailbox, self.stats, self._cameras, settings,
+                                         lambda: self._outputs, lambda: self._enabled)
+        self._watches = CameraWatches(self)
+        self._vocabulary.use_start_value()
         self.add_on_set_parameters_callback(self._on_validate_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', diagnostics_qos())
@@ -155,41 +140,49 @@ class SegmentationCore(ControlMixin):
     def _read_settings(self) -> NodeSettings:
         return NodeSettings({**current_values(self), **self._start_fixes})
 
+    def current_settings(self) -> NodeSettings:
+        """The settings in force now (replaced as a whole on every parameter change)."""
+        return self._settings
+
     def _create_outputs(self) -> None:
         """The output publishers (one namespace per camera)."""
         self._outputs = {c.name: FrameOutputs(self, c.prefix) for c in self._cameras}
 
     def _create_inputs(self) -> None:
         """The camera and vocabulary subscriptions and the vocabulary service."""
-        self._inputs = [*self._create_image_inputs(), *self._create_vocabulary_inputs()]
+        self._image_inputs = self._create_image_inputs()
+        self._vocabulary.create_inputs()
 
     def _create_image_inputs(self) -> List[Any]:
-        """One image subscription per camera."""
+        """One image and one CameraInfo subscription per camera."""
         s = self._settings
         qos = image_input_qos(s.image_reliability, int(s.image_depth))
         subs = []
         for camera in self._cameras:
-            if s.compressed_input:  # image_transport's convention: <topic>/compressed
-                subs.append(self.create_subscription(
-                    CompressedImage, f'{camera.topic}/compressed',
-                    lambda m, c=camera.name: self._on_image(m, True, c), qos))
-                self._watch_input(camera.name, subs[-1], qos, f'{camera.topic}/compressed')
-            else:
-                subs.append(self.create_subscription(
-                    Image, camera.topic, lambda m, c=camera.name: self._on_image(m, False, c), qos))
-                self._watch_input(camera.name, subs[-1], qos, camera.topic)
+            # image_transport's convention: <topic>/compressed
+            topic = f'{camera.topic}/compressed' if s.compressed_input else camera.topic
+            subs.append(self.create_subscription(
+                CompressedImage if s.compressed_input else Image, topic,
+                lambda m, c=camera.name, z=bool(s.compressed_input): self._on_image(m, z, c), qos))
+            self._watches.watch(camera.name, subs[-1], qos, topic)
+            # image_transport's convention: the calibration is the sibling camera_info topic
+            subs.append(self.create_subscription(
+                CameraInfo, camera_info_topic(camera.resolved or self.resolve_topic_name(camera.topic)),
+                lambda m, c=camera.name: self._frame_worker.receive_camera_info(m, c), qos))
         return subs
 
     def _start_threads(self, loader: bool = True) -> None:
-        """Start the worker (and the model loader, which loads at once)."""
+        """Start the worker (and the model loader, which loads at once) and the control thread."""
         self._stop.clear()
-        self._threads = [threading.Thread(target=self._work, name='t2d_worker', daemon=True)]
+        self._threads = [threading.Thread(target=self._frame_worker.run, args=(self._stop,), name='t2d_worker',
+                                          daemon=True)]
         if loader:
-            self._threads.append(threading.Thread(target=self._load_loop, name='t2d_loader', daemon=True))
-            self._reload.set()
+            self._threads.append(threading.Thread(target=self._model_loader.run, args=(self._stop,),
+                                                  name='t2d_loader', daemon=True))
+            self._model_loader.reload.set()
         for thread in self._threads:
             thread.start()
-        self._start_control()
+        self._control.start()
 
     def _stop_threads(self, timeout: float = 3.0) -> None:
         """Stop the worker, loader and control threads, waiting at most ``timeout`` s in all: a frame, load
@@ -197,9 +190,9 @@ class SegmentationCore(ControlMixin):
         segment_node's entry point then leaves without tearing down the busy thread)."""
         deadline = time.monotonic() + timeout
         self._stop.set()
-        self._reload.set()
+        self._model_loader.reload.set()
         self._mailbox.close()
-        self._stop_control(timeout)
+        self._control.stop(timeout)
         for thread in self._threads:
             if thread.is_alive() and thread is not threading.current_thread():
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
@@ -236,6 +229,11 @@ class SegmentationCore(ControlMixin):
         return self._cameras
 
     @property
+    def vocabulary_topic(self) -> str:
+        """The resolved vocabulary topic (``/t2d/vocab`` under the launch file)."""
+        return self._vocabulary.topic
+
+    @property
     def enabled(self) -> bool:
         """False while paused (``~/enable``): frames are counted, not segmented."""
         return self._enabled
@@ -249,22 +247,19 @@ class SegmentationCore(ControlMixin):
         """The publishers of one camera (default: the first, i.e. the single camera of the default setup)."""
         return self._outputs[self._cameras[0].name if camera is None else camera]
 
+    def apply_vocabulary(self, names: Optional[Sequence[str]] = None,
+                         sync_parameter: bool = True) -> Tuple[bool, str]:
+        """Use these (already validated) names now, or rebuild the legend (blocking); (success, message)."""
+        return self._vocabulary.apply(names, sync_parameter)
+
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg: Any, compressed: bool, camera: str = '') -> None:
-        self.stats.received.add()
-        self._camera_frames[camera]['received'] += 1
-        self._input_seen(camera)
-        self._mailbox.put(_Frame(msg, time.perf_counter(), compressed, camera), key=camera)
-
-    def _log_parse(self, source: str, parsed: ParsedVocabulary) -> None:
-        if parsed.rejected or not parsed.accepted:
-            self.get_logger().warning(f'{source}: {parsed.summary()}')
-        if not parsed.accepted:
-            self.get_logger().error(f'{source}: no usable class name; keeping the current vocabulary')
+        self._watches.seen(camera)
+        self._frame_worker.receive(msg, compressed, camera)
 
     # ------------------------------------------------------------------ parameters
     def _on_validate_parameters(self, params: List[Parameter]) -> SetParametersResult:
-        if self._syncing_param == threading.get_ident():
+        if self._vocabulary.syncing_parameter:
             return SetParametersResult(successful=True)
         reasons = validate_changes(params, current_values(self))
         if reasons:
@@ -273,236 +268,31 @@ class SegmentationCore(ControlMixin):
 
     def _on_parameters_set(self, params: List[Parameter]) -> None:
         self._settings = self._read_settings()
-        if self._syncing_param == threading.get_ident():
+        if self._vocabulary.syncing_parameter:
             return
         names = {p.name for p in params}
         groups = group_of(names)
         if 'model' in groups:
-            self._reload.set()
+            self._model_loader.reload.set()
         if 'engine' in groups:
-            self.submit_engine_settings()  # on the control thread: the executor never waits for the model
-        if 'legend' in groups and ('vocabulary' in names or self._host.names):
-            new_names = None
-            if 'vocabulary' in names:
-                parsed = self.parse_names(list(self._settings.vocabulary_names))
-                self._log_parse('vocabulary parameter', parsed)
-                new_names = parsed.accepted
-                self._order.local_change()  # newer than a transient-local sample still held
+            self._submit_engine_settings()  # on the control thread: the executor never waits for the model
+        if 'legend' in groups:
+            self._vocabulary.parameters_changed(names)
 
-            def done(outcome: Tuple[bool, str]) -> None:
-                if not outcome[0]:
-                    self.get_logger().error(f'parameter change not applied: {outcome[1]}')
-            self.submit_vocabulary(new_names, sync_parameter=new_names is not None, done=done, coalesce=True)
+    def _submit_engine_settings(self) -> None:
+        """Give the running model the current mode/resolution, on the control thread."""
+        def run() -> Tuple[bool, str]:
+            why = self._host.apply_engine_settings(self._settings)
+            return (why is None, why or '')
 
-    # ------------------------------------------------------------------ vocabulary / legend
-    def apply_vocabulary(self, names: Optional[Sequence[str]] = None,
-                         sync_parameter: bool = True) -> Tuple[bool, str]:
-        """Use these (already validated) names, or rebuild the legend from the current ones.
-
-        Returns (success, message). Without a model the names are kept for when it is loaded.
-        """
-        outcome = self._host.apply_vocabulary(names, self._settings)
-        if outcome.state is not None:
-            self._legend_installed(outcome.state)
-        if names is not None and sync_parameter and outcome.ok:
-            self._sync_vocabulary_parameter(self._host.names)
-        return outcome.ok, outcome.message
-
-    def _legend_installed(self, state: LegendState) -> None:
-        self._mailbox.poke()  # the worker publishes the new legend now, not with the next frame
-        self.get_logger().info(
-            f'vocabulary v{state.version} ({state.method}): {len(state.names)} classes: '
-            + ', '.join(state.names[:20]) + (' ...' if len(state.names) > 20 else ''))
-
-    def _sync_vocabulary_parameter(self, names: Sequence[str]) -> None:
-        """Keep the 'vocabulary' parameter equal to the vocabulary in use (after a topic/service change)."""
-        with self._sync_lock:
-            self._syncing_param = threading.get_ident()
-            try:
-                self.set_parameters([Parameter('vocabulary', Parameter.Type.STRING_ARRAY, list(names))])
-            finally:
-                self._syncing_param = None
-
-    # ------------------------------------------------------------------ model loading
-    def _load_loop(self) -> None:
-        last_poll = 0.0
-        while not self._stop.is_set():
-            requested = self._reload.wait(timeout=0.5)
-            if self._stop.is_set():
-                break
-            if not requested:
-                # a missing file may appear later (fetch_weights run after the node started)
-                now = time.monotonic()
-                if now - last_poll < 2.0:
-                    continue
-                last_poll = now
-                if not self._host.missing_files_appeared():
-                    continue
-            self._reload.clear()
-            settings = self._settings
-            if self._host.needs_load(settings):
-                self.load_model(settings)
-            elif self._host.forget_failed_load():
-                # the parameters are back to the running model's: its failed successor no longer matters
-                self.get_logger().info('model parameters match the running model again; last load error cleared')
-
-    def load_model(self, settings: NodeSettings) -> bool:
-        """Load the model of ``settings`` now (blocking) and log what happened; True on success."""
-        log = self.get_logger()
-        keep = ('keeping the previous model' if self._host.segmenter is not None else
-                'the node stays up and publishes only diagnostics until a loadable weight path is set')
-        if settings.allow_random_weights and not settings.missing_weight_files():
-            log.warning('!!! allow_random_weights is true: checkpoints of test widths are accepted; with '
-                        'random weights the output is meaningless. Use this only for tests and smoke runs. !!!')
-        if not settings.missing_weight_files():
-            log.info(f'loading the {settings.method} model ({settings.variant}, device {settings.device}) ...')
-        outcome = self._host.load(settings, self.get_fully_qualified_name())
-        if not outcome.ok:
-            if outcome.missing:
-                log.error(f'{outcome.error}; {outcome.detail}; {keep}')
-            else:
-                log.error(f'could not load the {settings.method} model: '
-                          f'{outcome.error.removeprefix("model load failed: ")}; {keep}'
-                          + (f'\n{outcome.detail}' if outcome.detail else ''))
-            return False
-        if outcome.state is not None:
-            self._legend_installed(outcome.state)
-        log.info(f'model ready: {settings.method}/{settings.variant} on {self._host.device} in '
-                 f'{outcome.seconds:.1f} s' + ('' if self._host.names else
-                                               '; waiting for a vocabulary on ' + self.vocabulary_topic))
-        return True
-
-    # ------------------------------------------------------------------ worker
-    def _work(self, stop: Optional[threading.Event] = None) -> None:
-        """The worker loop, until ``stop`` (default: the node's stop event) is set."""
-        stop = stop or self._stop
-        published: Optional[LegendState] = None
-        next_start = 0.0
-        while not stop.is_set():
-            self._mailbox.wait(timeout=0.5)
-            if stop.is_set():
-                break
-            rate = float(self._settings.max_rate)
-            if rate > 0 and self._mailbox.has_item():
-                delay = next_start - time.perf_counter()
-                if delay > 0 and stop.wait(delay):
-                    break
-            state = self._host.state  # captured once for the legend and the frame
-            try:
-                if state is not published and state is not None:
-                    with self._publish_gate:
-                        if stop.is_set():
-                            break
-                        self._publish_legend(state)
-                    published = state
-                self._sync_mask_publishers()
-                frames = self._mailbox.take_all()  # the latest frame of each camera
-                if not frames:
-                    continue
-                next_start = time.perf_counter() + (1.0 / rate if rate > 0 else 0.0)
-                if state is None:
-                    self.stats.skipped_not_ready += len(frames)
-                    continue
-                if not self._enabled:
-                    self.stats.skipped_paused += len(frames)
-                    continue
-                self._process(list(frames.values()), state, stop)
-            except Exception as exc:  # never let the worker die
-                if not rclpy.ok(context=self.context):
-                    break
-                self.stats.failed_frames += 1
-                self.stats.last_error = f'{type(exc).__name__}: {exc}'
-                self.get_logger().error(f'frame failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}',
-                                        throttle_duration_sec=5.0)
-
-    def _publish_legend(self, state: LegendState) -> None:
-        stamp = self.get_clock().now().to_msg()
-        for out in self._outputs.values():
-            out.publish_legend(state, stamp)
-
-    def _sync_mask_publishers(self) -> None:
-        """Make the ``mask/<class>`` publishers follow the current legend (on the executor thread)."""
-        def wanted():
-            return FrameOutputs.wanted_mask_tokens(self._host.state, self._settings)
-        for out in self._outputs.values():
-            out.sync_mask_publishers(wanted)
-
-    def _decode(self, frame: _Frame) -> Optional[Any]:
-        """The frame as RGB uint8, or None when it is rejected (counted and logged)."""
-        # sizes are checked from width x height or the compressed header before anything is decoded
-        limits = dict(max_pixels=int(self._settings.max_input_pixels), max_side=MAX_INPUT_SIDE)
-        try:
-            return (decode_compressed(frame.msg, **limits) if frame.compressed
-                    else to_rgb8(frame.msg, **limits))
-        except ImageConversionError as exc:  # rejected input, never an engine failure
-            self.stats.reject(exc.reason, str(exc))
-            self.get_logger().error(f'image rejected: {exc}', throttle_duration_sec=5.0)
-            return None
-
-    @staticmethod
-    def _segment(images: List[Any], state: LegendState) -> List[Any]:
-        """One engine call for the latest frame of every camera (a batch when there are several)."""
-        segmenter = state.segmenter
-        if len(images) > 1 and hasattr(segmenter, 'segment_batch'):
-            return list(segmenter.segment_batch(images, vocabulary=state.vocabulary, options=state.options))
-        return [segmenter.segment(image, vocabulary=state.vocabulary, options=state.options) for image in images]
-
-    def _process(self, frames: List[_Frame], state: LegendState, stop: Optional[threading.Event] = None) -> None:
-        """Segment the latest frame of each camera whose outputs somebody reads, publish what is read
-        (nothing once ``stop`` is set: the worker was stopped while the frame ran)."""
-        stop = stop or self._stop
-        settings = self._settings
-        jobs = []
-        unread = 0
-        for frame in frames:
-            out = self._outputs[frame.camera]
-            wanted = out.wanted(state, settings)
-            if not wanted:  # lazy: nothing reads this camera's outputs, so nothing is computed
-                unread += 1
-                continue
-            rgb = self._decode(frame)
-            if rgb is not None:
-                out.last_frame_id = frame.msg.header.frame_id
-                jobs.append((frame, out, rgb, wanted))
-        self.stats.skipped_no_subscriber += unread
-        self._idle = unread == len(frames)
-        if not jobs:
-            return
-        started = time.perf_counter()
-        try:
-            results = self._segment([rgb for _, _, rgb, _ in jobs], state)
-        except Talk2DinoError as exc:
-            self.stats.failed_frames += len(jobs)
-            self.stats.last_error = str(exc)
-            self.get_logger().error(f'segmentation failed: {exc}', throttle_duration_sec=5.0)
-            return
-        self.stats.inference_ms.add((time.perf_counter() - started) * 1000.0)
-        for (frame, out, rgb, wanted), result in zip(jobs, results):
-            try:
-                images = build_frame_outputs(
-                    result, wanted, rgb=rgb, colors=state.colors, names=state.names,
-                    overlay_alpha=float(settings.overlay_alpha),
-                    mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type,
-                    banner=RANDOM_WEIGHTS_BANNER if getattr(state.segmenter, 'random_weights', False) else '')
-                with self._publish_gate:
-                    if stop.is_set():
-                        return
-                    out.publish(images, frame.msg.header, state, settings)
-            except Exception as exc:  # one camera's failure must not cost the others their outputs
-                if not rclpy.ok(context=self.context):
-                    raise
-                self.stats.failed_frames += 1
-                self.stats.last_error = f'{type(exc).__name__}: {exc}'
-                self.get_logger().error(f'frame failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}',
-                                        throttle_duration_sec=5.0)
-                continue
-            self.stats.latency_ms.add((time.perf_counter() - frame.received) * 1000.0)
-            self.stats.processed.add()
-            self._camera_frames[frame.camera]['processed'] += 1
+        def finished(outcome: Tuple[bool, str]) -> None:
+            if not outcome[0]:
+                self.get_logger().error(outcome[1])
+        self._control.submit('engine', run, finished, coalesce=True)
 
     # ------------------------------------------------------------------ diagnostics
     def _diagnostic_level(self, input_message: str = '') -> Tuple[int, str]:
-        """Level and message; ``input_message`` explains a silent input (see node_control)."""
+        """Level and message; ``input_message`` explains a silent input (see input_watch)."""
         state = self._host.state
         if self._host.model_error:
             return DiagnosticStatus.ERROR, self._host.model_error
@@ -514,7 +304,7 @@ class SegmentationCore(ControlMixin):
             return DiagnosticStatus.WARN, input_message or 'no images received'
         if not self._enabled:
             return DiagnosticStatus.OK, 'paused: frames are not segmented'
-        if self._idle and self.stats.processed.rate() == 0.0:
+        if self._frame_worker.idle and self.stats.processed.rate() == 0.0:
             return DiagnosticStatus.OK, 'idle: nothing subscribes to an output, frames are not segmented'
         return DiagnosticStatus.OK, 'segmenting'
 
@@ -525,7 +315,9 @@ class SegmentationCore(ControlMixin):
         # the fully qualified name keeps two instances (namespace:=front / rear) apart in /diagnostics
         status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: segmentation',
                                   hardware_id=host.device or s.device)
-        input_message, input_values = self._input_diagnostics()
+        input_message, input_values = self._watches.diagnostics()
+        input_values.update(self._vocabulary.diagnostics())
+        input_values['control_jobs_pending'] = str(self._control.pending)
         status.level, status.message = self._diagnostic_level(input_message)
         values = dict(self.stats.summary(self._mailbox.dropped))
         values.update(input_values)
@@ -541,7 +333,7 @@ class SegmentationCore(ControlMixin):
         })
         if len(self._cameras) > 1 or self._cameras[0].name:
             for camera in self._cameras:
-                counts = self._camera_frames[camera.name]
+                counts = self._frame_worker.camera_frames[camera.name]
                 values.update({f'{camera.name}.topic': camera.resolved,
                                f'{camera.name}.frames_received': str(counts['received']),
                                f'{camera.name}.frames_processed': str(counts['processed']),

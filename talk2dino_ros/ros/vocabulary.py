@@ -18,17 +18,10 @@ from dataclasses import dataclass
 from typing import Iterable, List, Sequence, Tuple, Union
 
 from talk2dino_ros.class_names import BACKGROUND, is_background, name_key, name_problem
+from talk2dino_ros.contract.parameters import DEFAULT_MAX_CLASSES, MAX_NAMES  # noqa: F401  (the table's limits)
 
 #: longest accepted class name; CLIP's context is 77 tokens, ~200 characters is well inside it for text
 MAX_NAME_CHARS = 200
-#: most names the parser ever accepts, and the largest value of the node's ``max_classes`` parameter
-#: (labels are mono16 above 255 classes, so this is not a format limit)
-MAX_NAMES = 2048
-#: default of the node's ``max_classes`` parameter. Per-frame memory and text-encoding time grow with the
-#: number of classes; at 2048 a single frame could take several GB. 1024 is half of that, still far more
-#: classes than open-vocabulary prompts use in practice, and a deployment with measured headroom can
-#: raise the parameter up to :data:`MAX_NAMES`.
-DEFAULT_MAX_CLASSES = 1024
 
 
 @dataclass(frozen=True)

@@ -295,7 +295,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> FitResult:
         total_samples += n
         total_time += seconds
         record: Dict[str, float] = {'epoch': epoch + 1, 'loss': loss_sum / n, 'seconds': seconds,
-                                    'samples_per_s': n / max(seconds, 1e-9)}
+                                    'samples_per_s': n / max(seconds, 1e-9),
+                                    'random_weights': train.random_weights}  # said in history.jsonl too
         if val is not None:
             record.update(val.evaluate(head, device, cfg.recall_ks))
         history.append(record)

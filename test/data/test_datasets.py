@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from synthetic_layouts import H, W, make_layout, write_label
+from helpers.datasets import H, W, make_layout, write_label
 from talk2dino_ros.data.benchmarks import (BENCHMARK_ORDER, BENCHMARKS, get_benchmark, paper_miou,
                                            protocol)
 from talk2dino_ros.data.datasets import (DatasetError, SegmentationDataset, load_image,

@@ -1,14 +1,5 @@
 """Fixtures for the field-readiness tests (bags, LabelInfo, soak, faults)."""
-import os
-import random
-import sys
-from pathlib import Path
-
 import pytest
-
-os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random().randint(0, 101)))
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture(scope='session')

@@ -4,7 +4,7 @@ from typing import Dict, Optional, Set
 
 import pytest
 
-from field_fakes import OracleSegmenter
+from helpers.segmenters import OracleSegmenter
 from talk2dino_ros.bags import bag_io
 from talk2dino_ros.cli import evaluate as ev, make_demo_bag, segment_bag
 from talk2dino_ros.cli.evaluate_bag import stored_classes

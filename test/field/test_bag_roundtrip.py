@@ -2,7 +2,9 @@
 import numpy as np
 import pytest
 
-from field_fakes import OracleSegmenter, read_bag
+from helpers.bags import read_bag
+
+from helpers.segmenters import OracleSegmenter
 from talk2dino_ros.bags import bag_io
 from talk2dino_ros.cli import make_demo_bag, segment_bag
 from talk2dino_ros.evaluation.bag import evaluate_bag
@@ -187,7 +189,7 @@ def test_evaluate_bag_cli_flags_fit_evaluates_parser(tmp_path, capsys):
     assert result['mIoU'] == 100.0 and out.is_file() and 'mIoU 100.00' in capsys.readouterr().out
     assert run_bag_cli(parse('--prediction-topic', GT, '--label-topic', GT, '--classes', 'a,b,c,d'))['mIoU'] == 100.0
     # without --classes the class list stored in the demo bag's metadata is used (issue 18); a bag that
-    # stores none is refused naming --classes (test/test_evaluate_extras.py)
+    # stores none is refused naming --classes (test/cli/test_evaluate_extras.py)
     assert run_bag_cli(parse('--image-topic', IMG, '--label-topic', GT),
                        make_segmenter=lambda: OracleSegmenter(make_demo_bag._COLOURS))['mIoU'] == 100.0
     with pytest.raises(bag_io.BagError, match='topics present'):

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_soak_smoke_has_no_mismatches(tmp_path):
     out = tmp_path / 'soak.json'
-    proc = subprocess.run([sys.executable, '-m', 'talk2dino_ros.ros.soak', '--duration', '5', '--change-period', '0.5',
+    proc = subprocess.run([sys.executable, '-m', 'talk2dino_ros.cli.soak', '--duration', '5', '--change-period', '0.5',
                            '--rate', '15', '--json', str(out), '--quiet'],
                           cwd=str(ROOT), capture_output=True, text=True, timeout=240)
     assert out.is_file(), proc.stdout + proc.stderr[-3000:]
@@ -38,7 +38,7 @@ def test_soak_checks_count_each_kind_of_fault():
     from std_msgs.msg import Header
     from talk2dino_ros.msg import ClassInfo, ClassMasks
 
-    from talk2dino_ros.ros.soak import Soak, build_parser
+    from talk2dino_ros.cli.soak import Soak, build_parser
 
     args = build_parser().parse_args(['--width', '4', '--height', '2'])
     assert isinstance(args, argparse.Namespace)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from install_tools import ROOT, VENV, make_workspace, readme_commands, ros_shell_env, run
+from helpers.install import ROOT, VENV, make_workspace, readme_commands, ros_shell_env, run
 
 pytestmark = pytest.mark.slow
 PKG = 'talk2dino_ros'

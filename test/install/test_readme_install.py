@@ -6,7 +6,7 @@ checks the parts that cannot run here (apt, venv on the system Python) for what 
 import re
 import shlex
 
-from install_tools import ROOT, readme_commands, readme_install_block
+from helpers.install import ROOT, readme_commands, readme_install_block
 
 
 def index_of(lines, pattern):

@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from install_tools import DISTROS, OS_NAME, ROOT, make_workspace, readme_commands, rosdep_env, run
+from helpers.install import DISTROS, OS_NAME, ROOT, make_workspace, readme_commands, rosdep_env, run
 
 pytest.importorskip('rosdep2', reason='rosdep is installed by scripts/setup.sh (requirements-dev.txt)')
 

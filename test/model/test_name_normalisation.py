@@ -10,7 +10,8 @@ from talk2dino_ros.model.text import tokenize
 from talk2dino_ros.ros.vocabulary import parse_vocabulary
 
 TRICKY = ['cat', '&#99;at', '&amp;#99;at', '&amp;amp;amp;', 'Ã©cole', '\u201ccat\u201d', 'ﬁsh', 'ＣＡＴ',
-          '  a \t big   dog ', '&#98;ackground', 'Zürich', 'e\u0301', '猫', '🚲', '&lt;b&gt;', 'R&amp;D']
+          '  a \t big   dog ', '&#98;ackground', 'Zürich', 'e\u0301', '猫', '🚲', '&lt;b&gt;', 'R&amp;D',
+          'a\r\nb', 'x\x1b[31my', 'tab\tbed', 'nul\x00l', 'del\x7f', ' Mixed CASE  ', "it's", '<b>&amp;</b>']
 
 
 def test_tokenizer_reads_exactly_what_open_clip_reads():

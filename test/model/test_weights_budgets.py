@@ -1,6 +1,6 @@
 """Crafted weight files of a few kB must cost little: one CheckpointError line naming the file, <2 s, <200 MB.
 
-Each file is loaded in a child process (test/model/load_probe.py) that measures the peak RSS of that
+Each file is loaded in a child process (test/helpers/load_probe.py) that measures the peak RSS of that
 load alone and caps its address space, so a reader without budgets fails the test instead of the machine.
 """
 import json
@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-import hostile_weights as hw
+from helpers import hostile_weights as hw
 
-HERE = Path(__file__).resolve().parent
+HELPERS = Path(__file__).resolve().parents[1] / 'helpers'
 MB = 1 << 20
 BIG = 256 * MB  # what the bombs claim; each file stays well under 1 MB
 
@@ -70,8 +70,8 @@ def probed(tmp_path_factory):
         assert path.stat().st_size < MB, name  # small on disk: the cost is all in the reading
     argv = [str(a) for path, loader in files.values() for a in (path, loader)]
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=os.pathsep.join(
-        [str(HERE.parents[1])] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
-    proc = subprocess.run([sys.executable, str(HERE / 'load_probe.py'), *argv], capture_output=True, text=True,
+        [str(HELPERS.parents[1])] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]))
+    proc = subprocess.run([sys.executable, str(HELPERS / 'load_probe.py'), *argv], capture_output=True, text=True,
                           timeout=300, env=env)
     reports = {json.loads(line)['path']: json.loads(line) for line in proc.stdout.splitlines() if line.startswith('{')}
     return {name: reports.get(str(path), {'error': 'no report', 'message': proc.stderr[-2000:]})

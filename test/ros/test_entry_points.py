@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from ros_fakes import wait_for
-from talk2dino_ros.ros import image_folder_publisher as pub
+from helpers.ros import wait_for
+from talk2dino_ros.cli import image_folder_publisher as pub
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,7 +74,7 @@ def test_image_folder_publisher_process_publishes_synthetic_frames(ros_context, 
     node = Node('listener', context=ros_context)
     node.create_subscription(Image, '/demo_image', received.append, output_qos(depth=50))
     spin(node)
-    proc = Process(['talk2dino_ros.ros.image_folder_publisher', '--topic', '/demo_image', '--rate', '20',
+    proc = Process(['talk2dino_ros.cli.image_folder_publisher', '--topic', '/demo_image', '--rate', '20',
                     '--count', '60', '--width', '64', '--height', '48', '--frame-id', 'demo_cam'])
     try:
         wait_for(lambda: received, timeout=20.0, what='a demo frame')
@@ -167,7 +167,7 @@ def test_segment_node_process_with_tiny_weights_labels_images(ros_context, spin,
 
 
 def test_latency_probe_runs_and_reports(capsys):
-    from talk2dino_ros.ros import latency_probe
+    from talk2dino_ros.cli import latency_probe
     assert latency_probe.main(['--frames', '3', '--warmup', '1', '--width', '32', '--height', '24']) == 0
     out = capsys.readouterr().out
     assert 'engine=null image 32x24' in out

@@ -7,9 +7,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from talk2dino_ros.contract.docs import rviz_displays
+from talk2dino_ros.contract.parameters import PARAMETERS
+
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH_FILE = ROOT / 'launch' / 'segment.launch.py'
-ARGUMENTS = {'image', 'params_file', 'vocabulary', 'rviz', 'namespace', 'vocab_topic', 'use_sim_time', 'lifecycle', 'autostart'}
+BASE_ARGUMENTS = {'image', 'params_file', 'rviz', 'namespace', 'vocab_topic', 'use_sim_time', 'lifecycle', 'autostart'}
+ARGUMENTS = BASE_ARGUMENTS | {spec.name for spec in PARAMETERS}
 
 
 class Recorded:
@@ -111,10 +115,10 @@ def test_vocabulary_namespace_image_and_rviz(launch_module):
     assert rviz_file.is_file()
     displays = yaml.safe_load(rviz_file.read_text())['Visualization Manager']['Displays']
     # the RViz topics follow image:= and namespace:=
-    assert [d['Topic']['Value'] for d in displays] == ['/cam/front/image', '/front/talk2dino/overlay',
-                                                        '/front/talk2dino/labels']
+    assert [d['Topic']['Value'] for d in displays] == ['/cam/front/image', '/front/talk2dino/labels',
+                                                        '/front/talk2dino/overlay']
     template = yaml.safe_load((ROOT / 'config' / 'talk2dino.rviz').read_text())['Visualization Manager']['Displays']
-    assert [d['Topic']['Value'] for d in template] == ['/camera/image_raw', '/talk2dino/overlay', '/talk2dino/labels']
+    assert [d['Topic']['Value'] for d in template] == ['/camera/image_raw', '/talk2dino/labels', '/talk2dino/overlay']
 
 
 def test_with_launch_ros():
@@ -186,5 +190,56 @@ def test_rviz_missing_says_what_to_install_and_keeps_the_node(launch_module, mon
 def test_rviz_topics_without_namespace(launch_module):
     _, (_, rviz) = run(launch_module, rviz='true', image='camera/color')
     displays = yaml.safe_load(Path(rviz.kwargs['arguments'][1]).read_text())['Visualization Manager']['Displays']
-    assert [d['Topic']['Value'] for d in displays] == ['/camera/color', '/talk2dino/overlay', '/talk2dino/labels']
+    assert [d['Topic']['Value'] for d in displays] == ['/camera/color', '/talk2dino/labels', '/talk2dino/overlay']
     assert rviz.kwargs['parameters'] == [{'use_sim_time': False}]
+
+
+def test_every_parameter_is_an_argument_left_to_the_params_file_unless_given(launch_module):
+    args, (node,) = run(launch_module)
+    for spec in PARAMETERS:
+        assert args[spec.name]['default_value'] == '' and spec.description in args[spec.name]['description']
+    assert node.kwargs['parameters'] == [args['params_file']['default_value']]  # nothing overrides the file
+    _, (node,) = run(launch_module, allow_random_weights='true', weights_dir='/w', resolution='640',
+                     overlay_alpha='0.25', image_topics='/front/image_raw, /rear/image_raw', camera_names='[f, r]',
+                     fp16='false')
+    assert node.kwargs['parameters'][1] == {
+        'allow_random_weights': True, 'weights_dir': '/w', 'resolution': 640, 'overlay_alpha': 0.25, 'fp16': False,
+        'image_topics': ['/front/image_raw', '/rear/image_raw'], 'camera_names': ['f', 'r']}
+
+
+@pytest.mark.parametrize('name, text, words', [('resolution', 'abc', 'not an integer'),
+                                               ('overlay_alpha', 'half', 'not a number'),
+                                               ('pamr', 'maybe', 'not true or false')])
+def test_a_bad_argument_is_one_line_naming_it(launch_module, name, text, words):
+    with pytest.raises(ValueError) as info:
+        run(launch_module, **{name: text})
+    assert str(info.value) == f'launch argument {name}:={text!r} is {words}'
+
+
+def _rviz_topics(rviz):
+    displays = yaml.safe_load(Path(rviz.kwargs['arguments'][1]).read_text())['Visualization Manager']['Displays']
+    return [(d['Name'], d['Topic']['Value']) for d in displays]
+
+
+def test_rviz_shows_every_camera_of_image_topics(launch_module):
+    _, (_, rviz) = run(launch_module, rviz='true', namespace='robot',
+                       image_topics='/front/camera/image_raw, /rear/camera/image_raw')
+    assert _rviz_topics(rviz) == [
+        ('front Camera', '/front/camera/image_raw'), ('front Labels', '/robot/talk2dino/front/labels'),
+        ('front Overlay', '/robot/talk2dino/front/overlay'),
+        ('rear Camera', '/rear/camera/image_raw'), ('rear Labels', '/robot/talk2dino/rear/labels'),
+        ('rear Overlay', '/robot/talk2dino/rear/overlay')]
+
+
+def test_rviz_reads_the_cameras_from_the_params_file(launch_module, tmp_path):
+    params = tmp_path / 'params.yaml'
+    params.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'image_topics': ['/left/image', '/right/image'], 'camera_names': ['l', 'r']}}}))
+    _, (_, rviz) = run(launch_module, rviz='true', params_file=str(params))
+    assert [t for _, t in _rviz_topics(rviz)] == ['/left/image', '/talk2dino/l/labels', '/talk2dino/l/overlay',
+                                                  '/right/image', '/talk2dino/r/labels', '/talk2dino/r/overlay']
+
+
+def test_the_rviz_template_shows_what_the_output_table_says():
+    template = yaml.safe_load((ROOT / 'config' / 'talk2dino.rviz').read_text())
+    assert template['Visualization Manager']['Displays'] == rviz_displays([('', '/camera/image_raw')], '/talk2dino')

@@ -12,7 +12,9 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 
-from ros_fakes import NODE, FakeFactory, FakeSegmenter, Probe, expected_labels, wait_for
+from helpers.ros import NODE, Probe, wait_for
+
+from helpers.segmenters import FakeFactory, FakeSegmenter, expected_labels
 from talk2dino_ros.msg import ClassInfo
 from talk2dino_ros.ros.engine_host import EngineHost
 from talk2dino_ros.ros.image_conversion import image_to_numpy, numpy_to_image

@@ -7,15 +7,17 @@ import time
 import numpy as np
 from lifecycle_msgs.msg import Transition
 from lifecycle_msgs.srv import ChangeState
-from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
 
-from ros_fakes import NODE, FakeFactory, wait_for
+from helpers.ros import NODE, wait_for
+from helpers.segmenters import FakeFactory
 from talk2dino_ros.msg import ClassInfo
 from talk2dino_ros.ros.image_conversion import numpy_to_image
-from talk2dino_ros.ros.qos import legend_qos
+from talk2dino_ros.ros.qos import legend_qos, output_qos
 from test_lifecycle_node import make_lifecycle  # noqa: F401  (the fixture)
 
-SUCCESS = TransitionCallbackReturn.SUCCESS
 #: the shutdown bound a transition must keep, whatever frame is running
 TRANSITION_BOUND_S = 3.0
 
@@ -30,17 +32,21 @@ def legend_counts(msgs):
 
 
 class Stream:
-    """Frames at 30 Hz from a thread until stopped."""
+    """Frames at 30 Hz on ``publisher`` from a thread until stopped."""
 
-    def __init__(self, probe, rate=30.0):
-        self.probe, self.period = probe, 1.0 / rate
+    def __init__(self, publisher, rate=30.0):
+        self.publisher, self.period = publisher, 1.0 / rate
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         rgb = np.full((6, 8, 3), 200, np.uint8)
+        stamp = 0
         while not self.stop.is_set():
-            self.probe.image_pub.publish(numpy_to_image(rgb, 'rgb8', self.probe.next_header()))
+            stamp += 1
+            header = Header(frame_id='camera')
+            header.stamp.sec = stamp
+            self.publisher.publish(numpy_to_image(rgb, 'rgb8', header))
             time.sleep(self.period)
 
     def __enter__(self):
@@ -50,6 +56,37 @@ class Stream:
     def __exit__(self, *exc):
         self.stop.set()
         self.thread.join()
+
+
+class OwnParticipant:
+    """A node in its own rclpy context (its own DDS participant, as another process has), on its own thread."""
+
+    def __init__(self, name):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+        self.context = Context()
+        rclpy.init(context=self.context)
+        self.node = Node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.thread = threading.Thread(target=self._spin, daemon=True)
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except Exception:
+            pass
+
+    def start(self):
+        self.thread.start()
+
+    def close(self):
+        import rclpy
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
 
 
 def test_deactivate_during_a_long_frame_is_bounded_and_the_next_activate_runs_one_worker(make_lifecycle):
@@ -66,7 +103,7 @@ def test_deactivate_during_a_long_frame_is_bounded_and_the_next_activate_runs_on
         return result.success, time.monotonic() - started
 
     assert transition('configure')[0] and transition('activate')[0]
-    wait_for(lambda: node.outputs_for().labels_pub.get_subscription_count(), what='labels subscription')
+    wait_for(lambda: node.outputs_for().pubs['labels'].get_subscription_count(), what='labels subscription')
     wait_for(lambda: legends, what='the first legend')
     probe.image_pub.publish(numpy_to_image(np.full((6, 8, 3), 200, np.uint8), 'rgb8', probe.next_header()))
     wait_for(lambda: node.segmenter.segment_calls == 1, what='the long frame to start')
@@ -90,6 +127,11 @@ def test_deactivate_during_a_long_frame_is_bounded_and_the_next_activate_runs_on
     assert transition('deactivate')[0] and transition('cleanup')[0]
 
 
+def spin_alive():
+    """The test's executor thread still spins (it dies on an entity destroyed under its wait set)."""
+    return any('_spin_quietly' in t.name for t in threading.enumerate())
+
+
 def node_threads():
     """The node's own threads by name (worker, control, loader), with how many of each."""
     return collections.Counter(t.name for t in threading.enumerate() if t.name.startswith('t2d_'))
@@ -101,36 +143,54 @@ def entity_counts(node):
 
 
 def test_cycles_under_a_30_hz_stream_leave_one_worker_one_legend_per_change_and_no_growth(make_lifecycle):
-    node, probe, factory = make_lifecycle(factory=FakeFactory(delay=0.02))
-    legends = []
-    probe.create_subscription(ClassInfo, NODE + '/class_info', legends.append, legend_qos(200))
-    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
-    wait_for(lambda: node.outputs_for().labels_pub.get_subscription_count(), what='labels subscription')
-    # the per-class mask publishers follow the legend (two classes, before and after)
-    wait_for(lambda: len(node.outputs_for().mask_pubs) == 2, what='the mask publishers')
-    baseline_entities = entity_counts(node)
-    baseline_threads = node_threads()
-    with Stream(probe):
-        for cycle in range(12):
-            time.sleep(0.15)
-            assert node.trigger_deactivate() == SUCCESS
-            if cycle % 4 == 3:  # a full release and reload every few cycles
-                assert node.trigger_cleanup() == SUCCESS and node.segmenter is None
-                assert node.trigger_configure() == SUCCESS
-            if cycle % 3 == 1:
-                assert node.apply_vocabulary([f'class {cycle}', 'other'])[0]
-            assert node.trigger_activate() == SUCCESS
-            assert len(workers()) == 1, f'cycle {cycle}: {len(workers())} workers'
-        time.sleep(0.5)
-        assert node.apply_vocabulary(['last', 'one'])[0]
-        version = node.legend_state.version
-        wait_for(lambda: version in legend_counts(legends), timeout=30.0, what='the last legend')
-        labels_before = len(probe.got(NODE + '/labels'))
-        wait_for(lambda: len(probe.got(NODE + '/labels')) > labels_before + 3, what='frames after the cycles')
-    wait_for(lambda: set(node.outputs_for().mask_pubs) == {'last', 'one'}, what='the last mask publishers')
-    assert len(workers()) == 1
-    assert entity_counts(node) == baseline_entities
-    assert node_threads() == baseline_threads
-    counts = legend_counts(legends)
-    assert set(counts.values()) == {1}, f'a legend published more than once: {counts}'
-    assert len(factory.loads) == 4  # one model per configure
+    node, _, factory = make_lifecycle(factory=FakeFactory(delay=0.02))
+    # camera, readers and the lifecycle manager in their own participant, as other processes are; the
+    # transitions go through ~/change_state, so they run on the node's executor as a manager's do
+    side = OwnParticipant('manager_camera_readers')
+    legends, labels = [], []
+    side.node.create_subscription(ClassInfo, NODE + '/class_info', legends.append, legend_qos(200))
+    side.node.create_subscription(Image, NODE + '/labels', labels.append, output_qos(depth=50))
+    camera = side.node.create_publisher(Image, '/image', QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    change = side.node.create_client(ChangeState, NODE + '/change_state')
+    side.start()
+
+    def transition(label):
+        future = change.call_async(ChangeState.Request(transition=Transition(label=label)))
+        return wait_for(lambda: future.done() and future.result(), timeout=30.0, what=label).success
+
+    try:
+        assert change.wait_for_service(timeout_sec=10.0)
+        assert transition('configure') and transition('activate')
+        wait_for(lambda: node.outputs_for().pubs['labels'].get_subscription_count(), what='labels subscription')
+        # the per-class mask publishers follow the legend (two classes, before and after)
+        wait_for(lambda: len(node.outputs_for().mask_pubs) == 2, what='the mask publishers')
+        baseline_entities = entity_counts(node)
+        baseline_threads = node_threads()
+        with Stream(camera):
+            for cycle in range(12):
+                time.sleep(0.15)
+                assert transition('deactivate')
+                if cycle % 4 == 3:  # a full release and reload every few cycles
+                    assert transition('cleanup') and node.segmenter is None
+                    assert transition('configure')
+                if cycle % 3 == 1:
+                    assert node.apply_vocabulary([f'class {cycle}', 'other'])[0]
+                assert transition('activate')
+                assert len(workers()) == 1, f'cycle {cycle}: {len(workers())} workers'
+            time.sleep(0.5)
+            assert node.apply_vocabulary(['last', 'one'])[0]
+            version = node.legend_state.version
+            wait_for(lambda: version in legend_counts(legends), timeout=30.0, what='the last legend')
+            count = len(labels)
+            wait_for(lambda: len(labels) > count + 3, timeout=30.0, what='frames after the cycles')
+            assert node.executor is not None and spin_alive(), 'the executor stopped during the cycles'
+
+        wait_for(lambda: set(node.outputs_for().mask_pubs) == {'last', 'one'}, what='the last mask publishers')
+        assert len(workers()) == 1
+        assert entity_counts(node) == baseline_entities
+        assert node_threads() == baseline_threads
+        counts = legend_counts(legends)
+        assert set(counts.values()) == {1}, f'a legend published more than once: {counts}'
+        assert len(factory.loads) == 4  # one model per configure
+    finally:
+        side.close()

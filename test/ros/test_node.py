@@ -1,6 +1,6 @@
 """The segmentation node end to end through real rclpy pub/sub (with a fast fake engine).
 
-The fake engine's labels are predictable from the RGB image (see ros_fakes), so these tests check the
+The fake engine's labels are predictable from the RGB image (see helpers.segmenters), so these tests check the
 node's conversion, headers, encodings, legend bookkeeping, threading and error handling exactly.
 """
 import threading
@@ -14,7 +14,9 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ros_fakes import NODE, FakeFactory, Probe, expected_labels, wait_for
+from helpers.ros import NODE, Probe, wait_for
+
+from helpers.segmenters import FakeFactory, expected_labels
 from talk2dino_ros.ros.image_conversion import encode_compressed, image_to_numpy, numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos
 from talk2dino_ros.msg import ClassInfo, ClassMasks
@@ -88,7 +90,7 @@ def test_maps_masks_per_class_topics_overlay_and_legend(make_node):
         probe.listen(topic, msg_type)
     probe.listen(NODE + '/class_info', ClassInfo, latched_qos())
     out = node.outputs_for()
-    wait_for(lambda: out.overlay_pub.get_subscription_count() and out.masks_pub.get_subscription_count()
+    wait_for(lambda: out.pubs['overlay'].get_subscription_count() and out.pubs['masks'].get_subscription_count()
              and len(out.mask_pubs) == 3 and all(p.get_subscription_count() for t, p in out.mask_pubs.items()
                                                  if t in ('red_car', 'class_3')), what='matching')
     assert set(out.mask_pubs) == {'red_car', 'tree', 'class_3'}
@@ -133,7 +135,7 @@ def test_maps_masks_per_class_topics_overlay_and_legend(make_node):
 def test_score_masks(make_node):
     node, probe, _ = make_node(params={'mask_type': 'score'}, vocabulary=['a', 'b'])
     probe.listen(NODE + '/masks', ClassMasks)
-    wait_for(lambda: node.outputs_for().masks_pub.get_subscription_count(), what='masks subscription')
+    wait_for(lambda: node.outputs_for().pubs['masks'].get_subscription_count(), what='masks subscription')
     rgb = scene(8, 8)
     header = probe.next_header()
     probe.send(numpy_to_image(rgb, 'rgb8', header))
@@ -224,7 +226,7 @@ def test_legend_version_matches_every_frame_while_vocabulary_changes(make_node):
     deep_latched = latched_qos()
     deep_latched.depth = 200
     probe.listen(NODE + '/class_info', ClassInfo, deep_latched)
-    wait_for(lambda: node.outputs_for().masks_pub.get_subscription_count(), what='masks subscription')
+    wait_for(lambda: node.outputs_for().pubs['masks'].get_subscription_count(), what='masks subscription')
     # matched (the latched legend arrived): from now on every legend reaches the probe
     wait_for(lambda: [i for i in probe.got(NODE + '/class_info')
                       if i.vocabulary_version == node.legend_state.version], what='the first legend')

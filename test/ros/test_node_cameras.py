@@ -6,7 +6,9 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_srvs.srv import SetBool
 
-from ros_fakes import NODE, FakeFactory, FakeSegmenter, expected_labels, expected_result, wait_for
+from helpers.ros import NODE, wait_for
+
+from helpers.segmenters import FakeFactory, FakeSegmenter, expected_labels, expected_result
 from talk2dino_ros.msg import ClassInfo, ClassMasks
 from talk2dino_ros.ros.image_conversion import image_to_numpy, numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos
@@ -61,7 +63,7 @@ def test_several_cameras_one_model_own_namespaces_headers_sizes_and_legends(make
         deep = latched_qos()
         deep.depth = 50
         probe.listen(f'{NODE}/{name}/class_info', ClassInfo, deep)
-    wait_for(lambda: all(node.outputs_for(n).masks_pub.get_subscription_count() for n in CAMERAS), what='matching')
+    wait_for(lambda: all(node.outputs_for(n).pubs['masks'].get_subscription_count() for n in CAMERAS), what='matching')
     wait_for(lambda: all(probe.got(f'{NODE}/{n}/class_info') for n in CAMERAS), what='a legend per camera')
     # nothing on the single-camera topics
     assert not any(t in ('/talk2dino/labels', '/talk2dino/class_info')
@@ -124,8 +126,8 @@ def test_latest_frame_per_camera_and_per_camera_drop_counts(make_node):
     pub_b = probe.create_publisher(Image, '/cam_b/image_raw', qos)
     probe.listen(NODE + '/left/labels', Image)
     probe.listen(NODE + '/right/labels', Image)
-    wait_for(lambda: node.outputs_for('left').labels_pub.get_subscription_count()
-             and node.outputs_for('right').labels_pub.get_subscription_count(), what='matching')
+    wait_for(lambda: node.outputs_for('left').pubs['labels'].get_subscription_count()
+             and node.outputs_for('right').pubs['labels'].get_subscription_count(), what='matching')
     wait_for(lambda: pub_a.get_subscription_count() and pub_b.get_subscription_count(), what='inputs matched')
     left = [probe.next_header('left') for _ in range(12)]
     right = probe.next_header('right')
@@ -150,7 +152,7 @@ def test_lazy_no_inference_without_subscribers_and_resume_with_the_first(make_no
     for sub in list(probe.subscriptions):
         probe.destroy_subscription(sub)
     out = node.outputs_for()
-    wait_for(lambda: out.labels_pub.get_subscription_count() == 0, what='no subscriber left')
+    wait_for(lambda: out.pubs['labels'].get_subscription_count() == 0, what='no subscriber left')
     calls, processed = segmenter.segment_calls, node.stats.processed.total
     for _ in range(6):
         probe.image_pub.publish(numpy_to_image(scene(4, 6), 'rgb8', probe.next_header()))

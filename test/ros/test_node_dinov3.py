@@ -1,7 +1,7 @@
 """The node with a DINOv3 variant: the catalog's files found in weights_dir, loaded by the real loaders."""
 import numpy as np
 
-from ros_fakes import wait_for
+from helpers.ros import wait_for
 from talk2dino_ros.ros.image_conversion import image_to_numpy, numpy_to_image
 
 

@@ -15,12 +15,13 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ros_fakes import NODE, FakeFactory, wait_for
+from helpers.ros import NODE, wait_for
+
+from helpers.segmenters import FakeFactory
 from talk2dino_ros.ros.image_conversion import numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos
 
 ROOT = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
 
 
 def scene(h, w):
@@ -254,7 +255,7 @@ def test_silent_input_explains_topic_publishers_qos_and_existing_image_topics(ma
     try:
         cams.node.create_publisher(Image, '/image', QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
         cams.node.create_publisher(Image, '/camera/image_raw', QoSProfile(depth=5))
-        node._input_watches[''].timer.after_s = 0.3
+        node._watches.by_camera[''].timer.after_s = 0.3
         status = wait_for(lambda: [s for s in _diagnostics(probe) if _values(s).get('input_qos_incompatible')],
                           timeout=15.0, what='the silent-input diagnosis')[-1]
     finally:
@@ -280,8 +281,8 @@ def test_segment_node_help_prints_usage_and_exits_without_starting():
 SLOW_NODE = '''
 import sys, time
 import torch
-sys.path[:0] = [{root!r}, {here!r}]  # this checkout (not an installed copy) and the test fakes
-from ros_fakes import FakeSegmenter
+sys.path[:0] = [{root!r}, {tests!r}]  # this checkout (not an installed copy) and the test helpers
+from helpers.segmenters import FakeSegmenter
 from talk2dino_ros.ros.segment_node import run_node
 from talk2dino_ros.ros.segmentation_node import SegmentationNode
 
@@ -304,7 +305,7 @@ def test_stop_in_the_middle_of_a_long_frame_exits_cleanly_and_soon(ros_context, 
     for path in default_paths('talk2dino', 'vitb', tmp_path).values():
         path.write_bytes(b'stand-in')
     script = tmp_path / 'slow_node.py'
-    script.write_text(SLOW_NODE.format(root=str(ROOT), here=str(HERE)))
+    script.write_text(SLOW_NODE.format(root=str(ROOT), tests=str(ROOT / 'test')))
     proc = subprocess.Popen([sys.executable, str(script), '--ros-args', '-r', '__node:=slow', '-r', 'image:=/slow_in',
                              '-p', f'weights_dir:={tmp_path}', '-p', 'vocabulary:=[a, b]',
                              '-p', 'image_reliability:=reliable'],

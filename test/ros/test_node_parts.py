@@ -13,7 +13,7 @@ from rclpy.validate_topic_name import validate_topic_name
 from talk2dino_ros.ros import outputs
 from talk2dino_ros.ros.mailbox import LatestMailbox
 from talk2dino_ros.ros.parameters import (
-    PARAMETERS, SPECS, NodeSettings, group_of, validate)
+    PARAMETERS, SPECS, NodeSettings, descriptor, group_of, validate)
 from talk2dino_ros.ros.qos import image_input_qos, latched_qos
 from talk2dino_ros.ros.stats import RollingWindow, percentile
 
@@ -43,7 +43,7 @@ def test_params_yaml_lists_every_parameter_with_its_default_type_and_valid_value
 
 def test_every_parameter_is_described_and_ranges_hold_their_defaults():
     for spec in PARAMETERS:
-        desc = spec.descriptor()
+        desc = descriptor(spec)
         assert len(spec.description) > 15, spec.name
         assert spec.group in ('model', 'engine', 'legend', 'output', 'input')
         if spec.float_range:
@@ -198,6 +198,9 @@ def test_interface_doc_lists_every_parameter_and_topic():
     doc = (ROOT / 'README.md').read_text()
     for spec in PARAMETERS:
         assert f'`{spec.name}`' in doc, spec.name
-    for topic in ('~/labels', '~/class_info', '~/masks', '~/mask/<class>', '~/confidence', '~/background',
-                  '~/overlay', '/diagnostics', '/t2d/vocab', '~/set_vocabulary', 'image/compressed'):
+    from talk2dino_ros.contract.outputs import node_outputs
+
+    for spec in node_outputs():  # the outputs come from the contract (test/contract compares the whole rows)
+        assert f'`{spec.readme_topic()}`' in doc, spec.name
+    for topic in ('/t2d/vocab', '~/set_vocabulary', 'image/compressed'):  # the inputs
         assert f'`{topic}`' in doc, topic

@@ -6,7 +6,7 @@ fixture; skipped with a reason until they exist.
 import numpy as np
 import pytest
 
-from ros_fakes import NODE, wait_for
+from helpers.ros import NODE, wait_for
 from talk2dino_ros.ros.image_conversion import image_to_numpy, numpy_to_image
 from talk2dino_ros.ros.qos import latched_qos
 
@@ -41,7 +41,7 @@ def test_tiny_engine_end_to_end(make_node, tiny_factory, mode):
     probe.listen(NODE + '/confidence', Image)
     probe.listen(NODE + '/overlay', Image)
     out = node.outputs_for()
-    wait_for(lambda: out.confidence_pub.get_subscription_count() and out.overlay_pub.get_subscription_count(),
+    wait_for(lambda: out.pubs['confidence'].get_subscription_count() and out.pubs['overlay'].get_subscription_count(),
              what='subscriptions')
     rgb = np.random.default_rng(0).integers(0, 256, (37, 61, 3), dtype=np.uint8)
     for encoding, pixels in (('rgb8', rgb), ('bgr8', np.ascontiguousarray(rgb[:, :, ::-1]))):

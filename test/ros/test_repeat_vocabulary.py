@@ -4,7 +4,7 @@ import time
 from rclpy.parameter import Parameter
 from std_msgs.msg import String
 
-from ros_fakes import NODE, wait_for
+from helpers.ros import NODE, wait_for
 from talk2dino_ros.msg import ClassInfo
 from talk2dino_ros.ros.qos import latched_qos
 from talk2dino_ros.srv import SetVocabulary

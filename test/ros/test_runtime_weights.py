@@ -1,8 +1,6 @@
 """A runtime weights change loads off the executor: diagnostics and the parameter services keep answering
 while it runs, and a failed load keeps the previous model (fake and real engine, real rclpy)."""
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
@@ -10,12 +8,11 @@ from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import QoSProfile
 
-from ros_fakes import NODE, FakeFactory, wait_for
+from helpers.ros import NODE, wait_for
+from helpers.segmenters import FakeFactory
 from talk2dino_ros.errors import CheckpointError
 from talk2dino_ros.ros.image_conversion import numpy_to_image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'model'))
-import hostile_weights as hw  # noqa: E402
+from helpers import hostile_weights as hw
 
 DIAG_PERIOD = 0.2
 

@@ -10,7 +10,8 @@ from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from ros_fakes import NODE, FakeFactory, wait_for
+from helpers.ros import NODE, wait_for
+from helpers.segmenters import FakeFactory
 from talk2dino_ros.msg import ClassInfo, ClassMasks
 from talk2dino_ros.ros.image_conversion import numpy_to_image
 from talk2dino_ros.ros.qos import legend_qos, output_qos
@@ -91,7 +92,7 @@ def settled_on(node, names, what):
 def streaming(make_node):
     node, probe, _ = make_node(vocabulary=['start'], factory=FakeFactory())
     stream = Stream(probe)
-    wait_for(lambda: node.outputs_for().masks_pub.get_subscription_count(), what='masks subscription')
+    wait_for(lambda: node.outputs_for().pubs['masks'].get_subscription_count(), what='masks subscription')
     wait_for(lambda: stream.newest() == node.legend_state.version, what='the first legend')
     return node, probe, stream
 

@@ -83,9 +83,11 @@ def test_features_of_random_weights_mark_the_pictures_and_the_cli_reminds(small,
 
     titles = []
     real = plots.wrapped_title
-    monkeypatch.setattr(plots, 'wrapped_title', lambda ax, fig, text, **kw: titles.append(text) or real(ax, fig, text, **kw))
+    monkeypatch.setattr(plots, 'wrapped_title',
+                        lambda ax, fig, text, **kw: titles.append(text) or real(ax, fig, text, **kw))
     result = fit(_cfg(small, 'marked', epochs=1, batch_size=32), log=lambda s: None)
     assert result.random_weights and titles and all(t.startswith(plots.RANDOM_MARK) for t in titles)
+    assert all(r['random_weights'] is True for r in result.history)  # and in history.jsonl
     capsys.readouterr()
     assert train.main(['fit', '--features', str(small / 'train'), '--output', str(small / 'cli' / 'psi.pth'),
                        '--run-dir', str(small / 'cli' / 'run'), '--epochs', '1', '--device', 'cpu',

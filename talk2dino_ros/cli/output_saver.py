@@ -1,4 +1,4 @@
-"""``python -m talk2dino_ros.ros.output_saver``: watch the node's outputs without RViz.
+"""``python -m talk2dino_ros.cli.output_saver``: watch the node's outputs without RViz.
 
 Subscribes to ``<node>/overlay`` and ``<node>/class_info``, prints the legend when it changes and the
 output rate, and writes every N-th overlay as a PNG (for headless machines and the demo script).

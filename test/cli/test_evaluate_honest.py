@@ -4,16 +4,12 @@ truth ids beyond --classes, --skip-bad names each skipped file, the JSON's top-l
 the protocol used."""
 import json
 import shlex
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / 'data'))
-sys.path.insert(0, str(Path(__file__).parent / 'field'))
-from synthetic_layouts import make_layout  # noqa: E402
-from field_fakes import OracleSegmenter  # noqa: E402
+from helpers.datasets import make_layout
+from helpers.segmenters import OracleSegmenter
 from test_evaluate import FakeSegmenter, args_for, constant  # noqa: E402
 
 from talk2dino_ros.cli import evaluate as ev, make_demo_bag  # noqa: E402

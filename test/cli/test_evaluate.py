@@ -4,17 +4,14 @@ import dataclasses
 import hashlib
 import json
 import re
-import sys
 import zlib
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent / 'data'))
-from synthetic_layouts import H, W, make_layout  # noqa: E402
+from helpers.datasets import H, W, make_layout  # noqa: E402
 
 from talk2dino_ros.cli import evaluate as ev  # noqa: E402
 from talk2dino_ros.evaluation import loop, report as eval_report  # noqa: E402

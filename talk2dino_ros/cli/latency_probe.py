@@ -1,8 +1,8 @@
 """Measure what the node adds on top of the engine: image published -> labels received.
 
-    python -m talk2dino_ros.ros.latency_probe                    # null engine: the node's own cost
-    python -m talk2dino_ros.ros.latency_probe --engine tiny      # tiny random-weight Talk2DINO (real engine)
-    python -m talk2dino_ros.ros.latency_probe --width 1280 --height 720 --frames 100
+    python -m talk2dino_ros.cli.latency_probe                    # null engine: the node's own cost
+    python -m talk2dino_ros.cli.latency_probe --engine tiny      # tiny random-weight Talk2DINO (real engine)
+    python -m talk2dino_ros.cli.latency_probe --width 1280 --height 720 --frames 100
 
 The node and a probe node run in one process, each on its own executor thread (as two processes on one
 machine would), talking over real DDS on a private domain. Frames are sent one at a time (the next one

@@ -13,7 +13,7 @@ from talk2dino_ros.model.random_weights import tiny_segmenter_config
 from talk2dino_ros.model.segmenter import Segmenter
 from talk2dino_ros.model.types import InferenceOptions
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _scene(height, width, seed):

@@ -11,7 +11,7 @@ import pytest
 
 from talk2dino_ros.outputs.banner import BANNER_RGB, draw_banner
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_banner_is_a_red_band_with_text():
@@ -53,7 +53,7 @@ def test_demo_offline_finishes_with_random_weights_banner_and_summary(tmp_path):
     rgb = cv2.cvtColor(cv2.imread(str(pngs[-1])), cv2.COLOR_BGR2RGB)
     assert ((rgb[2] == BANNER_RGB).all(axis=1)).mean() > 0.5  # the banner is on the picture itself
     # no background class: the lower half (ground, a square) is covered by class colours, not left as is
-    from talk2dino_ros.ros.image_folder_publisher import synthetic_frame
+    from talk2dino_ros.cli.image_folder_publisher import synthetic_frame
 
     scene = synthetic_frame(0, 640, 480)
     lower = slice(300, 480)

@@ -84,3 +84,14 @@ def test_titles_are_never_cut(tmp_path):
         assert box.x0 >= 0 and box.x1 <= width
     finally:
         plt.close(fig)
+
+
+def test_node_names_switches_its_method_ignores():
+    """pamr/bg_clean with clip_dinoiser: the node warns by name when it loads (it cannot refuse a default)."""
+    from talk2dino_ros.ros.model_loader import ignored_switches_note
+    from talk2dino_ros.ros.parameters import NodeSettings
+
+    note = ignored_switches_note(NodeSettings({'method': 'clip_dinoiser', 'pamr': True, 'bg_clean': False}))
+    assert note.startswith('pamr is on, but clip_dinoiser has no such step') and 'bg_clean' not in note
+    assert 'bg_clean and pamr are on' in ignored_switches_note(NodeSettings({'method': 'clip_dinoiser', 'pamr': True}))
+    assert ignored_switches_note(NodeSettings({'method': 'talk2dino', 'pamr': True})) == ''

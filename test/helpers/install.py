@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Sequence
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = Path(__file__).resolve().parent / 'rosdistro'
+RULES = ROOT / 'test' / 'install' / 'rosdistro'
 VENV = Path(sys.prefix)  # the project venv: pip ROS 2 Kilted toolchain, torch, colcon, rosdep
 DISTROS = ('jazzy', 'kilted')
 OS_NAME = 'ubuntu:noble'

@@ -3,7 +3,7 @@ import cv2
 import numpy as np
 from sensor_msgs.msg import Image
 
-from talk2dino_ros.ros.output_saver import OutputSaver
+from talk2dino_ros.cli.output_saver import OutputSaver
 
 
 def _image(rgb, encoding='rgb8'):

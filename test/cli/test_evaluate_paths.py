@@ -1,14 +1,11 @@
 """Sample ids from dataset lists never lead reads or writes outside the dataset and prediction folders."""
 import shutil
-import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / 'data'))
-from synthetic_layouts import make_layout  # noqa: E402
+from helpers.datasets import make_layout  # noqa: E402
 
 from talk2dino_ros.cli import evaluate as ev  # noqa: E402
 from talk2dino_ros.data.benchmarks import get_benchmark, protocol  # noqa: E402

@@ -1,7 +1,7 @@
 """``soak``: run the real segmentation node for a while under load and vocabulary churn; count every fault.
 
-  python -m talk2dino_ros.ros.soak --duration 600            # 10 minutes, tiny random weights, CPU
-  python -m talk2dino_ros.ros.soak --duration 5 --json -     # smoke run, JSON summary on stdout
+  python -m talk2dino_ros.cli.soak --duration 600            # 10 minutes, tiny random weights, CPU
+  python -m talk2dino_ros.cli.soak --duration 5 --json -     # smoke run, JSON summary on stdout
 
 The node runs in its own process (``python -m talk2dino_ros.ros.segment_node`` with tiny random weights
 written to a temporary folder, ``allow_random_weights:=true``) on a random ROS domain with
@@ -619,6 +619,7 @@ def run(args) -> Dict[str, Any]:
         log_text = log_path.read_text(errors='replace')
         summary = soak.summary(node_exit, alive, log_text, duration)
         summary['ros_domain_id'] = domain
+        summary['random_weights'] = True  # the node always runs tiny random weights here: a stability test
         if not summary['ok'] or args.verbose:
             summary['node_log_tail'] = log_text[-3000:]
     return summary

@@ -1,17 +1,14 @@
 """evaluate --plot (benchmark and bag), confusion matrix in the JSON, classes read from the bag, the
 random-weights reminder (issue 18)."""
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent / 'data'))
-sys.path.insert(0, str(Path(__file__).parent / 'field'))
-from synthetic_layouts import H, W, make_layout  # noqa: E402
-from field_fakes import OracleSegmenter  # noqa: E402
+from helpers.datasets import H, W, make_layout  # noqa: E402
+from helpers.segmenters import OracleSegmenter  # noqa: E402
 from test_evaluate import FakeSegmenter, constant  # noqa: E402
 
 from talk2dino_ros.bags import bag_io  # noqa: E402

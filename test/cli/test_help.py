@@ -4,57 +4,13 @@ The parsers are taken from the console scripts in setup.py: each ``main`` is cal
 first ``parse_args`` / ``parse_known_args``, so a parser built inside ``main`` is checked as well.
 """
 import argparse
-import importlib
 import re
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-#: scripts whose command line is ROS's own (--ros-args, parameters), not argparse flags
-ROS_NODES = {'segment_node', 'segment_lifecycle_node'}
-#: modules run with ``python -m`` by scripts/demo.sh and the docs (not console scripts)
-EXTRA_MODULES = {'output_saver': 'talk2dino_ros.ros.output_saver:main',
-                 'latency_probe': 'talk2dino_ros.ros.latency_probe:main'}
+from helpers.cli import capture_parser, console_scripts
+
 PLACEHOLDER = re.compile(r'^(yaml \S+; )?built-in default|^yaml [\w.]+;|^todo\b|^-?$|^help$', re.IGNORECASE)
-
-
-def console_scripts():
-    namespace = {}
-    source = (REPO / 'setup.py').read_text()
-    exec(compile(source.split('setup(\n')[0], 'setup.py', 'exec'), namespace)  # noqa: S102 - our own file
-    scripts = dict(namespace['CONSOLE_SCRIPTS'])
-    scripts.update(EXTRA_MODULES)
-    return {name: target for name, target in scripts.items() if name not in ROS_NODES}
-
-
-class _Captured(BaseException):
-    """Raised from parse_args to hand the parser back (BaseException: passes run_cli's handlers)."""
-
-    def __init__(self, parser):
-        super().__init__()
-        self.parser = parser
-
-
-def capture_parser(target: str, monkeypatch) -> argparse.ArgumentParser:
-    module_name, func = target.split(':')
-    main = getattr(importlib.import_module(module_name), func)
-
-    def stop(self, *args, **kwargs):
-        raise _Captured(self)
-
-    monkeypatch.setattr(argparse.ArgumentParser, 'parse_args', stop)
-    monkeypatch.setattr(argparse.ArgumentParser, 'parse_known_args', stop)
-    try:
-        main([])
-    except _Captured as captured:
-        return captured.parser
-    except TypeError:  # a main() without argv
-        try:
-            main()
-        except _Captured as captured:
-            return captured.parser
-    raise AssertionError(f'{target} never parsed its arguments')
 
 
 def walk(parser: argparse.ArgumentParser, prefix: str):

@@ -1,0 +1,32 @@
+"""The node publishes exactly the outputs of the contract table, with the table's types and QoS."""
+from rclpy.qos import DurabilityPolicy
+
+from helpers.ros import NODE, wait_for
+from talk2dino_ros.contract.outputs import node_outputs
+from talk2dino_ros.ros.frame_outputs import _available
+
+
+def _expected(prefix):
+    out = {}
+    for spec in node_outputs():
+        if spec.family or not _available(spec):
+            continue
+        topic = spec.topic if not spec.per_camera else f'{prefix}/{spec.topic}'
+        out[topic] = spec
+    return out
+
+
+def test_node_publishers_are_the_table(make_node):
+    node, _, _ = make_node(vocabulary=['red car', 'tree'])
+    expected = _expected(NODE)
+    wait_for(lambda: len(node.outputs_for().mask_pubs) == 2, what='per-class mask publishers')
+    published = dict(node.get_publisher_names_and_types_by_node('talk2dino', '/'))
+    ours = {t: types for t, types in published.items() if t.startswith(NODE + '/') or t == '/diagnostics'}
+    masks = {t for t in ours if t.startswith(NODE + '/mask/')}
+    assert masks == {NODE + '/mask/red_car', NODE + '/mask/tree'}
+    assert set(ours) - masks == set(expected)
+    for topic, spec in expected.items():
+        assert ours[topic] == [spec.msg_type], topic
+        infos = node.get_publishers_info_by_topic(topic)
+        durability = infos[0].qos_profile.durability
+        assert (durability == DurabilityPolicy.TRANSIENT_LOCAL) == (spec.cadence == 'latched'), topic
