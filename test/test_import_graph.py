@@ -147,3 +147,20 @@ def test_layers_stay_apart(layer):
             if any(dep == p or dep.startswith(p + '.') for p in FORBIDDEN[layer]):
                 bad.append(f'{module} -> {dep}')
     assert bad == []
+
+
+#: longest class body allowed: a class past it holds several jobs and gets split into collaborators
+MAX_CLASS_LINES = 350
+
+
+def test_classes_stay_small_and_there_are_no_mixins():
+    """Collaborators get what they need passed in; a mixin that reads its host's attributes is not allowed."""
+    too_long, mixins = [], []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+            if isinstance(node, ast.ClassDef):
+                if node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+                    too_long.append(f'{name}.{node.name}')
+                if node.name.endswith('Mixin'):
+                    mixins.append(f'{name}.{node.name}')
+    assert too_long == [] and mixins == []

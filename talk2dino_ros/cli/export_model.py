@@ -18,7 +18,7 @@ from typing import Optional, Sequence
 
 from talk2dino_ros import catalog
 from talk2dino_ros.cli.common import CliError, resolve_weights, run_cli
-from talk2dino_ros.errors import Talk2DinoError
+from talk2dino_ros.cli.reminders import remind_random_weights
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,6 +64,7 @@ def _run(argv: Optional[Sequence[str]]) -> int:
     seconds = export_onnx(method, facts, out)
     print(f'{out}: {args.method}/{variant}, input {facts.size_text}, weights sha256 {facts.weights_sha256[:16]}..., '
           f'exported in {seconds:.1f} s')
+    remind_random_weights(args)
     return 0
 
 

@@ -53,6 +53,8 @@ class NetworkGraph:
     grid_table: Callable[[int, int], torch.Tensor]  # (grid h, grid w) -> the table input
     output_names: Tuple[str, ...]
     patch_size: int
+    #: frees the torch transformer blocks once a runtime runs them (the grid tables do not need them)
+    release_blocks: Callable[[], None]
 
 
 # ------------------------------------------------------------------------------------------ graphs
@@ -111,11 +113,17 @@ def network_graph(method: torch.nn.Module) -> NetworkGraph:
     inner = getattr(method, name, None) if name else None
     inner = getattr(inner, 'inner', inner)  # unwrap a fast-path or backend wrapper
     if method.name == 'talk2dino':
+        def release_dino() -> None:
+            inner.vit.blocks = torch.nn.Sequential()
+
         return NetworkGraph(_DinoGraph(inner), _dino_table(inner), ('patch_features', 'cls_attention_logits'),
-                            inner.patch_size)
+                            inner.patch_size, release_dino)
     if method.name == 'clip_dinoiser':
+        def release_clip() -> None:  # the vision tower's blocks only: the text tower is a separate module
+            inner.visual.transformer.resblocks = torch.nn.ModuleList()
+
         return NetworkGraph(_MaskClipGraph(inner), inner.grid_position_table, ('dense_features', 'inter_tokens'),
-                            inner.patch_size)
+                            inner.patch_size, release_clip)
     raise ExportError(f'method {method.name!r} has no exportable network')
 
 
@@ -195,15 +203,11 @@ def check_metadata(path: os.PathLike | str, expected: GraphFacts, input_size: Si
 # ------------------------------------------------------------------------------------------ export
 @contextlib.contextmanager
 def _exporting():
-    """Trace the modules' plain math: no fused multi-head attention kernel, no exporter chatter."""
-    fast = torch.backends.mha.get_fastpath_enabled()
-    torch.backends.mha.set_fastpath_enabled(False)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter('ignore')
-            yield
-    finally:
-        torch.backends.mha.set_fastpath_enabled(fast)
+    """No gradients and no exporter chatter (its tracer warnings are about Python ints it may freeze; the
+    graphs above take every size from tensors, and the tests compare the exported file with torch)."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter('ignore')
+        yield
 
 
 def export_onnx(method: torch.nn.Module, facts: GraphFacts, path: os.PathLike | str, batch: int = 1) -> float:

@@ -71,6 +71,9 @@ class SegmenterConfig:
             raise Talk2DinoError(f'stride ({self.stride}) must not exceed the window ({self.window})')
         device = resolve_device(self.device)
         check_backend(self.backend, self.precision, device)
+        if self.exported_model and self.backend == 'torch':
+            raise Talk2DinoError(f'exported_model {self.exported_model} is run by an exported backend: set backend '
+                                 'to openvino, onnxruntime or tensorrt (or leave exported_model empty)')
         if self.backend != 'torch' and (self.fast_path or 'auto').strip().lower() in ('graph', 'compile'):
             raise Talk2DinoError(f'fast_path {self.fast_path} applies to backend torch only (backend '
                                  f'{self.backend} runs its own compiled network): use fast_path auto')

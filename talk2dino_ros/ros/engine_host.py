@@ -166,11 +166,13 @@ class EngineHost:
             self._failed_missing = []
             return True
 
-    def load(self, settings: NodeSettings, node_name: str = 'talk2dino') -> LoadOutcome:
+    def load(self, settings: NodeSettings, node_name: str = 'talk2dino', paths_settable: bool = False,
+             ) -> LoadOutcome:
         """Build the model ``settings`` ask for and swap it in with the current vocabulary.
 
-        A failed load keeps the previous model; the outcome says why (``node_name`` goes into the
-        ``ros2 param set`` hint for missing files).
+        A failed load keeps the previous model; the outcome says why. For missing files it also says how to
+        give the path: ``ros2 param set <node_name> ...`` only where the node accepts that now
+        (``paths_settable``), a start parameter otherwise.
         """
         missing = settings.missing_weight_files()
         if missing:
@@ -182,8 +184,11 @@ class EngineHost:
             self._set_load_error(error)
             how = (catalog.unpublished_hint(settings.method, settings.variant) if not all(p for _, p in missing)
                    else fetch_hint(settings.method, settings.variant))  # nothing to download: say how to make it
-            return LoadOutcome(False, error, missing=True, detail=(
-                f'{how} (e.g. ros2 param set {node_name} {missing[0][0]} /path/to/file)'))
+            param = missing[0][0]
+            where = (f'e.g. ros2 param set {node_name} {param} /path/to/file' if paths_settable else
+                     f'e.g. start the node with -p {param}:=/path/to/file; paths are fixed while it runs '
+                     'unless it starts with allow_runtime_weight_changes:=true')
+            return LoadOutcome(False, error, missing=True, detail=f'{how} ({where})')
         self._failed_missing = []
         started = time.perf_counter()
         generation = self._generation

@@ -13,6 +13,7 @@ builds its wait set invalidates its handle.
 """
 from __future__ import annotations
 
+import copy
 import importlib
 import threading
 from dataclasses import dataclass
@@ -27,7 +28,8 @@ from talk2dino_ros.outputs.frame import FrameImages
 from talk2dino_ros.ros import outputs
 from talk2dino_ros.ros.camera_info import output_camera_info
 from talk2dino_ros.ros.label_info import make_label_info
-from talk2dino_ros.ros.qos import profile
+from talk2dino_ros.ros import spatial_outputs
+from talk2dino_ros.ros.qos import create_overridable, profile
 
 
 @dataclass
@@ -41,6 +43,7 @@ class FrameContext:
     settings: Any = None
     image_size: Tuple[int, int] = (0, 0)   # (width, height) of the camera image
     camera_info: Any = None
+    spatial: Any = None                     # the frame's 3D outputs (spatial_outputs.SpatialResult) or None
 
 
 def _image(field: str, encoding: Optional[str] = None) -> Callable[[FrameContext], Any]:
@@ -87,6 +90,9 @@ BUILDERS: Dict[str, Callable[[FrameContext], Any]] = {
     'confidence_mono8': _image('confidence_mono8', 'mono8'),
     'background': _image('background', '32FC1'),
     'overlay': _image('overlay', 'rgb8'),
+    'points': spatial_outputs.build_points,
+    'detections': spatial_outputs.build_detections,
+    'detections_3d': spatial_outputs.build_detections_3d,
 }
 
 
@@ -120,9 +126,10 @@ class FrameOutputs:
         self.last_frame_id = ''  # frame_id of the latest frame, stamped on the next legend
         self.legend_version: Optional[int] = None  # the legend these publishers latched last
         #: output name -> publisher, for every fixed-topic row of the table the node publishes here
+        #: (their QoS follows the qos_overrides.<topic>.publisher.* start parameters)
         self.pubs: Dict[str, Any] = {
-            spec.name: node.create_publisher(message_class(spec.msg_type), self.topic(spec.topic),
-                                             profile(spec.qos))
+            spec.name: create_overridable(node, 'publisher', message_class(spec.msg_type), self.topic(spec.topic),
+                                          profile(spec.qos))
             for spec in contract.camera_outputs() if not spec.family and _available(spec)}
         self.mask_pubs: Dict[str, Any] = {}
         self._mask_pubs_lock = threading.Lock()
@@ -132,6 +139,10 @@ class FrameOutputs:
     def topic(self, name: str) -> str:
         """The topic of output ``name`` in this namespace, e.g. ``~/front/labels``."""
         return f'{self.prefix}/{name}'
+
+    def is_read(self, name: str, settings: Any) -> bool:
+        """Somebody subscribes to row ``name`` and its switch is on (False for a row not published here)."""
+        return self._read(name, settings)
 
     def _read(self, name: str, settings: Any) -> bool:
         """Somebody subscribes to row ``name`` and its switch is on."""
@@ -175,10 +186,11 @@ class FrameOutputs:
         return True
 
     def publish(self, images: FrameImages, header: Any, state, settings, image_size: Tuple[int, int] = (0, 0),
-                camera_info: Any = None) -> None:
-        """Send the built outputs of one frame, each with the camera image's exact header."""
+                camera_info: Any = None, spatial: Any = None) -> None:
+        """Send the built outputs of one frame, each with the camera image's exact header (the cloud and the
+        3D boxes with the depth image's, see :mod:`talk2dino_ros.ros.spatial_outputs`)."""
         self.last_frame_id = header.frame_id
-        ctx = FrameContext(images, header, state, settings, image_size, camera_info)
+        ctx = FrameContext(images, header, state, settings, image_size, camera_info, spatial)
         for spec in contract.camera_outputs():
             if spec.cadence != 'per_frame' or spec.family or not self._read(spec.name, settings):
                 continue
@@ -226,7 +238,13 @@ class FrameOutputs:
             for token in wanted:
                 if token not in self.mask_pubs:
                     self.mask_pubs[token] = self._node.create_publisher(
-                        Image, self.topic(spec.topic.replace('<class>', token)), profile(spec.qos))
+                        Image, self.topic(spec.topic.replace('<class>', token)), self._class_mask_qos(spec))
+
+    def _class_mask_qos(self, spec: contract.OutputSpec) -> Any:
+        """The QoS of a per-class mask topic: that of ``masks``, its qos_overrides included (no parameters
+        per class topic, which come and go with the vocabulary)."""
+        masks = self.pubs.get('masks')
+        return copy.copy(masks.qos_profile) if masks is not None else profile(spec.qos)
 
     def destroy(self) -> None:
         """Destroy every publisher of this namespace (lifecycle cleanup)."""

@@ -46,6 +46,7 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         self._host.release(UNCONFIGURED)  # nothing loaded yet: say why in /diagnostics
         self._enabled = False
         self._configured = False
+        self._configure_failed = False
         self._image_inputs: List[Any] = []
         self._loader: Optional[threading.Thread] = None
         self._worker: Optional[threading.Thread] = None
@@ -59,7 +60,9 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         self._mailbox.reopen()
         if not self._model_loader.load(self._settings):
             self._host.release(f'configure failed: {self._host.load_error}')
+            self._configure_failed = True  # an ERROR in /diagnostics until a configure succeeds or cleanup
             return TransitionCallbackReturn.FAILURE
+        self._configure_failed = False
         self._control.start()
         self._create_outputs()
         self._vocabulary.create_inputs()
@@ -127,6 +130,8 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         for sub in self._image_inputs:
             self.destroy_subscription(sub)
         self._image_inputs = []
+        if self._spatial is not None:
+            self._spatial.stop_depth()
         self._mailbox.take_all()
 
     def _release(self, why: str) -> None:
@@ -143,12 +148,20 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         for out in self._outputs.values():
             out.destroy()
         self._outputs = {}
+        if self._spatial is not None:
+            self._spatial.destroy()
+            self._spatial = None
         self._host.release(why)
         self._configured = False
 
+    def weight_paths_settable(self) -> bool:
+        """Also while unconfigured: a failed configure is repaired with ``ros2 param set`` and a new configure."""
+        return super().weight_paths_settable() or not getattr(self, '_configured', False)
+
     def _diagnostic_level(self, input_message: str = '') -> Tuple[int, str]:
         if not self._configured:
-            return DiagnosticStatus.OK, self._host.model_error or UNCONFIGURED
+            level = DiagnosticStatus.ERROR if self._configure_failed else DiagnosticStatus.OK
+            return level, self._host.model_error or UNCONFIGURED
         if not self._enabled:
             return DiagnosticStatus.OK, 'inactive: the activate transition starts segmenting'
         return super()._diagnostic_level(input_message)

@@ -34,12 +34,15 @@ def ignored_switches_note(settings: NodeSettings) -> str:
 
 class ModelLoader:
     """Loads models for a node. ``legend_installed`` is told when a load brought a new legend;
-    ``vocabulary_topic`` names where a vocabulary is awaited (for the log)."""
+    ``vocabulary_topic`` names where a vocabulary is awaited (for the log); ``paths_settable`` says whether
+    the node takes a corrected weight path by ``ros2 param set`` now (the log recommends only what works)."""
 
     def __init__(self, node: Any, host: EngineHost, settings: Callable[[], NodeSettings],
-                 legend_installed: Callable[[LegendState], None], vocabulary_topic: Callable[[], str]) -> None:
+                 legend_installed: Callable[[LegendState], None], vocabulary_topic: Callable[[], str],
+                 paths_settable: Callable[[], bool] = lambda: False) -> None:
         self._node, self._host, self._settings = node, host, settings
         self._legend_installed, self._vocabulary_topic = legend_installed, vocabulary_topic
+        self._paths_settable = paths_settable
         self._logger = node.get_logger()
         #: set to ask the loop for a (re)load; also set to wake it for stopping
         self.reload = threading.Event()
@@ -76,7 +79,7 @@ class ModelLoader:
                         'random weights the output is meaningless. Use this only for tests and smoke runs. !!!')
         if not settings.missing_weight_files():
             log.info(f'loading the {settings.method} model ({settings.variant}, device {settings.device}) ...')
-        outcome = self._host.load(settings, self._node.get_fully_qualified_name())
+        outcome = self._host.load(settings, self._node.get_fully_qualified_name(), self._paths_settable())
         if not outcome.ok:
             if outcome.missing:
                 log.error(f'{outcome.error}; {outcome.detail}; {keep}')

@@ -19,7 +19,7 @@ from talk2dino_ros.contract.parameters import (  # noqa: F401  (re-exported: the
     MASK_TYPES, MAX_NAMES, METHODS, MODES, PARAMETERS, PATH_PARAM_NAMES, SPECS, VARIANTS, WEIGHT_PARAM_NAMES,
     WEIGHT_PARAMS, ParamSpec)
 from talk2dino_ros.outputs.colors import ColorSpecError, parse_color_overrides
-from talk2dino_ros.ros.cameras import CameraConfigError, configure_cameras
+from talk2dino_ros.ros.cameras import CameraConfigError, Resolver, configure_cameras
 from talk2dino_ros.ros.vocabulary import parse_vocabulary
 
 _DEVICE = re.compile(r'^(auto|cpu|cuda|cuda:\d+)$')
@@ -52,13 +52,6 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
     return desc
 
 
-def declare_parameters(node) -> None:
-    """Declare every parameter of :data:`PARAMETERS` on ``node`` with its descriptor."""
-    for spec in PARAMETERS:
-        default = Parameter.Type.STRING_ARRAY if spec.default is None else spec.default
-        node.declare_parameter(spec.name, default, descriptor(spec))
-
-
 def _parameter_value(node, name: str) -> Any:
     try:
         value = node.get_parameter(name).value
@@ -68,12 +61,14 @@ def _parameter_value(node, name: str) -> Any:
 
 
 def current_values(node) -> Dict[str, Any]:
-    """name -> value of every declared parameter (None for an unset string array)."""
+    """name -> value of every declared parameter (an unset string array is [] or None)."""
     return {spec.name: _parameter_value(node, spec.name) for spec in PARAMETERS}
 
 
-def validate(name: str, value: Any, values: Mapping[str, Any]) -> Optional[str]:
+def validate(name: str, value: Any, values: Mapping[str, Any], resolve: Optional[Resolver] = None) -> Optional[str]:
     """Why ``value`` is not acceptable for parameter ``name`` (None when it is).
+
+    ``resolve`` (the node's ``resolve_topic_name``) lets the camera topics be compared as ROS sees them.
 
     Types and numeric ranges are enforced by rclpy from the descriptors; this checks the rest.
     ``values`` are the other parameters after the change (for cross checks).
@@ -104,25 +99,37 @@ def validate(name: str, value: Any, values: Mapping[str, Any]) -> Optional[str]:
         return f'exported_model: file {value!r} does not exist (make it with export_model, or leave it empty)'
     if name == 'weights_dir' and value and os.path.isfile(os.path.expanduser(value)):
         return f'weights_dir {value!r} is a file, not a directory'
+    if name == 'depth_topics' and value:
+        topics = values.get('image_topics') or ['image']
+        if len(value) != len(topics) or any(not str(t).strip() for t in value):
+            return f'depth_topics has {len(value)} topics for {len(topics)} cameras (one non-empty topic each)'
     if name in ('image_topics', 'camera_names'):
+        # image_topics on its own; camera_names against the topics (a bad name list does not void the topics)
         try:
-            configure_cameras(values.get('image_topics'), values.get('camera_names'))
+            configure_cameras(value if name == 'image_topics' else values.get('image_topics'),
+                              value if name == 'camera_names' else None, resolve=resolve)
         except CameraConfigError as exc:
             return str(exc)
     return None
 
 
-def validate_changes(changes: Iterable[Parameter], values: Mapping[str, Any]) -> List[str]:
-    """Reasons to reject a batch of parameter changes (empty list: accept)."""
+def validate_changes(changes: Iterable[Parameter], values: Mapping[str, Any], paths_settable: bool = False,
+                     ) -> List[str]:
+    """Reasons to reject a batch of parameter changes (empty list: accept).
+
+    Weight paths change only with ``allow_runtime_weight_changes`` or where the node says they may now
+    (``paths_settable``: a lifecycle node that is not configured).
+    """
     after = dict(values)
     changes = list(changes)
     for param in changes:
         after[param.name] = param.value
     reasons = []
     for param in changes:
-        if param.name in PATH_PARAM_NAMES and not values.get('allow_runtime_weight_changes'):
+        if param.name in PATH_PARAM_NAMES and not (paths_settable or values.get('allow_runtime_weight_changes')):
             reasons.append(f'{param.name} is fixed while the node runs: set it at start (params file or '
-                           '--ros-args -p), or start the node with allow_runtime_weight_changes:=true')
+                           '--ros-args -p), or start the node with allow_runtime_weight_changes:=true (a '
+                           'lifecycle node takes it while unconfigured)')
             continue
         reason = validate(param.name, param.value, after)
         if reason:
@@ -148,6 +155,14 @@ class NodeSettings:
     @property
     def color_overrides(self) -> Tuple[str, ...]:
         return tuple(self.values.get('colors') or ())
+
+    def spatial_options(self):
+        """The SpatialOptions of the 3D outputs."""
+        from talk2dino_ros.spatial.scene import SpatialOptions
+
+        return SpatialOptions(stride=int(self.points_stride), voxel_size=float(self.points_voxel_size),
+                              depth_max_m=float(self.depth_max_m), min_region_pixels=int(self.min_region_pixels),
+                              rgb=bool(self.points_rgb))
 
     def weights_dir(self) -> str:
         """The directory searched for files whose *_weights parameter is empty."""

@@ -9,13 +9,20 @@
 * The vocabulary topic has two subscriptions: reliable + transient-local (a vocabulary latched before
   the node started still arrives) and reliable + volatile (``ros2 topic pub`` without QoS flags, which a
   transient-local subscription cannot match). A sample both deliver is applied once.
+
+Every publisher and subscription honours rclpy's ``qos_overrides.<topic>.<publisher|subscription>.<policy>``
+start parameters (history, depth, reliability, durability); the latched vocabulary subscription is
+``subscription_latched``, and the per-class ``mask/<class>`` topics use the profile of ``masks``.
 """
 from __future__ import annotations
 
-from typing import Optional
+import copy
+from typing import Any, Callable, Optional
 
-from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy,
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.qos import (DurabilityPolicy, HistoryPolicy, QoSPolicyKind, QoSProfile, ReliabilityPolicy,
                        qos_profile_sensor_data)
+from rclpy.qos_overriding_options import InvalidQosOverridesError, QoSOverridingOptions
 
 from talk2dino_ros.contract.outputs import QOS
 from talk2dino_ros.contract.parameters import RELIABILITY_CHOICES
@@ -73,3 +80,40 @@ def legend_qos(depth: Optional[int] = None) -> QoSProfile:
 def diagnostics_qos() -> QoSProfile:
     """/diagnostics as diagnostic_updater publishes it (reliable, volatile, depth 10)."""
     return profile('diagnostics')
+
+
+# ---------------------------------------------------------------------------- qos_overrides.* parameters
+#: the policies a user can override on every topic of the node (read-only parameters, set at start):
+#: ``qos_overrides.<fully qualified topic>.<publisher|subscription>[_<id>].<policy>``
+OVERRIDABLE_POLICIES = (QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH, QoSPolicyKind.RELIABILITY,
+                        QoSPolicyKind.DURABILITY)
+
+
+def overriding_options(entity_id: Optional[str] = None) -> QoSOverridingOptions:
+    """rclpy's QoS overriding for one publisher/subscription (``entity_id`` tells two on one topic apart)."""
+    return QoSOverridingOptions(OVERRIDABLE_POLICIES, entity_id=entity_id)
+
+
+def create_overridable(node: Any, kind: str, msg_type: Any, topic: str, qos: QoSProfile,
+                       callback: Optional[Callable[..., None]] = None, *, entity_id: Optional[str] = None,
+                       **kwargs: Any) -> Any:
+    """``node.create_publisher`` (kind ``publisher``) or ``create_subscription`` (``subscription``, with
+    ``callback``) whose QoS follows the ``qos_overrides.<topic>...`` parameters of a params file or
+    ``--ros-args -p``; ``qos`` is the node's own profile.
+
+    An override rclpy cannot apply (``reliability: sometimes``, ``depth: abc``) is a bad start value like any
+    other: one WARN line and the node's own profile.
+    """
+    def create(profile: QoSProfile, **extra: Any) -> Any:
+        if kind == 'publisher':
+            return node.create_publisher(msg_type, topic, profile, **kwargs, **extra)
+        return node.create_subscription(msg_type, topic, callback, profile, **kwargs, **extra)
+    try:
+        return create(copy.copy(qos), qos_overriding_options=overriding_options(entity_id))
+    except (InvalidParameterTypeException, InvalidParameterValueException, InvalidQosOverridesError,
+            RuntimeError) as exc:  # rclpy raises RuntimeError for an unknown policy name
+        suffix = f'_{entity_id}' if entity_id else ''
+        node.get_logger().warning(
+            f'bad start value: qos_overrides.{node.resolve_topic_name(topic)}.{kind}{suffix}: {exc}; '
+            'using the default QoS')
+    return create(qos)

@@ -6,8 +6,8 @@ What it guarantees:
   (:class:`~talk2dino_ros.ros.control_worker.ControlJobs`); frames keep flowing on the old vocabulary
   meanwhile. ``~/set_vocabulary`` is an async service callback: it answers when the new vocabulary is
   installed (or failed) while the executor goes on serving images, parameters and timers.
-* **The vocabulary topic is relative** (``vocab``, so it follows the node namespace; the launch file
-  remaps it to ``/t2d/vocab``) and has two subscriptions, transient-local and volatile, so both a
+* **The vocabulary topic is relative** (``t2d/vocab``: ``/t2d/vocab`` at the root, and it follows the node
+  namespace, with no remap needed) and has two subscriptions, transient-local and volatile, so both a
   latched publisher and a plain ``ros2 topic pub`` are heard; a sample that both deliver is applied once.
 * **The newest vocabulary wins**: :mod:`talk2dino_ros.ros.vocabulary_order` puts the two subscriptions'
   samples back in their publishers' order; the service and the parameter follow in arrival order; the
@@ -33,12 +33,13 @@ from talk2dino_ros.ros.control_worker import ControlJobs
 from talk2dino_ros.ros.engine_host import EngineHost, LegendState
 from talk2dino_ros.ros.input_watch import InputWatch
 from talk2dino_ros.ros.parameters import NodeSettings
-from talk2dino_ros.ros.qos import latched_qos, vocabulary_volatile_qos
+from talk2dino_ros.ros.qos import create_overridable, latched_qos, vocabulary_volatile_qos
 from talk2dino_ros.ros.vocabulary import MAX_NAMES, ParsedVocabulary, parse_vocabulary
 from talk2dino_ros.ros.vocabulary_order import HOLD_S, Held, VocabularyOrder, sample_id
 
-#: the node's vocabulary topic, relative: it follows the node namespace (the launch file remaps it)
-VOCAB_TOPIC = 'vocab'
+#: the node's vocabulary topic, relative: ``/t2d/vocab`` at the root, ``/<ns>/t2d/vocab`` in a namespace, however
+#: the node is started (ros2 run, launch, the console script); ``-r t2d/vocab:=/other`` moves it
+VOCAB_TOPIC = 't2d/vocab'
 #: requests ~/set_vocabulary keeps while busy (the ROS default of 10 loses the rest of a burst)
 SERVICE_DEPTH = 100
 
@@ -70,7 +71,7 @@ class VocabularyControl:
     # ------------------------------------------------------------------ names
     @property
     def topic(self) -> str:
-        """The resolved vocabulary topic (``/t2d/vocab`` under the launch file)."""
+        """The resolved vocabulary topic (``/t2d/vocab`` at the root, ``/<ns>/t2d/vocab`` in a namespace)."""
         return self._node.resolve_topic_name(VOCAB_TOPIC)
 
     def max_classes(self) -> int:
@@ -105,15 +106,18 @@ class VocabularyControl:
         quiet = SubscriptionEventCallbacks(incompatible_qos=self._on_latched_incompatible)
         self._hold_timer = node.create_timer(HOLD_S, self._release_held)
         self._hold_timer.cancel()  # armed by a transient-local sample
+        # qos_overrides.<topic>.subscription.* (the one plain publishers meet) and .subscription_latched.*
         self._entities = [
-            node.create_subscription(String, VOCAB_TOPIC, self._on_latched, latched, event_callbacks=quiet),
-            node.create_subscription(String, VOCAB_TOPIC, self._on_volatile, volatile),
+            create_overridable(node, 'subscription', String, VOCAB_TOPIC, latched, self._on_latched,
+                               event_callbacks=quiet, entity_id='latched'),
+            create_overridable(node, 'subscription', String, VOCAB_TOPIC, volatile, self._on_volatile),
             node.create_service(SetVocabulary, '~/set_vocabulary', self._on_set_vocabulary,
                                 qos_profile=QoSProfile(depth=SERVICE_DEPTH, reliability=ReliabilityPolicy.RELIABLE),
                                 callback_group=self._service_group),
             self._hold_timer,
         ]
-        self._watch = InputWatch(node, self.topic, (latched, volatile), 'a vocabulary', only_incompatible=True)
+        profiles = tuple(sub.qos_profile for sub in self._entities[:2])  # after their qos_overrides
+        self._watch = InputWatch(node, self.topic, profiles, 'a vocabulary', only_incompatible=True)
 
     def destroy_inputs(self) -> None:
         for entity in self._entities:

@@ -228,6 +228,12 @@ def test_config_refuses_a_torch_fast_path_with_an_exported_backend(weights):
         config.validate()
 
 
+def test_exported_file_without_an_exported_backend_is_refused(weights):
+    config = dataclasses.replace(tiny_segmenter_config(weights['talk2dino']), exported_model='/some/model.onnx')
+    with pytest.raises(Talk2DinoError, match='set backend to openvino, onnxruntime or tensorrt'):
+        config.validate()
+
+
 def test_cli_refusal_is_one_line_at_start(weights, capsys, tmp_path):
     import cv2
 
@@ -242,3 +248,14 @@ def test_cli_refusal_is_one_line_at_start(weights, capsys, tmp_path):
                                '--backend', 'tensorrt', '--precision', 'fp16'])
     err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert code == 2 and len(err) == 1 and 'tensorrt needs an NVIDIA GPU' in err[0]
+
+
+@pytest.mark.parametrize('method', ['talk2dino', 'clip_dinoiser'])
+def test_exported_backend_frees_the_torch_blocks_and_keeps_the_text_side(weights, method):
+    pytest.importorskip('onnxruntime')
+    seg = _segmenter(weights, method, 'whole', 'onnxruntime')
+    inner = seg.exported.inner
+    blocks = inner.vit.blocks if method == 'talk2dino' else inner.visual.transformer.resblocks
+    assert len(blocks) == 0
+    seg.set_vocabulary(['a brand new name'])  # text encoding does not need the image blocks
+    assert seg.segment(IMAGES[1]).labels.shape == IMAGES[1].shape[:2]

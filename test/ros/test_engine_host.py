@@ -29,3 +29,14 @@ def test_a_background_flip_encodes_the_new_vocabulary_once(tiny_weights):
     state = host.state
     assert state.names == ('tree', 'car') and not state.vocabulary.background
     assert state.vocabulary is segmenter.vocabulary
+
+
+def test_missing_weights_recommend_only_what_the_node_accepts(tmp_path):
+    host = EngineHost(lambda settings: None)
+    settings = NodeSettings({'weights_dir': str(tmp_path)})
+    fixed = host.load(settings, '/talk2dino')
+    assert not fixed.ok and fixed.missing
+    assert 'ros2 param set' not in fixed.detail and '-p dinov2_weights:=/path/to/file' in fixed.detail
+    assert 'allow_runtime_weight_changes:=true' in fixed.detail
+    settable = host.load(settings, '/talk2dino', paths_settable=True)
+    assert 'ros2 param set /talk2dino dinov2_weights /path/to/file' in settable.detail

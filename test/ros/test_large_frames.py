@@ -40,7 +40,7 @@ def test_a_best_effort_subscriber_gets_every_vga_frame(ros_context, spin):
         m.header.stamp.sec + m.header.stamp.nanosec * 1e-9), image_input_qos('best_effort', 5))
     spin(node)
     rate, count = 10.0, 40
-    proc = subprocess.run([sys.executable, '-m', 'talk2dino_ros.ros.image_folder_publisher', '--topic',
+    proc = subprocess.run([sys.executable, '-m', 'talk2dino_ros.cli.image_folder_publisher', '--topic',
                            '/t2d_test/vga', '--rate', str(rate), '--count', str(count)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     time.sleep(0.5)

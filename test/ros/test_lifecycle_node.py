@@ -174,3 +174,29 @@ def test_release_hands_cuda_memory_back(monkeypatch):
     assert host.release('cleanup') and emptied == [True] and host.segmenter is None
     assert host.model_error == 'cleanup'
     assert not host.release('again') and emptied == [True]  # nothing loaded: nothing to free
+
+
+def test_a_failed_configure_is_an_error_and_is_repaired_by_parameters_while_unconfigured(make_lifecycle, tmp_path,
+                                                                                          capfd):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    node, probe, _ = make_lifecycle(params={'dinov2_weights': str(tmp_path / 'missing.pth'),
+                                            'diagnostics_period': 0.1})
+    probe.listen('/diagnostics', DiagnosticArray)
+    assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+    err = capfd.readouterr().err
+    assert f'ros2 param set {NODE} dinov2_weights' in err  # what works now, without a restart
+
+    def level():
+        msgs = probe.got('/diagnostics')
+        return msgs and msgs[-1].status[0].level == DiagnosticStatus.ERROR and msgs[-1].status[0]
+    status = wait_for(level, what='an ERROR in /diagnostics')
+    assert 'configure failed' in status.message and 'missing.pth' in status.message
+    good = tmp_path / 'dinov2.pth'
+    good.write_bytes(b'x')
+    # no allow_runtime_weight_changes: an unconfigured lifecycle node still takes a path
+    assert node.set_parameters([Parameter('dinov2_weights', value=str(good))])[0].successful
+    assert node.trigger_configure() == SUCCESS
+    wait_for(lambda: probe.got('/diagnostics')[-1].status[0].level == DiagnosticStatus.OK, what='OK again')
+    # configured: paths are fixed again
+    assert not node.set_parameters([Parameter('dinov2_weights', value=str(good))])[0].successful

@@ -197,7 +197,9 @@ def test_vocabulary_via_topic_parameter_service_and_late_legend_subscriber(make_
     assert not result.successful and 'no usable class name' in result.reason
     assert node.legend_state.names == ('road', 'car')
 
-    # frames use the new vocabulary; a late legend subscriber gets exactly the current legend
+    # frames use the new vocabulary; a late legend subscriber ends on the current legend (the legend topic
+    # keeps a short history for live readers: a late joiner that takes samples while they arrive may see an
+    # older one first, never a newer one and never one out of order)
     labels = image_to_numpy(probe.send(numpy_to_image(scene(4, 9), 'rgb8', probe.next_header())))
     assert labels.max() == 2
     late = Probe(ros_context)
@@ -207,14 +209,15 @@ def test_vocabulary_via_topic_parameter_service_and_late_legend_subscriber(make_
     executor = SingleThreadedExecutor(context=ros_context)
     executor.add_node(late)
     deadline = time.monotonic() + 5.0
-    while not late_msgs and time.monotonic() < deadline:
+    current = node.legend_state.version
+    while not (late_msgs and late_msgs[-1].vocabulary_version == current) and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
     executor.spin_once(timeout_sec=0.2)
     executor.shutdown()
     late.destroy_node()
-    assert len(late_msgs) == 1
-    assert list(late_msgs[0].class_names) == ['background', 'road', 'car']
-    assert late_msgs[0].vocabulary_version == node.legend_state.version
+    versions = [m.vocabulary_version for m in late_msgs]
+    assert versions and versions[-1] == current and versions == sorted(set(versions)), versions
+    assert list(late_msgs[-1].class_names) == ['background', 'road', 'car']
     # names already encoded once are taken from the engine's cache, the node re-sends them all
     assert factory.loads[0].encoded_names.count('cat') == 1
 
@@ -421,10 +424,19 @@ def test_invalid_start_values_fall_back_to_defaults(make_node, capfd):
                                        'image_reliability': 'sometimes'})
     assert node.get_parameter('method').value == 'talk2dino'
     assert node.get_parameter('mask_type').value == 'binary'
-    # read-only: the parameter keeps the bad value, the node uses the default behind it
+    # read-only too: declared with the default, so the parameter shows what the node uses
+    assert node.get_parameter('image_reliability').value == 'best_effort'
     assert node._settings.image_reliability == 'best_effort'
     wait_for(lambda: node.segmenter is not None, what='model')
     assert node.legend_state is None
     err = capfd.readouterr().err
     assert "method 'nope' is not one of" in err and 'vocabulary has no usable class name' in err
     assert "image_reliability 'sometimes' is not one of" in err
+
+
+def test_missing_weights_log_recommends_only_what_the_running_node_accepts(make_node, tmp_path, capfd):
+    node, _, _ = make_node(params={'dinov2_weights': str(tmp_path / 'missing.pth')})
+    wait_for(lambda: 'weight file not found' in node.model_error, what='the load error')
+    err = capfd.readouterr().err
+    assert 'weight file not found' in err and 'ros2 param set' not in err
+    assert '-p dinov2_weights:=/path/to/file' in err
