@@ -124,6 +124,7 @@ class FrameOutputs:
         self._node = node
         self.prefix = prefix.rstrip('/') or '~'
         self.last_frame_id = ''  # frame_id of the latest frame, stamped on the next legend
+        self.legend_version: Optional[int] = None  # the legend these publishers latched last
         #: output name -> publisher, for every fixed-topic row of the table the node publishes here
         #: (their QoS follows the qos_overrides.<topic>.publisher.* start parameters)
         self.pubs: Dict[str, Any] = {
@@ -172,12 +173,17 @@ class FrameOutputs:
         return out
 
     # ------------------------------------------------------------------ publishing
-    def publish_legend(self, state, stamp) -> None:
-        """Latch the legend of ``state`` on every latched row (ClassInfo, LabelInfo where installed)."""
+    def publish_legend(self, state, stamp) -> bool:
+        """Latch the legend of ``state`` on every latched row (ClassInfo, LabelInfo where installed), once
+        per legend version (a new worker after a re-activation does not repeat it); True when published."""
+        if state.version == self.legend_version:
+            return False
+        self.legend_version = state.version
         ctx = FrameContext(None, Header(stamp=stamp, frame_id=self.last_frame_id), state)
         for spec in contract.camera_outputs():
             if spec.cadence == 'latched' and spec.name in self.pubs:
                 self.pubs[spec.name].publish(BUILDERS[spec.name](ctx))
+        return True
 
     def publish(self, images: FrameImages, header: Any, state, settings, image_size: Tuple[int, int] = (0, 0),
                 camera_info: Any = None, spatial: Any = None) -> None:
