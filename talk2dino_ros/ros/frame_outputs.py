@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
+from rclpy.event_handler import PublisherEventCallbacks
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -237,8 +238,11 @@ class FrameOutputs:
                     self._node.destroy_publisher(self.mask_pubs.pop(token))
             for token in wanted:
                 if token not in self.mask_pubs:
+                    # no QoS event handlers: rclpy keeps a reference per handler in the callback group after
+                    # the publisher is destroyed, and these publishers come and go with every vocabulary
                     self.mask_pubs[token] = self._node.create_publisher(
-                        Image, self.topic(spec.topic.replace('<class>', token)), self._class_mask_qos(spec))
+                        Image, self.topic(spec.topic.replace('<class>', token)), self._class_mask_qos(spec),
+                        event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
 
     def _class_mask_qos(self, spec: contract.OutputSpec) -> Any:
         """The QoS of a per-class mask topic: that of ``masks``, its qos_overrides included (no parameters
