@@ -22,7 +22,8 @@ input topic unchanged plus, under ``--namespace`` (default ``/talk2dino``, the l
   2D detections only (counted in the summary). ``--detections`` writes the 2D detections without depth.
 
 Each output has the exact header of its camera image and the image's bag timestamp. The model defaults
-are the node's (mode ``whole``, background threshold 0.55, background cleaning on).
+are the node's (its parameter table: mode, background threshold, background cleaning); the topics and
+types, as the node publishes them, are listed at the end of ``--help``.
 
 Resumable: the bag is built in ``OUT.partial/`` and renamed to ``OUT`` only when complete; finished
 frames are kept there, so ``--resume`` after a crash or Ctrl-C segments only the frames not yet done

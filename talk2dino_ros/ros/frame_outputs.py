@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
+from rclpy.event_handler import PublisherEventCallbacks
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -124,6 +125,7 @@ class FrameOutputs:
         self._node = node
         self.prefix = prefix.rstrip('/') or '~'
         self.last_frame_id = ''  # frame_id of the latest frame, stamped on the next legend
+        self.legend_version: Optional[int] = None  # the legend these publishers latched last
         #: output name -> publisher, for every fixed-topic row of the table the node publishes here
         #: (their QoS follows the qos_overrides.<topic>.publisher.* start parameters)
         self.pubs: Dict[str, Any] = {
@@ -172,12 +174,17 @@ class FrameOutputs:
         return out
 
     # ------------------------------------------------------------------ publishing
-    def publish_legend(self, state, stamp) -> None:
-        """Latch the legend of ``state`` on every latched row (ClassInfo, LabelInfo where installed)."""
+    def publish_legend(self, state, stamp) -> bool:
+        """Latch the legend of ``state`` on every latched row (ClassInfo, LabelInfo where installed), once
+        per legend version (a new worker after a re-activation does not repeat it); True when published."""
+        if state.version == self.legend_version:
+            return False
+        self.legend_version = state.version
         ctx = FrameContext(None, Header(stamp=stamp, frame_id=self.last_frame_id), state)
         for spec in contract.camera_outputs():
             if spec.cadence == 'latched' and spec.name in self.pubs:
                 self.pubs[spec.name].publish(BUILDERS[spec.name](ctx))
+        return True
 
     def publish(self, images: FrameImages, header: Any, state, settings, image_size: Tuple[int, int] = (0, 0),
                 camera_info: Any = None, spatial: Any = None) -> None:
@@ -231,8 +238,11 @@ class FrameOutputs:
                     self._node.destroy_publisher(self.mask_pubs.pop(token))
             for token in wanted:
                 if token not in self.mask_pubs:
+                    # no QoS event handlers: rclpy keeps a reference per handler in the callback group after
+                    # the publisher is destroyed, and these publishers come and go with every vocabulary
                     self.mask_pubs[token] = self._node.create_publisher(
-                        Image, self.topic(spec.topic.replace('<class>', token)), self._class_mask_qos(spec))
+                        Image, self.topic(spec.topic.replace('<class>', token)), self._class_mask_qos(spec),
+                        event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
 
     def _class_mask_qos(self, spec: contract.OutputSpec) -> Any:
         """The QoS of a per-class mask topic: that of ``masks``, its qos_overrides included (no parameters

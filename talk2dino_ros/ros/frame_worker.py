@@ -6,6 +6,10 @@ not the last one it published, runs the engine once for the frames whose outputs
 the others are counted, not segmented) and publishes the outputs that have subscribers. All per-frame
 outputs and the ClassInfo come from this one thread, in order, so the labels of a frame always belong to
 the most recently published ClassInfo (same vocabulary_version).
+
+A worker is stopped by its ``stop`` event, which the lifecycle node sets under :attr:`FrameWorker.gate`;
+every publish happens under the same lock after checking the event, so a stopped worker never publishes
+again even if its frame was still running (stopping waits for one publish at most, never for a frame).
 """
 from __future__ import annotations
 
@@ -61,6 +65,8 @@ class FrameWorker:
         self.idle = False  # the latest frames were skipped: nothing read any output
         #: camera name -> its latest sensor_msgs/CameraInfo (for the camera_info output)
         self.camera_infos: Dict[str, Any] = {}
+        #: held while publishing and while a worker's stop event is set (see the module docstring)
+        self.gate = threading.Lock()
 
     # ------------------------------------------------------------------ executor thread
     def receive(self, msg: Any, compressed: bool, camera: str = '') -> None:
@@ -90,7 +96,10 @@ class FrameWorker:
             state = self._host.state  # captured once for the legend and the frame
             try:
                 if state is not published and state is not None:
-                    self._publish_legend(state)
+                    with self.gate:
+                        if stop.is_set():
+                            break
+                        self._publish_legend(state)
                     published = state
                 self._sync_mask_publishers()
                 frames = self._mailbox.take_all()  # the latest frame of each camera
@@ -103,7 +112,7 @@ class FrameWorker:
                 if not self._enabled():
                     self._stats.skipped_paused += len(frames)
                     continue
-                self._process(list(frames.values()), state)
+                self._process(list(frames.values()), state, stop)
             except Exception as exc:  # never let the worker die
                 if not rclpy.ok(context=self._node.context):
                     break
@@ -151,8 +160,9 @@ class FrameWorker:
             return list(segmenter.segment_batch(images, vocabulary=state.vocabulary, options=state.options))
         return [segmenter.segment(image, vocabulary=state.vocabulary, options=state.options) for image in images]
 
-    def _process(self, frames: List[Frame], state: LegendState) -> None:
-        """Segment the latest frame of each camera whose outputs somebody reads, publish what is read."""
+    def _process(self, frames: List[Frame], state: LegendState, stop: threading.Event) -> None:
+        """Segment the latest frame of each camera whose outputs somebody reads, publish what is read
+        (nothing once ``stop`` is set: the worker was stopped while the frame ran)."""
         settings = self._settings()
         outputs = self._outputs()
         spatial = self._spatial()
@@ -193,8 +203,11 @@ class FrameWorker:
                 # the 3D outputs somebody reads (None: none), built from the frame's labels and its depth partner
                 spatial_out = (spatial.build(frame.camera, stored, out, rgb, images.labels, result, state.names)
                                if spatial is not None else None)
-                out.publish(images, frame.msg.header, state, settings, image_size=(rgb.shape[1], rgb.shape[0]),
-                            camera_info=self.camera_infos.get(frame.camera), spatial=spatial_out)
+                with self.gate:
+                    if stop.is_set():
+                        return
+                    out.publish(images, frame.msg.header, state, settings, image_size=(rgb.shape[1], rgb.shape[0]),
+                                camera_info=self.camera_infos.get(frame.camera), spatial=spatial_out)
             except Exception as exc:  # one camera's failure must not cost the others their outputs
                 if not rclpy.ok(context=self._node.context):
                     raise
