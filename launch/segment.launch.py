@@ -6,7 +6,8 @@
     ros2 launch talk2dino_ros segment.launch.py image_topics:="/front/image_raw, /rear/image_raw" rviz:=true
 
 Arguments: image (input topic), params_file (YAML, default config/params.yaml of the package), namespace,
-vocab_topic (where the node's relative ``vocab`` topic is remapped, default /t2d/vocab), use_sim_time, lifecycle
+vocab_topic (where the node's relative ``t2d/vocab`` topic is remapped; default none: /t2d/vocab, or
+/<namespace>/t2d/vocab under a namespace), use_sim_time, lifecycle
 (true: segment_lifecycle_node), autostart (lifecycle only: configure + activate at start), rviz (true: RViz with
 the package's layout, one set of displays per camera; where rviz2 is not installed the launch says what to
 install and keeps the node running), and **every node parameter** under its own name (generated from the
@@ -14,7 +15,7 @@ parameter table, talk2dino_ros/contract/parameters.py): left empty it is not pas
 holds; given, it overrides params_file. Lists (vocabulary, colors, image_topics, camera_names) are
 comma-separated or a YAML list.
 Pip-only equivalent (no launch package):
-    segment_node --ros-args --params-file config/params.yaml -r image:=/camera/image_raw -r vocab:=/t2d/vocab
+    segment_node --ros-args --params-file config/params.yaml -r image:=/camera/image_raw
 """
 import os
 import tempfile
@@ -201,7 +202,7 @@ def _nodes(context, *args, **kwargs):
         parameters.append({'use_sim_time': True})
     remappings = [('image', image), ('image/compressed', image + '/compressed')]
     if vocab_topic:
-        remappings.append(('vocab', vocab_topic))
+        remappings.append(('t2d/vocab', vocab_topic))
     actions = _segment_actions(context, parameters, remappings, namespace)
     if _flag(context, 'rviz'):
         cameras = rviz_cameras(image, namespace, {**_file_parameters(params_file), **overrides})
@@ -230,8 +231,9 @@ def generate_launch_description():
         DeclareLaunchArgument('params_file', default_value=DEFAULT_PARAMS,
                               description='YAML file with the node parameters'),
         DeclareLaunchArgument('namespace', default_value='', description='namespace of the node (and RViz)'),
-        DeclareLaunchArgument('vocab_topic', default_value='/t2d/vocab',
-                              description='topic the node\'s relative vocab topic is remapped to (empty: none)'),
+        DeclareLaunchArgument('vocab_topic', default_value='',
+                              description='topic the node\'s relative t2d/vocab topic is remapped to (empty: '
+                                          'none, so /t2d/vocab, or /<namespace>/t2d/vocab under a namespace)'),
         DeclareLaunchArgument('use_sim_time', default_value='false',
                               description='use /clock (bag replay, simulation)'),
         DeclareLaunchArgument('lifecycle', default_value='false',

@@ -46,8 +46,8 @@ else
 fi
 
 # large frames over best-effort UDP lose fragments on a default loopback; the demo publisher is reliable.
-# The node's vocabulary topic is relative (`vocab`); the launch file maps it to /t2d/vocab, so does the demo.
-NODE_ARGS=(-r vocab:=/t2d/vocab -p mode:=whole -p image_reliability:=reliable -p "weights_dir:=$WEIGHTS_DIR")
+# The node takes its vocabulary on /t2d/vocab (its relative t2d/vocab in the root namespace).
+NODE_ARGS=(-p mode:=whole -p image_reliability:=reliable -p "weights_dir:=$WEIGHTS_DIR")
 SAVER_ARGS=(--out "$OUT" --every 2 --input-topic "$CAMERA")
 if [ "$RANDOM_WEIGHTS" = 1 ]; then
   # no background class (threshold <= 0): every pixel gets one of the classes, so the overlay shows regions

@@ -44,7 +44,8 @@ def test_one_package_builds_its_own_interfaces():
     assert 'talk2dino_ros_msgs' not in all_keys
     cmake = (ROOT / 'CMakeLists.txt').read_text()
     assert 'rosidl_generate_interfaces(${PROJECT_NAME}' in cmake
-    for rel in ['msg/ClassInfo.msg', 'msg/ClassMasks.msg', 'srv/SetVocabulary.srv']:
+    for rel in ['msg/ClassInfo.msg', 'msg/ClassMasks.msg', 'msg/ObjectLocation.msg', 'msg/LocatedClass.msg',
+                'srv/SetVocabulary.srv', 'srv/Locate.srv']:
         assert f'"{rel}"' in cmake, rel
     # no package reads files outside its own folder
     assert '..' not in cmake.replace('...', '')
@@ -84,8 +85,11 @@ def test_layout_files_exist():
 
 def test_generated_messages_import():
     from talk2dino_ros.msg import ClassInfo, ClassMasks
-    from talk2dino_ros.srv import SetVocabulary
+    from talk2dino_ros.msg import LocatedClass, ObjectLocation
+    from talk2dino_ros.srv import Locate, SetVocabulary
     info = ClassInfo(class_ids=[0, 1], class_names=['background', 'door'])
+    found = LocatedClass(name='door', objects=[ObjectLocation(has_3d=True, score=0.5)])
+    assert found.objects[0].center.x == 0.0 and Locate.Request(names=['door']).camera == ''
     assert list(info.class_ids) == [0, 1]
     assert ClassMasks().mask_type == ''
     assert SetVocabulary.Request(names=['a']).names == ['a']

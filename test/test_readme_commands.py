@@ -244,6 +244,8 @@ def sandbox(tmp_path_factory):
     shutil.copytree(REPO / 'config', root / 'config')
     rng = np.random.default_rng(0)
     assert cv2.imwrite(str(root / 'photo.jpg'), rng.integers(0, 255, (40, 56, 3), dtype=np.uint8))
+    # its registered depth at half resolution, millimetres (the README's segment_image --depth)
+    assert cv2.imwrite(str(root / 'photo_depth.png'), rng.integers(500, 4000, (20, 28), dtype=np.uint16))
     for name in ('voc21', 'ade20k'):
         make_layout(root / 'data', name, n=2)
     _detail_json(root / 'data')  # data/VOCdevkit/VOC2010/trainval_merged.json

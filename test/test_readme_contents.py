@@ -16,7 +16,7 @@ def test_contents_match_the_headings():
     headings = [m.group(2) for m in re.finditer(r'^(##+) (.+)$', outside_code, re.M) if m.group(2) != 'Contents']
     contents = text.split('## Contents', 1)[1].split('\n## ', 1)[0]
     entries = re.findall(r'^\s*\* \[(.+)\]\(#(.+)\)$', contents, re.M)
-    assert [title for title, _ in entries] == headings
+    assert [title for title, _ in entries] == headings, "add the new section to the README's Contents"
     assert all(anchor == _anchor(title) for title, anchor in entries)
 
 

@@ -22,7 +22,8 @@ input topic unchanged plus, under ``--namespace`` (default ``/talk2dino``, the l
   2D detections only (counted in the summary). ``--detections`` writes the 2D detections without depth.
 
 Each output has the exact header of its camera image and the image's bag timestamp. The model defaults
-are the node's (mode ``whole``, background threshold 0.55, background cleaning on).
+are the node's (its parameter table: mode, background threshold, background cleaning); the topics and
+types, as the node publishes them, are listed at the end of ``--help``.
 
 Resumable: the bag is built in ``OUT.partial/`` and renamed to ``OUT`` only when complete; finished
 frames are kept there, so ``--resume`` after a crash or Ctrl-C segments only the frames not yet done
@@ -110,8 +111,8 @@ def _spatial_items(header: Any, rgb: np.ndarray, labels: np.ndarray, confidence:
     image, info = depth
     metres = depth_to_metres(image_to_numpy(image), str(image.encoding), options.depth_max_m)
     frame = build_spatial(labels, confidence, names, metres, intrinsics_from_camera_info(info), options, rgb=rgb)
-    # 3D outputs are in the depth camera's frame with the colour frame's stamp (what the labels belong to)
-    depth_header = bag_io.header_msg(header.stamp.sec, header.stamp.nanosec, image.header.frame_id)
+    # the cloud and the 3D boxes carry the depth image's header: its frame and its stamp
+    depth_header = image.header
     return {'points': bag_io.serialize(messages.point_cloud_msg(kit, depth_header, frame.cloud)),
             'detections': bag_io.serialize(messages.detection_2d_array_msg(kit, header, frame.detections)),
             'detections_3d': bag_io.serialize(messages.detection_3d_array_msg(kit, depth_header, frame.detections))}
@@ -422,6 +423,7 @@ def _outputs_epilog() -> str:
 def build_parser() -> argparse.ArgumentParser:
     from talk2dino_ros.cli.common import add_inference_arguments, add_model_arguments
     from talk2dino_ros.cli.spatial_args import add_spatial_arguments
+    from talk2dino_ros.spatial.pairing import DEFAULT_TOLERANCE_S
 
     p = argparse.ArgumentParser(prog='segment_bag', description=__doc__, epilog=_outputs_epilog(),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -440,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
                         'and detections_3d')
     p.add_argument('--camera-info-topic', default=None,
                    help='CameraInfo of the depth images (default: camera_info next to --depth-topic)')
-    p.add_argument('--depth-sync-tolerance', type=float, default=1 / 30, metavar='S',
+    p.add_argument('--depth-sync-tolerance', type=float, default=DEFAULT_TOLERANCE_S, metavar='S',
                    help='largest stamp difference of a camera frame and its depth frame, seconds (default 1/30)')
     p.add_argument('--detections', action='store_true',
                    help='write <ns>/detections (2D) also without depth')

@@ -149,7 +149,7 @@ def node_command(weights: Dict[str, Path], resolution: int, image_topic: str,
                  extra_params: Sequence[str] = ()) -> List[str]:
     """The node's command line; ``extra_params``: more ``name:=value`` parameters (last one wins)."""
     cmd = [sys.executable, '-m', 'talk2dino_ros.ros.segment_node', '--ros-args',
-           '-r', f'image:={image_topic}', '-r', 'vocab:=/t2d/vocab',  # the node's relative vocab topic
+           '-r', f'image:={image_topic}',  # the vocabulary: the node's own /t2d/vocab, no remap
            '-p', 'allow_random_weights:=true', '-p', 'device:=cpu', '-p', f'resolution:={resolution}',
            '-p', f'dinov2_weights:={weights["dinov2"]}', '-p', f'clip_weights:={weights["clip"]}',
            '-p', f'proj_weights:={weights["proj"]}',

@@ -134,7 +134,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     if args.write:
         if rendered != text:
-            args.readme.write_text(rendered, encoding='utf-8')
+            from talk2dino_ros.atomic_files import atomic_write_text
+            atomic_write_text(args.readme, rendered)
         return 0
     if rendered != text:
         print(f'{args.readme}: the generated tables differ from talk2dino_ros/contract; run with --write',

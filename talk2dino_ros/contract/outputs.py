@@ -105,14 +105,16 @@ OUTPUTS: Tuple[OutputSpec, ...] = (
                'class colours over the image with a legend of the classes in view; only while subscribed',
                switch='publish_overlay', bag=True, needs='overlay', rviz='Overlay'),
     OutputSpec('points', 'points', 'sensor_msgs/msg/PointCloud2', '', 'frame', 'per_frame',
-               'labelled 3D points (x y z, label, confidence) from a registered depth image', bag=True,
-               node=False, needs='labels'),
+               'with depth (parameter depth): the labelled point cloud of each processed frame that has a depth '
+               'partner (x y z, confidence, label, optionally rgb; see 3D), with the depth image\'s header; only '
+               'while subscribed', bag=True, needs='labels'),
     OutputSpec('detections', 'detections', 'vision_msgs/msg/Detection2DArray', '', 'frame', 'per_frame',
-               'one 2D detection per class region', bag=True, node=False, needs='labels',
-               requires='vision_msgs'),
+               'one detection per connected region of a class (2D box in pixels, legend id as class_id, mean '
+               'confidence as score), with the camera image\'s header; no depth needed; only while subscribed',
+               bag=True, needs='labels', requires='vision_msgs'),
     OutputSpec('detections_3d', 'detections_3d', 'vision_msgs/msg/Detection3DArray', '', 'frame', 'per_frame',
-               'one 3D box per class region, from a registered depth image', bag=True, node=False, needs='labels',
-               requires='vision_msgs'),
+               'with depth: the same regions as robust 3D boxes (centre and size in metres), with the depth '
+               'image\'s header; only while subscribed', bag=True, needs='labels', requires='vision_msgs'),
     OutputSpec('diagnostics', '/diagnostics', 'diagnostic_msgs/msg/DiagnosticArray', '', 'diagnostics',
                'periodic', 'every diagnostics_period s, status "<node\'s full name>: segmentation" (e.g. '
                '"/front/talk2dino: segmentation"): input/processed rate, frames received/processed/dropped/rejected '

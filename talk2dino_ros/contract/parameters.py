@@ -32,6 +32,12 @@ MAX_INPUT_SIDE = 16384
 #: default of ``max_input_pixels`` (4096 x 4096 = 16.7 MP): above every common camera (4K UHD is 8.3 MP, a
 #: 12 MP sensor 4000 x 3000) while capping the decoded RGB copy at 50 MB
 DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
+#: the 3D outputs' defaults (talk2dino_ros.spatial uses the same): farthest depth kept (metres), largest stamp
+#: difference of a camera frame and its depth frame (one frame at 30 Hz, seconds), smallest region that is a
+#: detection (pixels)
+DEFAULT_DEPTH_MAX_M = 10.0
+DEFAULT_DEPTH_SYNC_TOLERANCE_S = 1.0 / 30.0
+DEFAULT_MIN_REGION_PIXELS = 50
 #: choices of ``image_reliability``
 RELIABILITY_CHOICES = ('best_effort', 'reliable')
 #: the groups of :class:`ParamSpec`, in table order
@@ -142,6 +148,26 @@ PARAMETERS: Tuple[ParamSpec, ...] = (
     ParamSpec('camera_names', None, 'Names of the image_topics cameras (their output namespaces), in the same '
               'order. Empty: derived from the topics (/front/camera/image_raw -> front).', 'input',
               read_only=True),
+    # 3D outputs from a registered depth image
+    ParamSpec('depth', False, 'Subscribe to a depth image registered to each camera (16UC1 millimetres or 32FC1 '
+              'metres) and its CameraInfo, for ~/points, ~/detections_3d and 3D answers of ~/locate. Topics: '
+              '<camera namespace>/depth/image_raw and .../depth/camera_info (remappable), or depth_topics.',
+              'input', read_only=True),
+    ParamSpec('depth_topics', None, 'Depth image topics, one per camera in image_topics order (the CameraInfo '
+              'is the camera_info beside each). Empty: derived from the camera topics.', 'input', read_only=True),
+    ParamSpec('depth_sync_tolerance', DEFAULT_DEPTH_SYNC_TOLERANCE_S, 'Largest stamp difference, in seconds, of '
+              'a camera frame and the depth frame paired with it (default: one frame at 30 Hz).', 'output',
+              float_range=(0.0, 1.0)),
+    ParamSpec('depth_max_m', DEFAULT_DEPTH_MAX_M, 'Farthest depth used, in metres; farther pixels (and 0, NaN, '
+              'inf) are no measurement.', 'output', float_range=(0.01, 1000.0)),
+    ParamSpec('points_stride', 1, 'Use every n-th depth pixel in both directions for ~/points and the 3D boxes.',
+              'output', int_range=(1, 64)),
+    ParamSpec('points_voxel_size', 0.0, 'At most one ~/points point per cube of this size, in metres (0 = off).',
+              'output', float_range=(0.0, 10.0)),
+    ParamSpec('points_rgb', False, 'Add the camera colour to ~/points (an rgb field).', 'output'),
+    ParamSpec('min_region_pixels', DEFAULT_MIN_REGION_PIXELS, 'Smallest connected region of a class, in pixels, '
+              'that is a detection (~/detections, ~/detections_3d, ~/locate).', 'output',
+              int_range=(1, 16384 * 16384)),
 )
 SPECS: Dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 

@@ -109,6 +109,7 @@ class EngineHost:
         self._names: Tuple[str, ...] = ()
         self._state: Optional[LegendState] = None
         self._version = 0
+        self._generation = 0                     # bumped by release(): a load started before is dropped
 
     # ------------------------------------------------------------------ read-only views
     @property
@@ -190,9 +191,12 @@ class EngineHost:
             return LoadOutcome(False, error, missing=True, detail=f'{how} ({where})')
         self._failed_missing = []
         started = time.perf_counter()
+        generation = self._generation
         try:
             segmenter = self._factory(settings)
             with self._lock:
+                if generation != self._generation:  # released while loading (lifecycle cleanup)
+                    return LoadOutcome(False, 'model load dropped: the model was released while it loaded')
                 self._apply_engine_settings(segmenter, settings)
                 state = (self._build_state(segmenter, settings.method, self._names, settings)
                          if self._names else None)
@@ -239,6 +243,7 @@ class EngineHost:
         The vocabulary names are kept, so the next :meth:`load` labels with them again.
         """
         with self._lock:
+            self._generation += 1
             segmenter, self._segmenter = self._segmenter, None
             self._state = None
             self._model_key = None

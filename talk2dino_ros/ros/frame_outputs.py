@@ -19,6 +19,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional, Set, Tuple
 
+from rclpy.event_handler import PublisherEventCallbacks
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
@@ -28,6 +29,7 @@ from talk2dino_ros.outputs.frame import FrameImages
 from talk2dino_ros.ros import outputs
 from talk2dino_ros.ros.camera_info import output_camera_info
 from talk2dino_ros.ros.label_info import make_label_info
+from talk2dino_ros.ros import spatial_outputs
 from talk2dino_ros.ros.qos import create_overridable, profile
 
 
@@ -42,6 +44,7 @@ class FrameContext:
     settings: Any = None
     image_size: Tuple[int, int] = (0, 0)   # (width, height) of the camera image
     camera_info: Any = None
+    spatial: Any = None                     # the frame's 3D outputs (spatial_outputs.SpatialResult) or None
 
 
 def _image(field: str, encoding: Optional[str] = None) -> Callable[[FrameContext], Any]:
@@ -88,6 +91,9 @@ BUILDERS: Dict[str, Callable[[FrameContext], Any]] = {
     'confidence_mono8': _image('confidence_mono8', 'mono8'),
     'background': _image('background', '32FC1'),
     'overlay': _image('overlay', 'rgb8'),
+    'points': spatial_outputs.build_points,
+    'detections': spatial_outputs.build_detections,
+    'detections_3d': spatial_outputs.build_detections_3d,
 }
 
 
@@ -119,6 +125,7 @@ class FrameOutputs:
         self._node = node
         self.prefix = prefix.rstrip('/') or '~'
         self.last_frame_id = ''  # frame_id of the latest frame, stamped on the next legend
+        self.legend_version: Optional[int] = None  # the legend these publishers latched last
         #: output name -> publisher, for every fixed-topic row of the table the node publishes here
         #: (their QoS follows the qos_overrides.<topic>.publisher.* start parameters)
         self.pubs: Dict[str, Any] = {
@@ -133,6 +140,10 @@ class FrameOutputs:
     def topic(self, name: str) -> str:
         """The topic of output ``name`` in this namespace, e.g. ``~/front/labels``."""
         return f'{self.prefix}/{name}'
+
+    def is_read(self, name: str, settings: Any) -> bool:
+        """Somebody subscribes to row ``name`` and its switch is on (False for a row not published here)."""
+        return self._read(name, settings)
 
     def _read(self, name: str, settings: Any) -> bool:
         """Somebody subscribes to row ``name`` and its switch is on."""
@@ -163,18 +174,24 @@ class FrameOutputs:
         return out
 
     # ------------------------------------------------------------------ publishing
-    def publish_legend(self, state, stamp) -> None:
-        """Latch the legend of ``state`` on every latched row (ClassInfo, LabelInfo where installed)."""
+    def publish_legend(self, state, stamp) -> bool:
+        """Latch the legend of ``state`` on every latched row (ClassInfo, LabelInfo where installed), once
+        per legend version (a new worker after a re-activation does not repeat it); True when published."""
+        if state.version == self.legend_version:
+            return False
+        self.legend_version = state.version
         ctx = FrameContext(None, Header(stamp=stamp, frame_id=self.last_frame_id), state)
         for spec in contract.camera_outputs():
             if spec.cadence == 'latched' and spec.name in self.pubs:
                 self.pubs[spec.name].publish(BUILDERS[spec.name](ctx))
+        return True
 
     def publish(self, images: FrameImages, header: Any, state, settings, image_size: Tuple[int, int] = (0, 0),
-                camera_info: Any = None) -> None:
-        """Send the built outputs of one frame, each with the camera image's exact header."""
+                camera_info: Any = None, spatial: Any = None) -> None:
+        """Send the built outputs of one frame, each with the camera image's exact header (the cloud and the
+        3D boxes with the depth image's, see :mod:`talk2dino_ros.ros.spatial_outputs`)."""
         self.last_frame_id = header.frame_id
-        ctx = FrameContext(images, header, state, settings, image_size, camera_info)
+        ctx = FrameContext(images, header, state, settings, image_size, camera_info, spatial)
         for spec in contract.camera_outputs():
             if spec.cadence != 'per_frame' or spec.family or not self._read(spec.name, settings):
                 continue
@@ -221,8 +238,11 @@ class FrameOutputs:
                     self._node.destroy_publisher(self.mask_pubs.pop(token))
             for token in wanted:
                 if token not in self.mask_pubs:
+                    # no QoS event handlers: rclpy keeps a reference per handler in the callback group after
+                    # the publisher is destroyed, and these publishers come and go with every vocabulary
                     self.mask_pubs[token] = self._node.create_publisher(
-                        Image, self.topic(spec.topic.replace('<class>', token)), self._class_mask_qos(spec))
+                        Image, self.topic(spec.topic.replace('<class>', token)), self._class_mask_qos(spec),
+                        event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
 
     def _class_mask_qos(self, spec: contract.OutputSpec) -> Any:
         """The QoS of a per-class mask topic: that of ``masks``, its qos_overrides included (no parameters

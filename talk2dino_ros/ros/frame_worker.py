@@ -6,6 +6,10 @@ not the last one it published, runs the engine once for the frames whose outputs
 the others are counted, not segmented) and publishes the outputs that have subscribers. All per-frame
 outputs and the ClassInfo come from this one thread, in order, so the labels of a frame always belong to
 the most recently published ClassInfo (same vocabulary_version).
+
+A worker is stopped by its ``stop`` event, which the lifecycle node sets under :attr:`FrameWorker.gate`;
+every publish happens under the same lock after checking the event, so a stopped worker never publishes
+again even if its frame was still running (stopping waits for one publish at most, never for a frame).
 """
 from __future__ import annotations
 
@@ -43,14 +47,17 @@ class FrameWorker:
     """Segments and publishes frames on its own thread (:meth:`run`); :meth:`receive` is the image callback's part.
 
     ``outputs`` returns the publishers per camera (the lifecycle node makes and drops them), ``enabled``
-    whether frames are segmented now (``~/enable`` / the active state).
+    whether frames are segmented now (``~/enable`` / the active state), ``spatial`` the node's 3D side
+    (:class:`~talk2dino_ros.ros.spatial_part.SpatialPart`, or None): every frame taken is paired with its
+    depth and kept for ``~/locate``, and a camera whose 3D outputs are read is segmented.
     """
 
     def __init__(self, node: Any, host: EngineHost, mailbox: LatestMailbox, stats: FrameStats,
                  cameras: Sequence[Camera], settings: Callable[[], NodeSettings],
-                 outputs: Callable[[], Dict[str, FrameOutputs]], enabled: Callable[[], bool]) -> None:
+                 outputs: Callable[[], Dict[str, FrameOutputs]], enabled: Callable[[], bool],
+                 spatial: Callable[[], Any] = lambda: None) -> None:
         self._node, self._host, self._mailbox, self._stats = node, host, mailbox, stats
-        self._settings, self._outputs, self._enabled = settings, outputs, enabled
+        self._settings, self._outputs, self._enabled, self._spatial = settings, outputs, enabled, spatial
         self._logger = node.get_logger()
         #: per camera name: frames received and processed (for the diagnostics of several cameras)
         self.camera_frames: Dict[str, Dict[str, int]] = {
@@ -58,6 +65,8 @@ class FrameWorker:
         self.idle = False  # the latest frames were skipped: nothing read any output
         #: camera name -> its latest sensor_msgs/CameraInfo (for the camera_info output)
         self.camera_infos: Dict[str, Any] = {}
+        #: held while publishing and while a worker's stop event is set (see the module docstring)
+        self.gate = threading.Lock()
 
     # ------------------------------------------------------------------ executor thread
     def receive(self, msg: Any, compressed: bool, camera: str = '') -> None:
@@ -87,7 +96,10 @@ class FrameWorker:
             state = self._host.state  # captured once for the legend and the frame
             try:
                 if state is not published and state is not None:
-                    self._publish_legend(state)
+                    with self.gate:
+                        if stop.is_set():
+                            break
+                        self._publish_legend(state)
                     published = state
                 self._sync_mask_publishers()
                 frames = self._mailbox.take_all()  # the latest frame of each camera
@@ -100,7 +112,7 @@ class FrameWorker:
                 if not self._enabled():
                     self._stats.skipped_paused += len(frames)
                     continue
-                self._process(list(frames.values()), state)
+                self._process(list(frames.values()), state, stop)
             except Exception as exc:  # never let the worker die
                 if not rclpy.ok(context=self._node.context):
                     break
@@ -124,6 +136,10 @@ class FrameWorker:
         for out in self._outputs().values():
             out.sync_mask_publishers(wanted)
 
+    def decode_message(self, msg: Any, compressed: bool) -> Optional[Any]:
+        """A camera message as RGB uint8 under the node's limits, or None when it is rejected."""
+        return self._decode(Frame(msg, 0.0, compressed))
+
     def _decode(self, frame: Frame) -> Optional[Any]:
         """The frame as RGB uint8, or None when it is rejected (counted and logged)."""
         # sizes are checked from width x height or the compressed header before anything is decoded
@@ -144,14 +160,18 @@ class FrameWorker:
             return list(segmenter.segment_batch(images, vocabulary=state.vocabulary, options=state.options))
         return [segmenter.segment(image, vocabulary=state.vocabulary, options=state.options) for image in images]
 
-    def _process(self, frames: List[Frame], state: LegendState) -> None:
-        """Segment the latest frame of each camera whose outputs somebody reads, publish what is read."""
+    def _process(self, frames: List[Frame], state: LegendState, stop: threading.Event) -> None:
+        """Segment the latest frame of each camera whose outputs somebody reads, publish what is read
+        (nothing once ``stop`` is set: the worker was stopped while the frame ran)."""
         settings = self._settings()
         outputs = self._outputs()
+        spatial = self._spatial()
         jobs = []
         unread = 0
         for frame in frames:
             out = outputs[frame.camera]
+            # every frame is paired with its depth and kept for ~/locate, read or not (nothing is decoded)
+            stored = spatial.remember(frame.camera, frame.msg, frame.compressed) if spatial is not None else None
             wanted = out.wanted(state, settings)
             if not wanted:  # lazy: nothing reads this camera's outputs, so nothing is computed
                 unread += 1
@@ -159,29 +179,35 @@ class FrameWorker:
             rgb = self._decode(frame)
             if rgb is not None:
                 out.last_frame_id = frame.msg.header.frame_id
-                jobs.append((frame, out, rgb, wanted))
+                jobs.append((frame, out, rgb, wanted, stored))
         self._stats.skipped_no_subscriber += unread
         self.idle = unread == len(frames)
         if not jobs:
             return
         started = time.perf_counter()
         try:
-            results = self._segment([rgb for _, _, rgb, _ in jobs], state)
+            results = self._segment([job[2] for job in jobs], state)
         except Talk2DinoError as exc:
             self._stats.failed_frames += len(jobs)
             self._stats.last_error = str(exc)
             self._logger.error(f'segmentation failed: {exc}', throttle_duration_sec=5.0)
             return
         self._stats.inference_ms.add((time.perf_counter() - started) * 1000.0)
-        for (frame, out, rgb, wanted), result in zip(jobs, results):
+        for (frame, out, rgb, wanted, stored), result in zip(jobs, results):
             try:
                 images = build_frame_outputs(
                     result, wanted, rgb=rgb, colors=state.colors, names=state.names,
                     overlay_alpha=float(settings.overlay_alpha),
                     mask_ids=out.subscribed_mask_ids(state, settings), mask_type=settings.mask_type,
                     banner=RANDOM_WEIGHTS_BANNER if getattr(state.segmenter, 'random_weights', False) else '')
-                out.publish(images, frame.msg.header, state, settings, image_size=(rgb.shape[1], rgb.shape[0]),
-                            camera_info=self.camera_infos.get(frame.camera))
+                # the 3D outputs somebody reads (None: none), built from the frame's labels and its depth partner
+                spatial_out = (spatial.build(frame.camera, stored, out, rgb, images.labels, result, state.names)
+                               if spatial is not None else None)
+                with self.gate:
+                    if stop.is_set():
+                        return
+                    out.publish(images, frame.msg.header, state, settings, image_size=(rgb.shape[1], rgb.shape[0]),
+                                camera_info=self.camera_infos.get(frame.camera), spatial=spatial_out)
             except Exception as exc:  # one camera's failure must not cost the others their outputs
                 if not rclpy.ok(context=self._node.context):
                     raise

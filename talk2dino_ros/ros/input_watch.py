@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
-from talk2dino_ros.ros.frame_loss import loss_causes
+from talk2dino_ros.ros.frame_loss import LossEstimator, loss_causes, loss_hint
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 #: seconds without a frame before the watch speaks up
@@ -225,21 +225,49 @@ class InputWatch:
 
 
 class CameraWatches:
-    """One :class:`InputWatch` per camera of a node, and what they say in ``/diagnostics``."""
+    """One :class:`InputWatch` per camera of a node (silence) and one
+    :class:`~talk2dino_ros.ros.frame_loss.LossEstimator` (frames lost on the way), and what they say in
+    ``/diagnostics``."""
 
     def __init__(self, node) -> None:
         self._node = node
         self.by_camera: Dict[str, InputWatch] = {}
+        self.losses: Dict[str, LossEstimator] = {}
+        self._qos: Dict[str, object] = {}
 
     def watch(self, camera: str, subscription, qos: object, flag: str) -> None:
         """Explain a silent camera topic after a few seconds (``flag``: the name to remap, e.g. ``image``)."""
         self.by_camera[camera] = InputWatch(self._node, subscription.topic_name, (qos,), 'no images',
                                             flag=flag, wanted_type=type_name(subscription.msg_type))
+        self.losses.setdefault(camera, LossEstimator())
+        self._qos[camera] = qos
 
-    def seen(self, camera: str) -> None:
+    def seen(self, camera: str, stamp: Optional[float] = None) -> None:
+        """A frame of ``camera`` arrived (``stamp``: its header stamp in seconds, for the loss estimate)."""
         watch = self.by_camera.get(camera)
         if watch is not None:
             watch.event()
+        loss = self.losses.get(camera)
+        if loss is not None and stamp is not None:
+            loss.add(stamp)
+
+    def loss_message(self) -> Tuple[str, Dict[str, str]]:
+        """(why frames of the first camera that loses many are lost, or '', frames_lost_estimate per camera)."""
+        from rclpy.qos import ReliabilityPolicy
+
+        message, values = '', {}
+        several = len(self.losses) > 1
+        for camera, loss in self.losses.items():
+            received, lost = loss.estimate()
+            values[f'{camera}.frames_lost_estimate' if several else 'frames_lost_estimate'] = str(lost)
+            qos = self._qos.get(camera)
+            reliability = ('best_effort' if getattr(qos, 'reliability', None) == ReliabilityPolicy.BEST_EFFORT
+                           else 'reliable')
+            hint = loss_hint(lost / (received + lost) if received + lost else 0.0, reliability,
+                             int(getattr(qos, 'depth', 5)))
+            if hint and not message:
+                message = (f'{camera}: ' if several else '') + hint
+        return message, values
 
     def diagnostics(self) -> Tuple[str, Dict[str, str]]:
         """(a message explaining the first silent camera or '', key/values of every silent one)."""

@@ -7,7 +7,9 @@ made and released by the transitions:
   fails the transition with the reason logged), creates the publishers, the vocabulary inputs and the
   model loader that follows later parameter changes;
 * **activate** subscribes to the camera(s) and starts the worker: frames are segmented and published;
-* **deactivate** unsubscribes and stops the worker: nothing is computed or published per frame;
+* **deactivate** unsubscribes and stops the worker: nothing is computed or published per frame. It returns
+  within 3 s even during a long frame: that frame ends in the background and its outputs are dropped, and
+  the next activate starts one new worker (never two);
 * **cleanup** (and shutdown / error) releases everything, the model included; on CUDA its memory is
   handed back to the driver (``torch.cuda.empty_cache``).
 
@@ -17,6 +19,7 @@ service: deactivate is the way to pause.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any, List, Optional, Tuple
 
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -26,6 +29,11 @@ from talk2dino_ros.ros.engine_host import SegmenterFactory
 from talk2dino_ros.ros.segmentation_node import SegmentationCore
 
 UNCONFIGURED = 'unconfigured: the configure transition loads the model'
+#: the longest a transition waits for the node's threads (launch's shutdown bound); a frame or load still
+#: running then ends in the background and its result is dropped
+TRANSITION_BOUND_S = 3.0
+#: part of the bound kept for destroying subscriptions and publishers after the waits
+_DESTROY_MARGIN_S = 0.3
 
 
 class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
@@ -69,7 +77,7 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         """Subscribe to the camera(s) and start segmenting."""
         self._mailbox.take_all()  # nothing from an earlier activation
         self._image_inputs = self._create_image_inputs()
-        self._worker_stop.clear()
+        self._worker_stop = threading.Event()  # never the event of an earlier worker that may still run
         self._enabled = True
         self._worker = threading.Thread(target=self._frame_worker.run, args=(self._worker_stop,),
                                         name='t2d_worker', daemon=True)
@@ -100,30 +108,49 @@ class SegmentationLifecycleNode(SegmentationCore, LifecycleNode):
         """True between activate and deactivate."""
         return self._enabled
 
-    def _deactivate(self) -> None:
+    def _deactivate(self, deadline: Optional[float] = None) -> None:
+        """Stop the worker and unsubscribe, within :data:`TRANSITION_BOUND_S` whatever frame is running.
+
+        Each activation's worker has its own stop event, set under the worker's publish gate: from then on
+        that worker publishes nothing. A frame still running after the wait ends in the background (its
+        outputs are dropped) and its worker leaves; the next activate starts a new one, never the old one.
+        """
+        deadline = deadline if deadline is not None else time.monotonic() + TRANSITION_BOUND_S
         self._enabled = False
-        self._worker_stop.set()
-        self._mailbox.poke()
         worker, self._worker = self._worker, None
+        with self._frame_worker.gate:
+            self._worker_stop.set()
+        self._mailbox.poke()
         if worker is not None and worker is not threading.current_thread():
-            worker.join(timeout=10.0)
+            worker.join(timeout=max(0.0, deadline - time.monotonic() - _DESTROY_MARGIN_S))
+            if worker.is_alive():
+                worker.name = 't2d_worker_retiring'
+                self.get_logger().warning('deactivate: a frame is still running; it ends in the background '
+                                          'and its outputs are dropped')
         for sub in self._image_inputs:
             self.destroy_subscription(sub)
         self._image_inputs = []
+        if self._spatial is not None:
+            self._spatial.stop_depth()
         self._mailbox.take_all()
 
     def _release(self, why: str) -> None:
-        self._deactivate()
+        deadline = time.monotonic() + TRANSITION_BOUND_S
+        self._deactivate(deadline)
         self._stop.set()
         self._model_loader.reload.set()
         loader, self._loader = self._loader, None
         if loader is not None and loader is not threading.current_thread():
-            loader.join(timeout=10.0)
-        self._control.stop()
+            # a load still running is dropped when it ends (EngineHost.release bumps its generation)
+            loader.join(timeout=max(0.0, deadline - time.monotonic() - _DESTROY_MARGIN_S))
+        self._control.stop(max(0.0, deadline - time.monotonic() - _DESTROY_MARGIN_S))
         self._vocabulary.destroy_inputs()
         for out in self._outputs.values():
             out.destroy()
         self._outputs = {}
+        if self._spatial is not None:
+            self._spatial.destroy()
+            self._spatial = None
         self._host.release(why)
         self._configured = False
 

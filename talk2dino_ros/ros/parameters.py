@@ -99,6 +99,10 @@ def validate(name: str, value: Any, values: Mapping[str, Any], resolve: Optional
         return f'exported_model: file {value!r} does not exist (make it with export_model, or leave it empty)'
     if name == 'weights_dir' and value and os.path.isfile(os.path.expanduser(value)):
         return f'weights_dir {value!r} is a file, not a directory'
+    if name == 'depth_topics' and value:
+        topics = values.get('image_topics') or ['image']
+        if len(value) != len(topics) or any(not str(t).strip() for t in value):
+            return f'depth_topics has {len(value)} topics for {len(topics)} cameras (one non-empty topic each)'
     if name in ('image_topics', 'camera_names'):
         # image_topics on its own; camera_names against the topics (a bad name list does not void the topics)
         try:
@@ -151,6 +155,14 @@ class NodeSettings:
     @property
     def color_overrides(self) -> Tuple[str, ...]:
         return tuple(self.values.get('colors') or ())
+
+    def spatial_options(self):
+        """The SpatialOptions of the 3D outputs."""
+        from talk2dino_ros.spatial.scene import SpatialOptions
+
+        return SpatialOptions(stride=int(self.points_stride), voxel_size=float(self.points_voxel_size),
+                              depth_max_m=float(self.depth_max_m), min_region_pixels=int(self.min_region_pixels),
+                              rgb=bool(self.points_rgb))
 
     def weights_dir(self) -> str:
         """The directory searched for files whose *_weights parameter is empty."""

@@ -21,17 +21,17 @@ def usage(prog: str, lifecycle: bool = False) -> str:
 
     kind = ('lifecycle variant (configure loads the model, activate segments) of the ' if lifecycle else '')
     lines = [
-        f'usage: {prog} [--help] [--ros-args -p NAME:=VALUE ... -r image:=TOPIC -r vocab:=TOPIC ...]',
+        f'usage: {prog} [--help] [--ros-args -p NAME:=VALUE ... -r image:=TOPIC -r t2d/vocab:=TOPIC ...]',
         '',
         f'The {kind}talk2dino_ros open-vocabulary segmentation node: camera images in, per-pixel class labels',
         'out, for class names that can change at any time.',
         '',
         'examples:',
-        f'  {prog} --ros-args --params-file config/params.yaml -r image:=/camera/image_raw -r vocab:=/t2d/vocab',
+        f'  {prog} --ros-args --params-file config/params.yaml -r image:=/camera/image_raw',
         f'  {prog} --ros-args -p vocabulary:="[person, car, tree]" -r image:=/camera/image_raw',
         '',
-        'inputs:  image (sensor_msgs/Image; image/compressed with compressed_input:=true), vocab (std_msgs/',
-        '         String, latched or not), ~/set_vocabulary (service)',
+        'inputs:  image (sensor_msgs/Image; image/compressed with compressed_input:=true), t2d/vocab (std_msgs/',
+        '         String, latched or not: /t2d/vocab, or /<ns>/t2d/vocab in a namespace), ~/set_vocabulary',
         *outputs_help().splitlines(),
         '',
         'QoS at start: qos_overrides.<topic>.publisher.<history|depth|reliability|durability> for every output,',

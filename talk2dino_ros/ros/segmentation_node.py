@@ -11,6 +11,7 @@ in (it never reaches into the node):
 * :class:`~talk2dino_ros.ros.model_loader.ModelLoader`: the loader thread;
 * :class:`~talk2dino_ros.ros.frame_worker.FrameWorker`: the worker thread (segment, publish);
 * :class:`~talk2dino_ros.ros.frame_outputs.FrameOutputs`: one camera's publishers and lazy fan-out;
+* :class:`~talk2dino_ros.ros.spatial_part.SpatialPart`: depth inputs, the 3D publishers and ``~/locate``;
 * :class:`~talk2dino_ros.ros.control_worker.ControlJobs`: slow control work off the executor;
 * :class:`~talk2dino_ros.ros.input_watch.CameraWatches`: "no images" help.
 
@@ -32,6 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -47,6 +49,7 @@ from talk2dino_ros.ros.mailbox import LatestMailbox
 from talk2dino_ros.ros.model_loader import ModelLoader
 from talk2dino_ros.ros.parameters import NodeSettings, current_values, group_of, validate_changes
 from talk2dino_ros.ros.qos import create_overridable, diagnostics_qos, image_input_qos
+from talk2dino_ros.ros.spatial_part import SpatialPart
 from talk2dino_ros.ros.start_values import declare_parameters
 from talk2dino_ros.ros.stats import FrameStats
 from talk2dino_ros.ros.vocabulary_control import VocabularyControl
@@ -87,6 +90,7 @@ class SegmentationCore:
         self._stop = threading.Event()
         self._threads: List[threading.Thread] = []
         self._outputs: Dict[str, FrameOutputs] = {}
+        self._spatial: Optional[SpatialPart] = None
         self._image_inputs: List[Any] = []
         self._cameras: Tuple[Camera, ...] = self._configure_cameras()
         self._enabled = True           # ~/enable (plain node) / active (lifecycle node)
@@ -96,13 +100,16 @@ class SegmentationCore:
         self._model_loader = ModelLoader(self, self._host, settings, self._vocabulary.legend_installed,
                                          lambda: self._vocabulary.topic, self.weight_paths_settable)
         self._frame_worker = FrameWorker(self, self._host, self._mailbox, self.stats, self._cameras, settings,
-                                         lambda: self._outputs, lambda: self._enabled)
+                                         lambda: self._outputs, lambda: self._enabled, lambda: self._spatial)
         self._watches = CameraWatches(self)
         self._vocabulary.use_start_value()
         self.add_on_set_parameters_callback(self._on_validate_parameters)
         self.add_post_set_parameters_callback(self._on_parameters_set)
         self._diag_pub = create_overridable(self, 'publisher', DiagnosticArray, '/diagnostics', diagnostics_qos())
-        self._diag_timer = self.create_timer(float(self._settings.diagnostics_period), self._publish_diagnostics)
+        # a steady clock: with use_sim_time and nothing on /clock the ROS clock stands still, and a timer on
+        # it would silence /diagnostics exactly when they should say why
+        self._diag_timer = self.create_timer(float(self._settings.diagnostics_period), self._publish_diagnostics,
+                                             clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def _configure_cameras(self) -> Tuple[Camera, ...]:
         """The cameras, their topics resolved as ROS subscribes to them. The start values were checked when
@@ -122,8 +129,11 @@ class SegmentationCore:
         return self._settings
 
     def _create_outputs(self) -> None:
-        """The output publishers (one namespace per camera)."""
+        """The output publishers (one namespace per camera), the 3D publishers and ``~/locate``."""
         self._outputs = {c.name: FrameOutputs(self, c.prefix) for c in self._cameras}
+        self._spatial = SpatialPart(self, self._cameras, self._settings, self._control.submit,
+                                    self._frame_worker.decode_message, self._vocabulary.parse,
+                                    lambda: self._host.state)
 
     def _create_inputs(self) -> None:
         """The camera and vocabulary subscriptions and the vocabulary service."""
@@ -135,6 +145,8 @@ class SegmentationCore:
         s = self._settings
         qos = image_input_qos(s.image_reliability, int(s.image_depth))
         subs = []
+        if self._spatial is not None:  # the depth of every camera, with the parameter depth
+            self._spatial.start_depth(qos)
         for camera in self._cameras:
             # image_transport's convention: <topic>/compressed
             topic = f'{camera.topic}/compressed' if s.compressed_input else camera.topic
@@ -208,7 +220,7 @@ class SegmentationCore:
 
     @property
     def vocabulary_topic(self) -> str:
-        """The resolved vocabulary topic (``/t2d/vocab`` under the launch file)."""
+        """The resolved vocabulary topic (``/t2d/vocab`` at the root, ``/<ns>/t2d/vocab`` in a namespace)."""
         return self._vocabulary.topic
 
     @property
@@ -236,7 +248,8 @@ class SegmentationCore:
 
     # ------------------------------------------------------------------ inputs
     def _on_image(self, msg: Any, compressed: bool, camera: str = '') -> None:
-        self._watches.seen(camera)
+        stamp = msg.header.stamp
+        self._watches.seen(camera, stamp.sec + stamp.nanosec * 1e-9)
         self._frame_worker.receive(msg, compressed, camera)
 
     # ------------------------------------------------------------------ parameters
@@ -250,6 +263,8 @@ class SegmentationCore:
 
     def _on_parameters_set(self, params: List[Parameter]) -> None:
         self._settings = self._read_settings()
+        if self._spatial is not None:
+            self._spatial.settings_changed(self._settings)
         if self._vocabulary.syncing_parameter:
             return
         names = {p.name for p in params}
@@ -280,15 +295,28 @@ class SegmentationCore:
             return DiagnosticStatus.ERROR, self._host.model_error
         if self._host.load_error:
             return DiagnosticStatus.WARN, f'running the previous model; {self._host.load_error}'
+        clock = self._clock_problem()
+        if clock:
+            return DiagnosticStatus.WARN, clock
         if state is None:
             return DiagnosticStatus.WARN, f'no vocabulary: publish one on {self.vocabulary_topic}'
         if self.stats.received.rate() == 0.0:
             return DiagnosticStatus.WARN, input_message or 'no images received'
+        loss_message, _ = self._watches.loss_message()
+        if loss_message:
+            return DiagnosticStatus.WARN, loss_message
         if not self._enabled:
             return DiagnosticStatus.OK, 'paused: frames are not segmented'
         if self._frame_worker.idle and self.stats.processed.rate() == 0.0:
             return DiagnosticStatus.OK, 'idle: nothing subscribes to an output, frames are not segmented'
         return DiagnosticStatus.OK, 'segmenting'
+
+    def _clock_problem(self) -> str:
+        """Why the node's clock stands still ('' while it runs): use_sim_time without a /clock publisher."""
+        if not self.get_parameter('use_sim_time').value or self.get_clock().now().nanoseconds != 0:
+            return ''
+        return ('use_sim_time is true but no /clock has arrived: legend and diagnostics stamps are 0 (play the '
+                'bag with --clock, start the simulator, or set use_sim_time false); frames keep their own stamps')
 
     def _publish_diagnostics(self) -> None:
         s = self._settings
@@ -298,8 +326,11 @@ class SegmentationCore:
         status = DiagnosticStatus(name=f'{self.get_fully_qualified_name()}: segmentation',
                                   hardware_id=host.device or s.device)
         input_message, input_values = self._watches.diagnostics()
+        input_values.update(self._watches.loss_message()[1])
         input_values.update(self._vocabulary.diagnostics())
         input_values['control_jobs_pending'] = str(self._control.pending)
+        if self._spatial is not None:
+            input_values.update(self._spatial.diagnostics())
         status.level, status.message = self._diagnostic_level(input_message)
         values = dict(self.stats.summary(self._mailbox.dropped))
         values.update(input_values)

@@ -6,24 +6,27 @@ What it guarantees:
   (:class:`~talk2dino_ros.ros.control_worker.ControlJobs`); frames keep flowing on the old vocabulary
   meanwhile. ``~/set_vocabulary`` is an async service callback: it answers when the new vocabulary is
   installed (or failed) while the executor goes on serving images, parameters and timers.
-* **The vocabulary topic is relative** (``vocab``, so it follows the node namespace; the launch file
-  remaps it to ``/t2d/vocab``) and has two subscriptions, transient-local and volatile, so both a
+* **The vocabulary topic is relative** (``t2d/vocab``: ``/t2d/vocab`` at the root, and it follows the node
+  namespace, with no remap needed) and has two subscriptions, transient-local and volatile, so both a
   latched publisher and a plain ``ros2 topic pub`` are heard; a sample that both deliver is applied once.
+* **The newest vocabulary wins**: :mod:`talk2dino_ros.ros.vocabulary_order` puts the two subscriptions'
+  samples back in their publishers' order; the service and the parameter follow in arrival order; the
+  control jobs run in that order (a queued topic or parameter change is skipped when a newer one follows).
 * **The ``vocabulary`` parameter follows** the vocabulary in use, whichever way it came (topic, service,
-  parameter), and is set before the new legend is swapped in.
+  parameter), and is set before the new legend is swapped in: it always reads the last change applied.
 * An incompatible vocabulary publisher is explained in ``/diagnostics`` (an
   :class:`~talk2dino_ros.ros.input_watch.InputWatch`).
 """
 from __future__ import annotations
 
-import collections
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
 
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from talk2dino_ros.ros.control_worker import ControlJobs
@@ -32,29 +35,15 @@ from talk2dino_ros.ros.input_watch import InputWatch
 from talk2dino_ros.ros.parameters import NodeSettings
 from talk2dino_ros.ros.qos import create_overridable, latched_qos, vocabulary_volatile_qos
 from talk2dino_ros.ros.vocabulary import MAX_NAMES, ParsedVocabulary, parse_vocabulary
+from talk2dino_ros.ros.vocabulary_order import HOLD_S, Held, VocabularyOrder, sample_id
 
-#: the node's vocabulary topic, relative: it follows the node namespace (the launch file remaps it)
-VOCAB_TOPIC = 'vocab'
-#: how many recent vocabulary samples are remembered to drop the copy the second subscription delivers
-_SEEN_SAMPLES = 32
+#: the node's vocabulary topic, relative: ``/t2d/vocab`` at the root, ``/<ns>/t2d/vocab`` in a namespace, however
+#: the node is started (ros2 run, launch, the console script); ``-r t2d/vocab:=/other`` moves it
+VOCAB_TOPIC = 't2d/vocab'
+#: requests ~/set_vocabulary keeps while busy (the ROS default of 10 loses the rest of a burst)
+SERVICE_DEPTH = 100
 
 Outcome = Tuple[bool, str]
-
-
-def sample_key(msg: Any, info: Optional[dict], now: float) -> Tuple:
-    """Identity of one published sample, the same for both subscriptions that deliver it.
-
-    DDS gives each sample its writer's GID, a sequence number and a source timestamp; where the
-    middleware reports none of them the text and a 1 s time bucket stand in.
-    """
-    info = info or {}
-    gid = info.get('publisher_gid')
-    if isinstance(gid, dict):
-        gid = bytes(gid.get('data') or ())
-    source = int(info.get('source_timestamp') or 0)
-    if source:
-        return ('sample', gid, info.get('publication_sequence_number'), source, msg.data)
-    return ('text', msg.data, int(now))
 
 
 class VocabularyControl:
@@ -72,7 +61,9 @@ class VocabularyControl:
         # thread id while this object sets 'vocabulary' (other threads' changes are still validated)
         self._syncing_param: Optional[int] = None
         self._sync_lock = threading.Lock()
-        self._seen_samples: Deque[Tuple] = collections.deque(maxlen=_SEEN_SAMPLES)
+        self._order = VocabularyOrder()
+        self._held: Optional[Held] = None  # a transient-local sample waiting for its volatile copy
+        self._hold_timer: Any = None
         self._service_group = ReentrantCallbackGroup()
         self._entities: List[Any] = []
         self._watch: Optional[InputWatch] = None
@@ -80,7 +71,7 @@ class VocabularyControl:
     # ------------------------------------------------------------------ names
     @property
     def topic(self) -> str:
-        """The resolved vocabulary topic (``/t2d/vocab`` under the launch file)."""
+        """The resolved vocabulary topic (``/t2d/vocab`` at the root, ``/<ns>/t2d/vocab`` in a namespace)."""
         return self._node.resolve_topic_name(VOCAB_TOPIC)
 
     def max_classes(self) -> int:
@@ -113,13 +104,17 @@ class VocabularyControl:
         latched, volatile = latched_qos(), vocabulary_volatile_qos()
         # a volatile publisher is expected to miss the latched subscription: the volatile one takes it
         quiet = SubscriptionEventCallbacks(incompatible_qos=self._on_latched_incompatible)
+        self._hold_timer = node.create_timer(HOLD_S, self._release_held)
+        self._hold_timer.cancel()  # armed by a transient-local sample
         # qos_overrides.<topic>.subscription.* (the one plain publishers meet) and .subscription_latched.*
         self._entities = [
-            create_overridable(node, 'subscription', String, VOCAB_TOPIC, latched, self._on_message,
+            create_overridable(node, 'subscription', String, VOCAB_TOPIC, latched, self._on_latched,
                                event_callbacks=quiet, entity_id='latched'),
-            create_overridable(node, 'subscription', String, VOCAB_TOPIC, volatile, self._on_message),
+            create_overridable(node, 'subscription', String, VOCAB_TOPIC, volatile, self._on_volatile),
             node.create_service(SetVocabulary, '~/set_vocabulary', self._on_set_vocabulary,
+                                qos_profile=QoSProfile(depth=SERVICE_DEPTH, reliability=ReliabilityPolicy.RELIABLE),
                                 callback_group=self._service_group),
+            self._hold_timer,
         ]
         profiles = tuple(sub.qos_profile for sub in self._entities[:2])  # after their qos_overrides
         self._watch = InputWatch(node, self.topic, profiles, 'a vocabulary', only_incompatible=True)
@@ -128,9 +123,12 @@ class VocabularyControl:
         for entity in self._entities:
             if hasattr(entity, 'srv_type'):
                 self._node.destroy_service(entity)
+            elif hasattr(entity, 'timer_period_ns'):
+                self._node.destroy_timer(entity)
             else:
                 self._node.destroy_subscription(entity)
         self._entities = []
+        self._held = self._hold_timer = None
         self._watch = None
 
     def diagnostics(self) -> Dict[str, str]:
@@ -145,16 +143,30 @@ class VocabularyControl:
         self._logger.debug(f'{self.topic}: a volatile publisher is served by the volatile '
                            f'subscription ({event.last_policy_kind})')
 
-    def _on_message(self, msg: String, info: Optional[dict]) -> None:
-        # two required arguments: rclpy then passes the message info (the writer's GID and sequence number)
-        key = sample_key(msg, info, time.monotonic())
-        if key in self._seen_samples:
-            return  # the other subscription's copy of a sample already applied
-        self._seen_samples.append(key)
+    # two required arguments: rclpy then passes the message info (the writer's GID and sequence number)
+    def _on_volatile(self, msg: String, info: Optional[dict]) -> None:
+        if self._order.from_volatile(sample_id(msg.data, info, time.monotonic())):
+            self._take_message(msg.data)
+
+    def _on_latched(self, msg: String, info: Optional[dict]) -> None:
+        held = self._order.from_latched(sample_id(msg.data, info, time.monotonic()), msg.data)
+        if held is not None and self._hold_timer is not None:  # wait for its volatile copy (in order)
+            self._held = held
+            self._hold_timer.reset()
+
+    def _release_held(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+        held, self._held = self._held, None
+        if held is not None and self._order.release(held):
+            self._take_message(held.payload)
+
+    def _take_message(self, text: str) -> None:
+        """A topic sample newer than everything taken before: parse it and queue the change."""
         if self._watch is not None:
             self._watch.event()
         topic = self.topic
-        parsed = self.parse(msg.data)
+        parsed = self.parse(text)
         self.log_parse(topic, parsed)
         if parsed.accepted:
             def done(outcome: Outcome) -> None:
@@ -173,6 +185,7 @@ class VocabularyControl:
             return response
         from rclpy.task import Future
         future = Future(executor=self._node.executor)
+        self._order.local_change()
         self.submit(parsed.accepted, sync_parameter=True, done=future.set_result)
         ok, why = await future
         response.success = bool(ok)
@@ -195,11 +208,12 @@ class VocabularyControl:
             parsed = self.parse(list(self._settings().vocabulary_names))
             self.log_parse('vocabulary parameter', parsed)
             new_names = parsed.accepted
+            self._order.local_change()  # newer than a transient-local sample still held
 
         def done(outcome: Outcome) -> None:
             if not outcome[0]:
                 self._logger.error(f'parameter change not applied: {outcome[1]}')
-        self.submit(new_names, sync_parameter=False, done=done, coalesce=True)
+        self.submit(new_names, sync_parameter=new_names is not None, done=done, coalesce=True)
 
     def _sync_parameter(self, names: Sequence[str]) -> None:
         """Keep the 'vocabulary' parameter equal to the vocabulary in use (after a topic/service change)."""
@@ -217,7 +231,8 @@ class VocabularyControl:
         on the executor thread afterwards.
 
         With ``sync_parameter`` the ``vocabulary`` parameter is set to the new names *before* the legend is
-        swapped in (and set back if encoding fails), so whoever sees the new legend sees the parameter too.
+        swapped in (and set back if encoding fails), so whoever sees the new legend sees the parameter too;
+        every path syncs, so the parameter always ends on the vocabulary of the last change applied.
         """
         names = tuple(names) if names is not None else None
 
@@ -231,7 +246,9 @@ class VocabularyControl:
                                      f'{len(target)} of {len(self._host.names)} classes')
                 self._sync_parameter(target)
                 return self.apply(target, sync_parameter=False)
-            synced = names is not None and sync_parameter and names != self._host.names
+            # compared with the parameter, not the legend: a change queued before this one may have set it
+            synced = (names is not None and sync_parameter
+                      and tuple(self._settings().vocabulary_names or ()) != names)
             if synced:
                 self._sync_parameter(names)
             outcome = self.apply(names, sync_parameter=False)

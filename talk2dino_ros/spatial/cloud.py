@@ -76,19 +76,22 @@ def pack_rgb(rgb: np.ndarray) -> np.ndarray:
     return ((c[:, 0] << 16) | (c[:, 1] << 8) | c[:, 2]).astype('<u4').view('<f4')
 
 
-def pack_cloud(xyz: np.ndarray, labels: np.ndarray, confidence: np.ndarray,
-               rgb: Optional[np.ndarray] = None) -> CloudData:
-    """The bytes of an unorganised cloud of N points (``rgb``: uint8 [N, 3], or None for no colour field)."""
-    n = int(xyz.shape[0])
+def pack_cloud(xyz, labels: np.ndarray, confidence: np.ndarray, rgb: Optional[np.ndarray] = None) -> CloudData:
+    """The bytes of an unorganised cloud of N points.
+
+    ``xyz``: float32 [N, 3], or the three columns (x, y, z); ``rgb``: uint8 [N, 3], or None for no colour field.
+    """
+    x, y, z = (xyz[:, 0], xyz[:, 1], xyz[:, 2]) if isinstance(xyz, np.ndarray) else xyz
+    n = int(x.shape[0])
     if labels.shape[0] != n or confidence.shape[0] != n or (rgb is not None and rgb.shape[0] != n):
         raise ValueError('xyz, labels, confidence (and rgb) must have one row per point')
     if n and int(labels.max()) > np.iinfo(np.uint16).max:
         raise ValueError('label ids above 65535 do not fit the uint16 label field')
     dtype = _dtype(rgb is not None)
     points = np.zeros(n, dtype=dtype)  # zeros: the padding bytes are deterministic
-    points['x'] = xyz[:, 0]
-    points['y'] = xyz[:, 1]
-    points['z'] = xyz[:, 2]
+    points['x'] = x
+    points['y'] = y
+    points['z'] = z
     points['confidence'] = confidence
     points['label'] = labels
     if rgb is not None:

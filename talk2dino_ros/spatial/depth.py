@@ -12,8 +12,7 @@ from talk2dino_ros.errors import Talk2DinoError
 
 #: encoding -> metres per stored unit
 DEPTH_ENCODINGS = {'16UC1': 0.001, '32FC1': 1.0}
-#: default farthest depth kept, metres
-DEFAULT_DEPTH_MAX_M = 10.0
+from talk2dino_ros.contract.parameters import DEFAULT_DEPTH_MAX_M  # noqa: F401  (the node parameter's default)
 
 
 class DepthError(Talk2DinoError, ValueError):
@@ -35,10 +34,15 @@ def depth_to_metres(pixels: np.ndarray, encoding: str, depth_max_m: float = DEFA
     expected = np.uint16 if encoding == '16UC1' else np.float32
     if arr.dtype != expected:
         raise DepthError(f'{encoding} depth needs dtype {np.dtype(expected).name}, got {arr.dtype}')
-    metres = arr.astype(np.float32) * np.float32(DEPTH_ENCODINGS[encoding]) if encoding == '16UC1' \
-        else np.array(arr, dtype=np.float32)
-    with np.errstate(invalid='ignore'):
-        bad = ~(metres > 0) | ~(metres <= np.float32(depth_max_m))  # NaN compares False: dropped too
+    metres = np.empty(arr.shape, np.float32)
+    if encoding == '16UC1':
+        np.multiply(arr, np.float32(DEPTH_ENCODINGS[encoding]), out=metres, dtype=np.float32)
+    else:
+        np.copyto(metres, arr)
+    # one mask, built in place: not (0 < d <= max); NaN compares False, so it is dropped too
+    bad = np.greater(metres, np.float32(0.0))
+    np.logical_and(bad, np.less_equal(metres, np.float32(depth_max_m)), out=bad)
+    np.logical_not(bad, out=bad)
     metres[bad] = np.nan
     return metres
 

@@ -12,8 +12,10 @@ import threading
 from collections import deque
 from typing import Any, Deque, Optional, Tuple
 
-#: default tolerance: one frame at 30 Hz, in nanoseconds
-DEFAULT_TOLERANCE_NS = 33_333_333
+from talk2dino_ros.contract.parameters import DEFAULT_DEPTH_SYNC_TOLERANCE_S as DEFAULT_TOLERANCE_S
+
+#: default tolerance: one frame at 30 Hz (the node parameter's default), in nanoseconds
+DEFAULT_TOLERANCE_NS = int(round(DEFAULT_TOLERANCE_S * 1e9))
 DEFAULT_CAPACITY = 8
 
 

@@ -19,12 +19,20 @@ from talk2dino_ros.spatial.sampling import nearest_indices
 class ProjectedPixels:
     """The valid depth pixels of a (strided) depth image and their points.
 
-    ``xyz``: float32 [N, 3], in raster order of ``mask``, the bool [h, w] grid of the strided depth image
-    that is True where a point was made; :meth:`take` picks the same pixels out of any grid of that shape.
+    ``x``, ``y``, ``z``: float32 [N] in raster order of ``mask``, the bool [h, w] grid of the strided depth
+    image that is True where a point was made; :meth:`take` picks the same pixels out of any grid of that
+    shape. Kept as three columns: the cloud is written from them without an [N, 3] copy in between.
     """
 
-    xyz: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    z: np.ndarray
     mask: np.ndarray
+
+    @property
+    def xyz(self) -> np.ndarray:
+        """float32 [N, 3] (a new array)."""
+        return np.stack([self.x, self.y, self.z], axis=1)
 
     def take(self, grid: np.ndarray) -> np.ndarray:
         return grid[self.mask]
@@ -43,15 +51,14 @@ def back_project(depth_m: np.ndarray, intrinsics: Intrinsics, stride: int = 1) -
                          f'of {width}x{height}; scale them first')
     grid = depth_m[::stride, ::stride]
     mask = np.isfinite(grid)
-    # ray slopes per column and per row: whole-grid products, then one compress per axis
+    # ray slopes per column and per row: a whole-grid product (one scratch array for both), then a compress
     xs = (np.arange(0, width, stride, dtype=np.float32) - np.float32(intrinsics.cx)) / np.float32(intrinsics.fx)
     ys = (np.arange(0, height, stride, dtype=np.float32) - np.float32(intrinsics.cy)) / np.float32(intrinsics.fy)
-    z = grid[mask]
-    xyz = np.empty((z.size, 3), np.float32)
-    xyz[:, 0] = (grid * xs[None, :])[mask]
-    xyz[:, 1] = (grid * ys[:, None])[mask]
-    xyz[:, 2] = z
-    return ProjectedPixels(xyz, mask)
+    scratch = np.multiply(grid, xs[None, :])
+    x = scratch[mask]
+    np.multiply(grid, ys[:, None], out=scratch)
+    y = scratch[mask]
+    return ProjectedPixels(x, y, grid[mask], mask)
 
 
 @functools.lru_cache(maxsize=8)
@@ -76,7 +83,7 @@ def voxel_first(xyz: np.ndarray, voxel_size: float) -> np.ndarray:
         raise DepthError(f'voxel_size must be > 0, got {voxel_size}')
     if xyz.shape[0] == 0:
         return np.zeros(0, np.int64)
-    cells = np.floor(xyz / np.float32(voxel_size)).astype(np.int64)
+    cells = np.floor(np.asarray(xyz) / np.float32(voxel_size)).astype(np.int64)
     cells -= cells.min(axis=0)
     span = cells.max(axis=0) + 1
     if float(span[0]) * float(span[1]) * float(span[2]) >= 2.0 ** 62:

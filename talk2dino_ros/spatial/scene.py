@@ -125,7 +125,7 @@ def _boxes(regions: Regions, labels: np.ndarray, depth_m: np.ndarray, intr: Intr
     if proj is None or step != options.stride:
         proj = back_project(depth_m, intr, step)
         pix = proj.take(colour_index_grid((height, width), (dh, dw), step))
-    region_of_point = regions.index.reshape(-1)[pix]
+    region_of_point = regions.region_at(pix)
     # a depth pixel larger than a colour pixel may straddle a label edge and see either side: its
     # nearest-neighbour label is right for the cloud, the box checks its depth first
     inside = proj.take(uniform_footprint(labels, dh, dw, step)) if (dh, dw) != (height, width) else None
@@ -163,7 +163,7 @@ def build_spatial(labels: np.ndarray, confidence: Optional[np.ndarray], names: S
     proj = pix = None
     if cloud:
         proj = back_project(depth_m, intr, options.stride)
-        out.points_valid = int(proj.xyz.shape[0])
+        out.points_valid = int(proj.z.shape[0])
         # the colour pixel of each point (nearest neighbour, never blended)
         pix = proj.take(colour_index_grid((height, width), (dh, dw), options.stride))
     if regions is not None:
@@ -172,7 +172,7 @@ def build_spatial(labels: np.ndarray, confidence: Optional[np.ndarray], names: S
     if cloud:
         keep = voxel_first(proj.xyz, options.voxel_size) if options.voxel_size > 0 else None
         sel = pix if keep is None else pix[keep]
-        xyz = proj.xyz if keep is None else proj.xyz[keep]
+        xyz = (proj.x, proj.y, proj.z) if keep is None else (proj.x[keep], proj.y[keep], proj.z[keep])
         conf = (confidence.reshape(-1)[sel] if confidence is not None else np.full(sel.size, np.nan, np.float32))
         colours = rgb.reshape(-1, 3)[sel] if (options.rgb and rgb is not None) else None
         if options.rgb and rgb is None:

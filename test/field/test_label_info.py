@@ -61,6 +61,17 @@ def run_probe(prefix: Path, *args, timeout=120) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def test_test_only_detection_types_match_the_bag_writer(test_msgs_prefix):
+    """The node's Detection2DArray/Detection3DArray (test-only package) and segment_bag's are one type."""
+    from talk2dino_ros.bags import bag_io
+
+    store = bag_io.make_typestore()
+    for name in ('Detection2DArray', 'Detection3DArray'):
+        described = json.loads((test_msgs_prefix / f'share/vision_msgs/msg/{name}.json').read_text())
+        hashes = {h['type_name']: h['hash_string'] for h in described['type_hashes']}
+        assert hashes[f'vision_msgs/msg/{name}'] == store.hash_rihs01(f'vision_msgs/msg/{name}'), name
+
+
 def test_threshold_is_clamped_to_label_info_range():
     assert [label_info_threshold(t) for t in (-1.0, 0.0, 0.55, 1.0, 3.0)] == [0.0, 0.0, 0.55, 1.0, 1.0]
 
@@ -105,3 +116,31 @@ def test_node_publishes_label_info_beside_class_info(test_msgs_prefix, tiny_weig
     info = result['class_info']
     assert [[i, n] for i, n in zip(info['ids'], info['names'])] == expected
     assert result['late'][-1]['threshold'] == pytest.approx(info['threshold'])
+
+
+def test_node_publishes_2d_and_3d_detections(test_msgs_prefix, tmp_path):
+    from talk2dino_ros.model.pretrained import default_paths
+
+    for path in default_paths('talk2dino', 'vitb', tmp_path).values():  # stand-ins: the fake engine reads none
+        path.write_bytes(b'stand-in')
+    proc = subprocess.run([sys.executable, str(PROBE.with_name('detections_probe.py')), str(tmp_path)],
+                          env=child_env(test_msgs_prefix), capture_output=True, text=True, timeout=120,
+                          cwd=str(ROOT))
+    assert proc.returncode == 0, f'probe failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr[-4000:]}'
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    two, three = result['2d'][0], result['3d'][0]
+    # 2D: the camera image's header; 3D: the depth image's (same stamp here)
+    assert two['frame_id'] == 'color_optical' and three['frame_id'] == 'depth_optical'
+    assert two['stamp'] == three['stamp'] == [77, 5]
+    # four vertical stripes of 16 x 48 pixels: one detection each, legend ids as strings, mean confidence
+    assert [d['class_id'] for d in two['detections']] == ['1', '2', '3', '4']
+    assert [d['id'] for d in two['detections']] == ['1-0', '2-0', '3-0', '4-0']
+    for k, d in enumerate(two['detections']):
+        assert d['center'] == [16 * k + 7.5, 23.5] and d['size'] == [16.0, 48.0]
+        assert d['score'] == pytest.approx(0.9)
+    # 3D: the stripes on the wall at 2 m (depth at half resolution, fx = 40 px: 5 cm per depth pixel)
+    assert [d['class_id'] for d in three['detections']] == ['1', '2', '3', '4']
+    for k, d in enumerate(three['detections']):
+        assert d['center'][2] == pytest.approx(2.0, abs=1e-3)
+        assert d['center'][0] == pytest.approx((8 * k + 3.5 - 15.5) * 2.0 / 40.0, abs=0.01)
+        assert d['size'][0] == pytest.approx(0.4, abs=0.02) and d['size'][2] == pytest.approx(0.0, abs=1e-3)

@@ -34,6 +34,7 @@ class FakeSegmenter:
         self._lock = threading.Lock()
         self._vocabulary = None
         self.encoded_names = []   # every name passed to set_vocabulary, in order
+        self.built_names = []     # every vocabulary built without installing it
         self.segment_calls = 0
 
     @property
@@ -62,6 +63,16 @@ class FakeSegmenter:
                                background=self.options.background, version=self._version)
             self._vocabulary = vocab
             return vocab
+
+    def build_vocabulary(self, names, background=None):
+        """Encode without installing (what ~/locate uses for names outside the vocabulary)."""
+        names = tuple(names)
+        with self._lock:
+            self._version += 1
+            self.built_names.append(names)
+            return Vocabulary(names=names, text_names=names, embeddings=torch.zeros(len(names), 2),
+                              background=self.options.background if background is None else bool(background),
+                              version=self._version)
 
     def segment(self, image, *, vocabulary=None, options=None, output_size=None):
         if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3

@@ -30,9 +30,8 @@ def make_node(ros_context, spin, tmp_path):
             else:
                 overrides.append(Parameter(key, value=value))
         factory = factory or FakeFactory()
-        # the node's vocabulary topic is relative; the launch file maps it to the documented /t2d/vocab
-        node = SegmentationNode(segmenter_factory=factory, context=ros_context, parameter_overrides=overrides,
-                                cli_args=['--ros-args', '-r', 'vocab:=/t2d/vocab'])
+        # no remap: the node's relative t2d/vocab is the documented /t2d/vocab at the root
+        node = SegmentationNode(segmenter_factory=factory, context=ros_context, parameter_overrides=overrides)
         probe = Probe(ros_context)
         probe.listen(NODE + '/labels', Image)
         spin(node, probe)

@@ -140,17 +140,21 @@ def test_segment_node_process_with_tiny_weights_labels_images(ros_context, spin,
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
     from talk2dino_ros.ros.image_conversion import numpy_to_image
-    from talk2dino_ros.ros.qos import output_qos
+    from std_msgs.msg import String
+    from talk2dino_ros.ros.qos import latched_qos, output_qos
 
     weights_dir = next(iter(weights.values())).parent
     labels = []
     node = Node('proc_probe', context=ros_context)
     node.create_subscription(Image, '/t2d_proc/labels', labels.append, output_qos())
     image_pub = node.create_publisher(Image, '/proc_image', QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+    # the prompts go where the README says, with no remap on the node: /t2d/vocab
+    vocab_pub = node.create_publisher(String, '/t2d/vocab', latched_qos())
+    vocab_pub.publish(String(data='sky, road'))
     spin(node)
     proc = Process(['talk2dino_ros.ros.segment_node', '--ros-args', '-r', '__node:=t2d_proc', '-r', 'image:=/proc_image',
                     '-p', f'weights_dir:={weights_dir}', '-p', 'allow_random_weights:=true', '-p', 'device:=cpu',
-                    '-p', 'resolution:=56', '-p', "vocabulary:=['sky', 'road']"])
+                    '-p', 'resolution:=56'])
     try:
         msg = numpy_to_image(np.zeros((24, 32, 3), np.uint8), 'rgb8')
         msg.header.frame_id = 'proc_cam'

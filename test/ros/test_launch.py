@@ -85,7 +85,8 @@ def test_arguments_and_defaults(launch_module):
     assert node['parameters'] == [args['params_file']['default_value']]
     assert ('image', '/camera/image_raw') in node['remappings']
     assert ('image/compressed', '/camera/image_raw/compressed') in node['remappings']
-    assert ('vocab', '/t2d/vocab') in node['remappings']  # the node's relative topic, documented default
+    # no vocabulary remap: the node's own relative t2d/vocab is /t2d/vocab here, /<ns>/t2d/vocab in a namespace
+    assert not [r for r in node['remappings'] if 'vocab' in r[0]]
     assert (args['lifecycle']['default_value'], args['use_sim_time']['default_value']) == ('false', 'false')
 
 
@@ -157,7 +158,7 @@ def test_lifecycle_autostart_configures_then_activates(launch_module):
     handler, node, configure = actions
     assert (node.kwargs['package'], node.kwargs['executable'], node.kwargs['name']) == \
         ('talk2dino_ros', 'segment_lifecycle_node', 'talk2dino')
-    assert ('vocab', '/t2d/vocab') in node.kwargs['remappings']
+    assert not [r for r in node.kwargs['remappings'] if 'vocab' in r[0]]
     assert configure.kwargs['event'].kwargs == {'lifecycle_node_matcher': ('matches', node), 'transition_id': 1}
     on_inactive = handler.args[0].kwargs
     assert on_inactive['target_lifecycle_node'] is node
@@ -173,9 +174,9 @@ def test_lifecycle_without_autostart_leaves_it_to_a_manager(launch_module):
 def test_use_sim_time_and_vocab_topic(launch_module):
     _, (node,) = run(launch_module, use_sim_time='true', vocab_topic='/robot/vocab')
     assert node.kwargs['parameters'][-1] == {'use_sim_time': True}
-    assert ('vocab', '/robot/vocab') in node.kwargs['remappings']
-    _, (node,) = run(launch_module, vocab_topic='')
-    assert not [r for r in node.kwargs['remappings'] if r[0] == 'vocab']  # the node's own relative topic
+    assert ('t2d/vocab', '/robot/vocab') in node.kwargs['remappings']
+    _, (node,) = run(launch_module)
+    assert not [r for r in node.kwargs['remappings'] if 'vocab' in r[0]]  # the node's own relative t2d/vocab
 
 
 def test_rviz_missing_says_what_to_install_and_keeps_the_node(launch_module, monkeypatch):

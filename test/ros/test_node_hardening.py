@@ -159,7 +159,7 @@ def test_set_vocabulary_service_answers_after_the_install_without_stalling_image
 
 
 # ---------------------------------------------------------------- vocabulary topic
-def test_vocab_topic_is_relative_and_takes_latched_and_volatile_publishers_once(ros_context, spin, tmp_path):
+def test_vocab_topic_follows_the_namespace_and_takes_latched_and_volatile_publishers_once(ros_context, spin, tmp_path):
     from talk2dino_ros.model.pretrained import default_paths
     from talk2dino_ros.ros.segmentation_node import SegmentationNode
 
@@ -169,18 +169,18 @@ def test_vocab_topic_is_relative_and_takes_latched_and_volatile_publishers_once(
         path.write_bytes(b'stand-in')
     # a latched vocabulary published before the node exists, in the node's namespace
     early = Node('early', context=ros_context)
-    latched = early.create_publisher(String, '/front/vocab', latched_qos())
+    latched = early.create_publisher(String, '/front/t2d/vocab', latched_qos())
     latched.publish(String(data='door, window'))
     spin(early)
     factory = FakeFactory()
     node = SegmentationNode(segmenter_factory=factory, context=ros_context, namespace='front',
                             parameter_overrides=[Parameter('weights_dir', value=str(weights_dir))])
     spin(node)
-    assert node.vocabulary_topic == '/front/vocab'
+    assert node.vocabulary_topic == '/front/t2d/vocab'
     wait_for(lambda: node.legend_state and node.legend_state.names == ('door', 'window'), what='latched vocab')
 
     # `ros2 topic pub` without QoS flags: reliable + volatile; matched by the volatile subscription only
-    plain = early.create_publisher(String, '/front/vocab', QoSProfile(
+    plain = early.create_publisher(String, '/front/t2d/vocab', QoSProfile(
         depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE))
     wait_for(lambda: plain.get_subscription_count() >= 1, what='volatile match')
     plain.publish(String(data='stairs'))
@@ -356,3 +356,38 @@ def test_lifecycle_entry_point_help():
     proc = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout.startswith('usage: segment_lifecycle_node')
     assert 'lifecycle variant' in proc.stdout
+
+
+def test_diagnostics_keep_publishing_with_use_sim_time_and_no_clock_and_say_why(make_node):
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+
+    node, probe, _ = make_node(params={'use_sim_time': True, 'diagnostics_period': 0.1})
+    probe.listen('/diagnostics', DiagnosticArray)
+    wait_for(lambda: len(probe.got('/diagnostics')) >= 2, what='diagnostics without /clock')
+    status = probe.got('/diagnostics')[-1].status[0]
+    assert status.level == DiagnosticStatus.WARN and 'no /clock has arrived' in status.message
+
+
+def test_frames_lost_on_the_way_are_named_with_their_qos_cause(make_node):
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    node, probe, _ = make_node(params={'diagnostics_period': 0.2}, vocabulary=['a', 'b'])
+    probe.listen('/diagnostics', DiagnosticArray)
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    for i in range(45):  # a 20 Hz camera of which every third frame is lost before the node
+        if i % 3 != 2:
+            header = probe.next_header()
+            header.stamp.sec, header.stamp.nanosec = 2000 + i * 50 // 1000, (i * 50 % 1000) * 1_000_000
+            probe.image_pub.publish(numpy_to_image(rgb, 'rgb8', header))
+        time.sleep(0.025)
+
+    def lossy():
+        for msg in reversed(probe.got('/diagnostics')):
+            status = msg.status[0]
+            if 'never arrive' in status.message:
+                return status
+    status = wait_for(lossy, what='the loss hint')
+    share = int(status.message.split('about ')[1].split('%')[0])
+    assert 25 <= share <= 40, status.message  # a third, estimated while the frames come in
+    assert 'image_reliability: reliable' in status.message  # the default input is best effort
+    assert int({kv.key: kv.value for kv in status.values}['frames_lost_estimate']) >= 4

@@ -29,7 +29,7 @@ def test_params_yaml_lists_every_parameter_with_its_default_type_and_valid_value
     values = load_params_yaml()
     assert set(values) <= set(SPECS), set(values) - set(SPECS)
     # unset string arrays: shown as comments
-    assert set(SPECS) - set(values) == {'colors', 'image_topics', 'camera_names'}
+    assert set(SPECS) - set(values) == {'colors', 'image_topics', 'camera_names', 'depth_topics'}
     for name, value in values.items():
         default = SPECS[name].default
         if default is None:
@@ -202,5 +202,5 @@ def test_interface_doc_lists_every_parameter_and_topic():
 
     for spec in node_outputs():  # the outputs come from the contract (test/contract compares the whole rows)
         assert f'`{spec.readme_topic()}`' in doc, spec.name
-    for topic in ('/t2d/vocab', '~/set_vocabulary', 'image/compressed'):  # the inputs
+    for topic in ('/t2d/vocab', '~/set_vocabulary', 'image/compressed', '~/locate'):  # inputs, services
         assert f'`{topic}`' in doc, topic

@@ -119,3 +119,20 @@ def test_small_regions_are_not_detections():
     labels[35:38, 35:38] = 2  # 9 pixels
     frame = build_spatial(labels, None, ['a', 'b'], options=SpatialOptions(min_region_pixels=20))
     assert [(d.class_id, d.pixels) for d in frame.detections] == [(1, 400)]
+
+
+@pytest.mark.parametrize('regions', [1, 3, 12])
+def test_region_scores_are_exact_means_however_many_regions_a_class_has(regions):
+    rng = np.random.default_rng(regions)
+    labels = np.zeros((60, 200), np.uint8)
+    for k in range(regions):  # separate squares of class 2
+        labels[10:20, 15 * k + 2:15 * k + 12] = 2
+    labels[40:55, 5:60] = 1
+    confidence = rng.random(labels.shape).astype(np.float32)
+    frame = build_spatial(labels, confidence, ['a', 'b'], options=SpatialOptions(min_region_pixels=20))
+    assert sorted(d.class_id for d in frame.detections) == [1] + [2] * regions
+    from talk2dino_ros.spatial.regions import find_regions
+    found = find_regions(labels, confidence, 20, with_index=True)
+    for r in range(len(found)):
+        pixels = found.index == r + 1
+        assert found.scores[r] == pytest.approx(float(confidence[pixels].mean()), rel=1e-5)
