@@ -22,18 +22,9 @@ from std_msgs.msg import Header
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'test'))
 from helpers.segmenters import FakeFactory  # noqa: E402
+from label_info_probe import wait  # noqa: E402  (same folder: the probes share their wait loop)
 from talk2dino_ros.ros.image_conversion import numpy_to_image  # noqa: E402
 from talk2dino_ros.ros.qos import output_qos  # noqa: E402
-
-
-def wait(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise SystemExit(f'timed out after {timeout} s waiting for {what}')
 
 
 def as_dict(msg):
