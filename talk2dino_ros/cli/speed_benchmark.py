@@ -119,6 +119,19 @@ def reset_rss_peak() -> bool:
         return False
 
 
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``; nothing elsewhere), so that memory
+    freed by an earlier frame does not sit in the RSS and hide the next frame's peak."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library('c')
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError, TypeError):
+        pass
+
+
 def rss_peak_mb() -> Optional[float]:
     kb = _proc_status_kb('VmHWM')
     return None if kb is None else kb / 1024.0
@@ -276,6 +289,7 @@ def _frame_peak_mb(segmenter, image, vocab, opts) -> Tuple[Optional[float], str]
         segmenter.segment(image, vocabulary=vocab, options=opts).labels
         torch.cuda.synchronize(dev)
         return (torch.cuda.max_memory_allocated(dev) - before) / 2 ** 20, 'CUDA max_memory_allocated'
+    release_free_heap()
     before = _proc_status_kb('VmRSS')
     if before is None or not reset_rss_peak():
         return None, 'unavailable'
