@@ -61,6 +61,13 @@ def publishers_of(node, topic):
     return len(node.get_publishers_info_by_topic(topic))
 
 
+def no_publishers(node, topic):
+    """True once nobody publishes ``topic``. Waited for: the graph is the whole test domain's, and a node of
+    an earlier test in this process (same name) can take a moment to leave it."""
+    wait_for(lambda: publishers_of(node, topic) == 0, what=f'no publisher of {topic}')
+    return True
+
+
 def frames_get_no_output(probe, node, count=4):
     """Publish ``count`` frames; none may come out (and the engine is not called)."""
     headers = [probe.next_header() for _ in range(count)]
@@ -75,7 +82,7 @@ def test_transitions_load_subscribe_pause_and_free(make_lifecycle):
     node, probe, factory = make_lifecycle()
     # unconfigured: nothing loaded, nothing published or subscribed
     assert node.segmenter is None and factory.loads == [] and node.legend_state is None
-    assert publishers_of(node, NODE + '/labels') == 0 and subscribers_of(node, '/image') == 0
+    assert no_publishers(node, NODE + '/labels') and subscribers_of(node, '/image') == 0
     assert 'unconfigured' in node.model_error
 
     # configure: model and vocabulary, publishers; still no camera subscription
@@ -114,7 +121,7 @@ def test_transitions_load_subscribe_pause_and_free(make_lifecycle):
     assert node.trigger_cleanup() == SUCCESS
     gc.collect()
     assert node.segmenter is None and node.legend_state is None and model() is None
-    assert publishers_of(node, NODE + '/labels') == 0
+    assert no_publishers(node, NODE + '/labels')
     assert 'unconfigured' in node.model_error
 
     # configure again: a fresh model with the same vocabulary
@@ -129,7 +136,7 @@ def test_configure_fails_with_missing_weights_and_succeeds_once_fixed(make_lifec
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert node.segmenter is None and factory.loads == []
     assert 'missing.pth' in node.model_error and 'configure failed' in node.model_error
-    assert publishers_of(node, NODE + '/labels') == 0
+    assert no_publishers(node, NODE + '/labels')
     assert 'weight file not found' in capfd.readouterr().err
     good = tmp_path / 'dinov2.pth'
     good.write_bytes(b'x')
