@@ -771,18 +771,25 @@ def _bench(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> 
         print(f'# authors: {AUTHORS_SOURCE}')
     elif authors_why:
         print(f"# authors' timings not shown: {'; '.join(authors_why)}")
-    busy = _busy_warning(load_start, load_end, env['cpu_count'])
+    _finish_report(format_table(rows), notes, args.json, dict(meta=meta, rows=[r.as_dict() for r in rows]),
+                   load_start, load_end, env['cpu_count'])
+    return 0
+
+
+def _finish_report(table: str, notes: Sequence[str], json_path: Optional[Path], payload: Dict,
+                   load_start: Optional[str], load_end: Optional[str], cores: Optional[int]) -> None:
+    """The end of every benchmark report: the busy-machine warning, the table, its notes, and the JSON file."""
+    busy = _busy_warning(load_start, load_end, cores)
     if busy:
         print(f'# WARNING: {busy}')
-    print(format_table(rows))
+    print(table)
     for note in notes:
         print(f'# {note}')
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
+    if json_path is not None:
         from talk2dino_ros.atomic_files import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(dict(meta=meta, rows=[r.as_dict() for r in rows]), indent=1))
-    return 0
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(json_path, json.dumps(payload, indent=1))
 
 
 def _bench_backends(args: argparse.Namespace, names: List[str], pipelines: List[str]) -> int:
@@ -816,19 +823,10 @@ def _bench_backends(args: argparse.Namespace, names: List[str], pipelines: List[
           f'{weights}; {args.repeats} interleaved repeats, medians')
     print(f'# torch {env["torch"]}, {env["torch_threads"]} threads on {env["cpu_count"]} cores ({env["cpu"]}); '
           f'load average {load_start} -> {load_end}')
-    busy = _busy_warning(load_start, load_end, env['cpu_count'])
-    if busy:
-        print(f'# WARNING: {busy}')
-    print(format_backend_table(rows))
-    for note in skipped:
-        print(f'# {note}')
-    if args.json is not None:
-        from talk2dino_ros.atomic_files import atomic_write_text
-
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        meta = dict(method=base.method, variant=base.variant, size=[H, W], classes=len(names), repeats=args.repeats,
-                    random_weights=args.random_weights, load_average_start=load_start, load_average_end=load_end, **env)
-        atomic_write_text(args.json, json.dumps(dict(meta=meta, backends=[r.as_dict() for r in rows]), indent=1))
+    meta = dict(method=base.method, variant=base.variant, size=[H, W], classes=len(names), repeats=args.repeats,
+                random_weights=args.random_weights, load_average_start=load_start, load_average_end=load_end, **env)
+    _finish_report(format_backend_table(rows), skipped, args.json,
+                   dict(meta=meta, backends=[r.as_dict() for r in rows]), load_start, load_end, env['cpu_count'])
     return 0
 
 

@@ -22,7 +22,7 @@ from std_msgs.msg import Header
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'test'))
 from helpers.segmenters import FakeFactory  # noqa: E402
-from label_info_probe import wait  # noqa: E402  (same folder: the probes share their wait loop)
+from label_info_probe import stop_spinning, wait  # noqa: E402  (same folder: the probes share these)
 from talk2dino_ros.ros.image_conversion import numpy_to_image  # noqa: E402
 from talk2dino_ros.ros.qos import output_qos  # noqa: E402
 
@@ -85,10 +85,7 @@ def main():
         print(json.dumps(result), flush=True)
         node.destroy_node()
     finally:
-        rclpy.try_shutdown(context=context)
-        if thread.is_alive():
-            thread.join(timeout=5.0)
-        executor.shutdown(timeout_sec=1.0)
+        stop_spinning(context, thread, executor)
     return 0
 
 

@@ -110,13 +110,17 @@ def main(argv):
             result.update(node_run(context, executor, argv[1:4]))
         print(json.dumps(result, ensure_ascii=False), flush=True)
     finally:
-        # stop spinning and join the executor thread before the interpreter exits: a still-running DDS
-        # thread at exit aborts the process ("terminate called without an active exception")
-        rclpy.try_shutdown(context=context)
-        if thread.is_alive():
-            thread.join(timeout=5.0)
-        executor.shutdown(timeout_sec=1.0)
+        stop_spinning(context, thread, executor)
     return 0
+
+
+def stop_spinning(context, thread, executor):
+    """Stop spinning and join the executor thread before the interpreter exits: a still-running DDS thread at
+    exit aborts the process ("terminate called without an active exception")."""
+    rclpy.try_shutdown(context=context)
+    if thread.is_alive():
+        thread.join(timeout=5.0)
+    executor.shutdown(timeout_sec=1.0)
 
 
 if __name__ == '__main__':
