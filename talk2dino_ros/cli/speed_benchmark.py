@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -119,17 +120,24 @@ def reset_rss_peak() -> bool:
         return False
 
 
-def release_free_heap() -> None:
-    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``; nothing elsewhere), so that memory
-    freed by an earlier frame does not sit in the RSS and hide the next frame's peak."""
+@functools.lru_cache(maxsize=1)
+def _malloc_trim() -> Optional[Callable[[int], int]]:
+    """glibc's ``malloc_trim``, looked up once (``find_library`` runs a subprocess); None elsewhere."""
     import ctypes
     import ctypes.util
 
-    name = ctypes.util.find_library('c')
     try:
-        ctypes.CDLL(name).malloc_trim(0)
+        return ctypes.CDLL(ctypes.util.find_library('c')).malloc_trim
     except (OSError, AttributeError, TypeError):
-        pass
+        return None
+
+
+def release_free_heap() -> None:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``; nothing elsewhere), so that memory
+    freed by an earlier frame does not sit in the RSS and hide the next frame's peak."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def rss_peak_mb() -> Optional[float]:
