@@ -112,7 +112,7 @@ def test_memory_per_class_is_one_map_at_the_processing_size_for_a_tiny_frame(tin
     assert (h, w) == (448, 602)
     rule_mb = h * w * 4 / 2 ** 20
     slope = (peaks[400] - peaks[100]) / 300
-    assert slope < 1.15 * rule_mb, f'{slope:.2f} MB per class, rule {rule_mb:.2f} MB ({out["how"]}: {peaks})'
+    assert slope < 1.25 * rule_mb, f'{slope:.2f} MB per class, rule {rule_mb:.2f} MB ({out["how"]}: {peaks})'
 
 
 def test_lazy_result_reads_equal_eager_ones(seg):
