@@ -1,4 +1,5 @@
 """Shared fixtures: ROS isolation for parallel runs, an rclpy Context per test, tiny random weights."""
+import itertools
 import os
 import random
 import sys
@@ -55,11 +56,21 @@ def hide_matplotlib(monkeypatch):
     return lambda: monkeypatch.setattr(builtins, '__import__', no_matplotlib)
 
 
+_domains = itertools.count(int(os.environ['ROS_DOMAIN_ID']))
+
+
 @pytest.fixture
-def ros_context():
+def ros_context(monkeypatch):
+    """An rclpy Context on a DDS domain of its own (the next of 1..101 in turn).
+
+    A test that ends leaves its nodes in other participants' discovery data for a moment; the next test,
+    on another domain, never sees them (a '/talk2dino' left over from the last test hid the new one's
+    publishers from the graph queries). Set in the environment, so processes the test starts use it too.
+    """
     import rclpy
     from rclpy.context import Context
 
+    monkeypatch.setenv('ROS_DOMAIN_ID', str(next(_domains) % 101 + 1))
     context = Context()
     rclpy.init(context=context)
     try:
@@ -101,3 +112,10 @@ def _spin_quietly(executor):
         executor.spin()
     except (ExternalShutdownException, Exception):
         pass
+
+
+@pytest.fixture
+def ros_log(monkeypatch):
+    """What rclpy loggers emitted during the test (``.text``, ``.lines``), read from rclpy rather than fd 2."""
+    from helpers.ros_log import record_ros_log
+    return record_ros_log(monkeypatch)

@@ -130,14 +130,14 @@ def test_transitions_load_subscribe_pause_and_free(make_lifecycle):
     assert node.trigger_shutdown() == SUCCESS and node.segmenter is None
 
 
-def test_configure_fails_with_missing_weights_and_succeeds_once_fixed(make_lifecycle, tmp_path, capfd):
+def test_configure_fails_with_missing_weights_and_succeeds_once_fixed(make_lifecycle, tmp_path, ros_log):
     node, probe, factory = make_lifecycle(params={'dinov2_weights': str(tmp_path / 'missing.pth'),
                                                   'allow_runtime_weight_changes': True})
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
     assert node.segmenter is None and factory.loads == []
     assert 'missing.pth' in node.model_error and 'configure failed' in node.model_error
     assert no_publishers(node, NODE + '/labels')
-    assert 'weight file not found' in capfd.readouterr().err
+    assert 'weight file not found' in ros_log.text
     good = tmp_path / 'dinov2.pth'
     good.write_bytes(b'x')
     assert node.set_parameters([Parameter('dinov2_weights', value=str(good))])[0].successful
@@ -184,14 +184,14 @@ def test_release_hands_cuda_memory_back(monkeypatch):
 
 
 def test_a_failed_configure_is_an_error_and_is_repaired_by_parameters_while_unconfigured(make_lifecycle, tmp_path,
-                                                                                          capfd):
+                                                                                          ros_log):
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 
     node, probe, _ = make_lifecycle(params={'dinov2_weights': str(tmp_path / 'missing.pth'),
                                             'diagnostics_period': 0.1})
     probe.listen('/diagnostics', DiagnosticArray)
     assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
-    err = capfd.readouterr().err
+    err = ros_log.text
     assert f'ros2 param set {NODE} dinov2_weights' in err  # what works now, without a restart
 
     def level():

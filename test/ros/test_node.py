@@ -298,7 +298,7 @@ def test_max_rate_limits_processing(make_node):
     assert 2 <= node.stats.processed.total - before <= 6
 
 
-def test_bad_inputs_are_rejected_and_the_node_keeps_running(make_node, capfd):
+def test_bad_inputs_are_rejected_and_the_node_keeps_running(make_node, ros_log):
     node, probe, _ = make_node(vocabulary=['a', 'b'])
     probe.send(numpy_to_image(scene(4, 4), 'rgb8', probe.next_header()))
     bad = []
@@ -327,7 +327,7 @@ def test_bad_inputs_are_rejected_and_the_node_keeps_running(make_node, capfd):
     np.testing.assert_array_equal(image_to_numpy(labels), expected_labels(rgb, 2, True))
     for msg in bad:
         assert probe.output_for(NODE + '/labels', msg.header) is None
-    err = capfd.readouterr().err
+    err = ros_log.wait_for("image rejected: cannot use a '32FC1' image", 'no usable class name')
     assert "image rejected: cannot use a '32FC1' image as a colour input" in err
     assert 'no usable class name' in err
 
@@ -419,7 +419,7 @@ def test_parameter_validation_reasons(make_node):
     wait_for(lambda: node.legend_state.segmenter.mode == 'slide', what='mode change')
 
 
-def test_invalid_start_values_fall_back_to_defaults(make_node, capfd):
+def test_invalid_start_values_fall_back_to_defaults(make_node, ros_log):
     node, probe, _ = make_node(params={'method': 'nope', 'vocabulary': ['', ' '], 'mask_type': 'fuzzy',
                                        'image_reliability': 'sometimes'})
     assert node.get_parameter('method').value == 'talk2dino'
@@ -429,14 +429,13 @@ def test_invalid_start_values_fall_back_to_defaults(make_node, capfd):
     assert node._settings.image_reliability == 'best_effort'
     wait_for(lambda: node.segmenter is not None, what='model')
     assert node.legend_state is None
-    err = capfd.readouterr().err
+    err = ros_log.wait_for("method 'nope' is not one of", 'vocabulary has no usable class name')
     assert "method 'nope' is not one of" in err and 'vocabulary has no usable class name' in err
     assert "image_reliability 'sometimes' is not one of" in err
 
 
-def test_missing_weights_log_recommends_only_what_the_running_node_accepts(make_node, tmp_path, capfd):
+def test_missing_weights_log_recommends_only_what_the_running_node_accepts(make_node, tmp_path, ros_log):
     node, _, _ = make_node(params={'dinov2_weights': str(tmp_path / 'missing.pth')})
-    wait_for(lambda: 'weight file not found' in node.model_error, what='the load error')
-    err = capfd.readouterr().err
+    err = ros_log.wait_for('weight file not found')
     assert 'weight file not found' in err and 'ros2 param set' not in err
     assert '-p dinov2_weights:=/path/to/file' in err

@@ -39,7 +39,7 @@ def test_good_start_values_are_kept_and_empty_means_unset():
     assert values['camera_names'] == ['left', 'right'] and values['colors'] == [] and values['vocabulary'] == []
 
 
-def test_bad_start_values_never_stop_the_node_and_the_parameters_show_what_is_used(make_node, capfd):
+def test_bad_start_values_never_stop_the_node_and_the_parameters_show_what_is_used(make_node, ros_log, capfd):
     node, _, _ = make_node(params={'resolution': 5000, 'max_rate': 'abc', 'image_reliability': 'sometimes',
                                    'image_topics': [FRONT, REAR], 'camera_names': ['left']})
     assert node.get_parameter('resolution').value == 448
@@ -48,8 +48,8 @@ def test_bad_start_values_never_stop_the_node_and_the_parameters_show_what_is_us
     assert node.get_parameter('image_reliability').value == 'best_effort'
     assert node.get_parameter('camera_names').value == []
     assert [(c.name, c.topic) for c in node.cameras] == [('front', FRONT), ('rear', REAR)]
-    err = capfd.readouterr().err
-    assert err.count('bad start value') == 4 and 'Traceback' not in err
+    err = ros_log.text
+    assert err.count('bad start value') == 4 and 'Traceback' not in capfd.readouterr().err
     assert 'names derived from image_topics' in err
 
 
@@ -89,7 +89,7 @@ def test_vocabulary_unset_then_set_at_runtime(make_node):
     wait_for(lambda: node.legend_state is not None and node.legend_state.names == ('a', 'b'), what='legend')
 
 
-def test_qos_overrides_reach_the_image_the_vocabulary_and_every_output(make_node, capfd):
+def test_qos_overrides_reach_the_image_the_vocabulary_and_every_output(make_node, ros_log, capfd):
     from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
 
     node, _, _ = make_node(params={
@@ -113,5 +113,5 @@ def test_qos_overrides_reach_the_image_the_vocabulary_and_every_output(make_node
     assert out.pubs['class_info'].qos_profile.durability == DurabilityPolicy.VOLATILE
     assert out.pubs['overlay'].qos_profile.reliability == ReliabilityPolicy.RELIABLE
     assert node.get_parameter('qos_overrides./talk2dino/labels.publisher.depth').value == 7
-    err = capfd.readouterr().err
-    assert err.count('qos_overrides./talk2dino/overlay.publisher') == 1 and 'Traceback' not in err
+    err = ros_log.text
+    assert err.count('qos_overrides./talk2dino/overlay.publisher') == 1 and 'Traceback' not in capfd.readouterr().err
