@@ -93,8 +93,11 @@ class FrameWorker:
                 delay = next_start - time.perf_counter()
                 if delay > 0 and stop.wait(delay):
                     break
-            state = self._host.state  # captured once for the legend and the frame
             try:
+                frames = self._mailbox.take_all()  # the latest frame of each camera
+                # captured once for the legend and the frames, after taking them: a vocabulary installed
+                # (and acknowledged) before a frame arrived is the one that frame is computed with
+                state = self._host.state
                 if state is not published and state is not None:
                     with self.gate:
                         if stop.is_set():
@@ -102,7 +105,6 @@ class FrameWorker:
                         self._publish_legend(state)
                     published = state
                 self._sync_mask_publishers()
-                frames = self._mailbox.take_all()  # the latest frame of each camera
                 if not frames:
                     continue
                 next_start = time.perf_counter() + (1.0 / rate if rate > 0 else 0.0)

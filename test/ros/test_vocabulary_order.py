@@ -218,3 +218,27 @@ def test_order_rule_without_publisher_ids_drops_only_the_second_copy():
     assert not a.ordered and order.from_volatile(a)
     assert order.from_latched(sample_id('a', None, 10.7)) is None
     assert order.from_volatile(sample_id('b', None, 10.7))
+
+
+def test_a_frame_that_arrives_after_a_vocabulary_is_installed_is_computed_with_it(make_node):
+    """The worker takes the frame, then reads the vocabulary: one installed while it woke up (after a frame it
+    was woken by, before the newer frame that replaced it) is the one the newer frame is computed with."""
+    node, probe, _ = make_node(vocabulary=['old'], factory=FakeFactory())
+    probe.listen(NODE + '/masks', ClassMasks, output_qos(depth=20))
+    wait_for(lambda: node.outputs_for().pubs['masks'].get_subscription_count(), what='masks subscription')
+    mailbox = node._mailbox
+    real_take_all = mailbox.take_all
+    installed = []
+
+    def take_all():
+        frames = real_take_all()
+        if frames and not installed:  # the install lands while the worker takes the frame
+            assert node.apply_vocabulary(['new', 'one'])[0]
+            installed.append(node.legend_state.version)
+        return frames
+
+    mailbox.take_all = take_all
+    probe.image_pub.publish(numpy_to_image(np.full((6, 8, 3), 200, np.uint8), 'rgb8', probe.next_header()))
+    masks = wait_for(lambda: probe.got(NODE + '/masks'), what='the masks of the frame')
+    assert installed and masks[0].vocabulary_version == installed[0], (masks[0].vocabulary_version, installed)
+    assert tuple(masks[0].class_names) == ('new', 'one')
