@@ -7,8 +7,9 @@ give the same name, more of their tokens are joined (``left_front``, ``right_fro
 gives them explicitly instead.
 
 Topics are compared as ROS resolves them (namespace, ``~``, remaps): ``front/image`` and ``/front/image``
-in the root namespace are one camera, listed twice, and refused like any repeated topic. A name ROS
-cannot resolve is refused with the entry and the reason, before anything subscribes to it.
+in the root namespace are one camera, listed twice; the node keeps it once (:func:`merge_repeated_topics`,
+one WARN line). A name ROS cannot resolve is refused with the entry and the reason, before anything
+subscribes to it.
 """
 from __future__ import annotations
 
@@ -101,6 +102,30 @@ def derive_camera_names(topics: Sequence[str]) -> List[str]:
         used.add(name)
         out.append(name)
     return out
+
+
+def merge_repeated_topics(topics: Sequence[str], resolve: Optional[Resolver] = None,
+                          ) -> Tuple[List[int], List[str]]:
+    """(indices of the entries to keep, one line per repeat): a topic listed twice, as written or as ROS
+    resolves it (``front/image`` and ``/front/image`` in the root namespace), is one camera, kept at its
+    first entry. Names that do not resolve are kept for :func:`configure_cameras` to refuse."""
+    first: dict = {}
+    kept: List[int] = []
+    repeats: List[str] = []
+    for index, topic in enumerate(str(t).strip() for t in topics):
+        try:
+            full = (resolve or check_topic_syntax)(topic) if topic else topic
+        except Exception:  # invalid: configure_cameras names the entry and the reason
+            full = None
+        if full is not None and full in first:
+            earlier = topics[first[full]]
+            same = f'{earlier!r} and {topic!r} are both {full!r}' if str(earlier).strip() != topic else repr(topic)
+            repeats.append(f'image_topics lists one camera twice ({same}): one camera, at its first entry')
+            continue
+        if full is not None:
+            first[full] = index
+        kept.append(index)
+    return kept, repeats
 
 
 def configure_cameras(image_topics: Optional[Sequence[str]], camera_names: Optional[Sequence[str]],

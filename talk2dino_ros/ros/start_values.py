@@ -18,7 +18,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from rclpy.parameter import Parameter
 
-from talk2dino_ros.ros.cameras import Resolver
+from talk2dino_ros.ros.cameras import Resolver, merge_repeated_topics
 from talk2dino_ros.ros.parameters import PARAMETERS, WEIGHT_PARAM_NAMES, ParamSpec, descriptor, validate
 
 #: what the default of a parameter means, where its value alone does not say it
@@ -71,11 +71,13 @@ def check_start_values(overrides: Mapping[str, Any], resolve: Optional[Resolver]
     value, e.g. ``:=[]``). Type, range, choices and cross-checks are applied in table order, each against
     the values already decided, so a bad ``image_topics`` also voids the ``camera_names`` meant for it.
     Weight paths are not checked here: the model loader reports missing files with the fetch hint.
-    ``resolve`` (the node's ``resolve_topic_name``) finds one camera written twice (relative and absolute).
+    ``resolve`` (the node's ``resolve_topic_name``) finds one camera written twice (relative and absolute);
+    such a camera is kept once, with one WARN line (not a bad value: the list says what to read).
     """
+    warnings: List[str] = []
+    overrides = _merge_repeated_cameras(overrides, resolve, warnings)
     decided = {spec.name: default_value(spec) for spec in PARAMETERS}
     decided.update({name: value for name, value in overrides.items() if name in decided and value is not None})
-    warnings: List[str] = []
     for spec in PARAMETERS:
         if spec.name not in overrides:
             continue
@@ -93,6 +95,25 @@ def check_start_values(overrides: Mapping[str, Any], resolve: Optional[Resolver]
                         + (f' ({means})' if means else ''))
         decided[spec.name] = default
     return decided, warnings
+
+
+def _merge_repeated_cameras(overrides: Mapping[str, Any], resolve: Optional[Resolver],
+                            warnings: List[str]) -> Dict[str, Any]:
+    """``overrides`` with a camera listed twice in ``image_topics`` kept once, and the ``camera_names`` /
+    ``depth_topics`` entries of the dropped copies dropped with it (when they are one per topic)."""
+    out = dict(overrides)
+    topics = out.get('image_topics')
+    if not isinstance(topics, (list, tuple)) or not all(isinstance(t, str) for t in topics):
+        return out  # the type rule reports it
+    kept, repeats = merge_repeated_topics(topics, resolve)
+    if not repeats:
+        return out
+    warnings.extend(repeats)
+    for name in ('image_topics', 'camera_names', 'depth_topics'):
+        values = out.get(name)
+        if isinstance(values, (list, tuple)) and len(values) == len(topics):
+            out[name] = [values[i] for i in kept]
+    return out
 
 
 def _override_values(node) -> Dict[str, Any]:

@@ -228,12 +228,18 @@ def test_invalid_or_repeated_camera_topics_are_one_start_error(make_node, ros_lo
     assert sum('image_topics' in line for line in err.splitlines() if 'WARN' in line or 'ERROR' in line) == 1
 
 
-def test_one_camera_written_relative_and_absolute_is_refused_not_segmented_twice(make_node, ros_log, capfd):
+def test_one_camera_written_relative_and_absolute_is_one_camera_segmented_once(make_node, ros_log, capfd):
     # the test node runs in the root namespace: 'front/image_raw' resolves to '/front/image_raw'
-    node, _, _ = make_node(params={'image_topics': ['front/image_raw', '/front/image_raw']}, vocabulary=['a'])
-    assert [c.name for c in node.cameras] == [''] and node.get_parameter('image_topics').value == []
+    node, probe, _ = make_node(params={'image_topics': ['front/image_raw', '/front/image_raw', '/rear/image_raw'],
+                                       'camera_names': ['f', 'g', 'r']}, vocabulary=['a'])
+    assert [(c.name, c.resolved) for c in node.cameras] == [('f', '/front/image_raw'), ('r', '/rear/image_raw')]
+    assert node.get_parameter('image_topics').value == ['front/image_raw', '/rear/image_raw']
+    assert node.get_parameter('camera_names').value == ['f', 'r']
+    assert len(node.get_publishers_info_by_topic('/front/image_raw')) == 0  # sanity: nobody else publishes
+    assert len([s for s in node.subscriptions if s.topic_name == '/front/image_raw']) == 1
     err = ros_log.text
-    assert "are both '/front/image_raw'" in err and 'Traceback' not in capfd.readouterr().err
+    assert "'front/image_raw' and '/front/image_raw' are both '/front/image_raw'" in err
+    assert 'Traceback' not in capfd.readouterr().err
 
 
 def test_several_compressed_cameras_read_topic_slash_compressed(make_node):

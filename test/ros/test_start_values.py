@@ -18,17 +18,20 @@ FRONT, REAR = '/front/camera/image_raw', '/rear/camera/image_raw'
     ({'vocabulary': 'person'}, 'vocabulary', [], 'vocabulary must be a list of strings'),
     ({'image_topics': [FRONT, REAR], 'camera_names': ['left']}, 'camera_names', [],
      'camera_names has 1 names for 2 image_topics'),
-    ({'image_topics': [FRONT, FRONT], 'camera_names': ['a', 'b']}, 'image_topics', [],
-     'image_topics repeats a topic'),
 ])
 def test_every_kind_of_bad_start_value_is_one_line_and_the_default(overrides, name, used, says):
     values, warnings = check_start_values(overrides)
     assert values[name] == used
     assert any(says in line and 'using the default' in line for line in warnings), warnings
-    if name == 'image_topics':  # names meant for refused topics cannot stand alone
-        assert values['camera_names'] == [] and len(warnings) == 2
-    else:
-        assert len(warnings) == 1
+    assert len(warnings) == 1
+
+
+def test_a_camera_listed_twice_is_kept_once_with_its_first_name_and_depth_topic():
+    values, warnings = check_start_values({'image_topics': [FRONT, REAR, FRONT], 'camera_names': ['a', 'b', 'c'],
+                                           'depth_topics': ['/d1', '/d2', '/d3']})
+    assert values['image_topics'] == [FRONT, REAR] and values['camera_names'] == ['a', 'b']
+    assert values['depth_topics'] == ['/d1', '/d2']
+    assert warnings == [f"image_topics lists one camera twice ({FRONT!r}): one camera, at its first entry"]
 
 
 def test_good_start_values_are_kept_and_empty_means_unset():
