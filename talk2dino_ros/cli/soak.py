@@ -10,7 +10,9 @@ vocabulary every ``--change-period`` seconds, in turn through ``/t2d/vocab``, th
 parameter and the ``~/set_vocabulary`` service, cycling through normal, empty, duplicate, unicode,
 whitespace/control-character, over-long and 1,000-name vocabularies. It records:
 
-* the node's RSS (``/proc/<pid>/status`` VmRSS) every second, and its growth after the warm-up;
+* the node's RSS (``/proc/<pid>/status`` VmRSS) every second, and its growth after the warm-up, with its
+  parts (RssAnon: heap and other private memory; RssFile: mapped libraries and files; RssShmem: shared
+  memory such as Fast DDS's transport segments) so that a step in the curve can be told apart;
 * frames sent, labels received, the node's own processed / dropped counters (``/diagnostics``);
 * latency percentiles (frame published -> its labels received);
 * faults, each a counter that must stay 0:
@@ -82,25 +84,41 @@ def percentiles(values: Sequence[float]) -> Dict[str, Optional[float]]:
             'p99': float(np.percentile(arr, 99)), 'max': float(arr.max()), 'mean': float(arr.mean())}
 
 
-def read_rss_kb(pid: int) -> Optional[int]:
-    """VmRSS of a process in kB (None once it is gone)."""
+#: the RSS fields of /proc/<pid>/status the soak records (VmRSS = RssAnon + RssFile + RssShmem)
+RSS_FIELDS = ('VmRSS', 'RssAnon', 'RssFile', 'RssShmem')
+
+
+def read_rss_parts_kb(pid: int) -> Optional[Dict[str, int]]:
+    """The :data:`RSS_FIELDS` of a process in kB (None once it is gone; a field the kernel lacks is absent)."""
+    parts: Dict[str, int] = {}
     try:
         with open(f'/proc/{pid}/status') as f:
             for line in f:
-                if line.startswith('VmRSS:'):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
+                name, _, value = line.partition(':')
+                if name in RSS_FIELDS:
+                    parts[name] = int(value.split()[0])
+    except (OSError, ValueError, IndexError):
         return None
-    return None
+    return parts if 'VmRSS' in parts else None
 
 
-def rss_summary(samples: List[Tuple[float, int]], warmup_s: float) -> Dict[str, Any]:
+def read_rss_kb(pid: int) -> Optional[int]:
+    """VmRSS of a process in kB (None once it is gone)."""
+    parts = read_rss_parts_kb(pid)
+    return None if parts is None else parts['VmRSS']
+
+
+def rss_summary(samples: List[Tuple[float, int]], warmup_s: float,
+                parts: Optional[List[Tuple[float, Dict[str, int]]]] = None) -> Dict[str, Any]:
     """RSS statistics of the node after its warm-up.
 
     The vocabulary rotation makes RSS swing (a 1,000-class frame needs far more memory than a 3-class
     one), so growth is judged on the envelope: the run after warm-up is cut into windows (60 s, fewer
     for short runs) and the peak and the floor of the last window are compared with those of the first.
     ``slope_mb_per_min`` is a least-squares fit over every sample after warm-up.
+
+    ``parts``: (time, {RssAnon, RssFile, RssShmem in kB}) samples; each part gets its own floor per window
+    (``parts_windows_mb``) and its samples (``parts_series``), so a step in VmRSS can be attributed.
     """
     if not samples:
         return {'samples': 0}
@@ -125,6 +143,17 @@ def rss_summary(samples: List[Tuple[float, int]], warmup_s: float) -> Dict[str, 
     out['windows_mb'] = [[round(float(edges[i]), 0), round(float(mb[sel].min()), 1), round(float(mb[sel].max()), 1)]
                          for i in range(len(edges) - 1) for sel in [(t >= edges[i]) & (t < edges[i + 1])] if sel.any()]
     out['series'] = [[round(float(a), 1), round(float(b), 1)] for a, b in zip(t, mb)]  # every sample, for re-analysis
+    if parts:
+        names = [n for n in RSS_FIELDS[1:] if all(n in p for _, p in parts)]
+        pt = np.array([p[0] for p in parts])
+        pmb = {n: np.array([p[1][n] for p in parts], dtype=np.float64) / 1024.0 for n in names}
+        out['parts_fields'] = names
+        # [start, floor of each part...] per window: the part whose floor steps with VmRSS is the one growing
+        out['parts_windows_mb'] = [[round(float(edges[i]), 0)] + [round(float(pmb[n][sel].min()), 1) for n in names]
+                                   for i in range(len(edges) - 1)
+                                   for sel in [(pt >= edges[i]) & (pt < edges[i + 1])] if sel.any()]
+        out['parts_series'] = [[round(float(pt[i]), 1)] + [round(float(pmb[n][i]), 1) for n in names]
+                               for i in range(len(pt))]
     out.update(window_s=round(window, 1), after_warmup_mb=round(float(mb[post][0]), 1),
                first_window_mb=[round(floor0, 1), round(peak0, 1)], last_window_mb=[round(floor1, 1), round(peak1, 1)],
                peak_growth_pct=round(100.0 * (peak1 - peak0) / peak0, 2),
@@ -208,6 +237,7 @@ class Soak:
         self.examples: Dict[str, List[str]] = {}
         self.diag: Dict[str, str] = {}
         self.rss: List[Tuple[float, int]] = []
+        self.rss_parts: List[Tuple[float, Dict[str, int]]] = []  # RssAnon / RssFile / RssShmem with each sample
         self.t0 = time.monotonic()
         # vocabulary changes
         self.rotation = vocabularies()
@@ -361,9 +391,11 @@ class Soak:
         self.counts['frames_sent'] += 1
 
     def sample_rss(self) -> None:
-        rss = read_rss_kb(self.pid)
-        if rss is not None:
-            self.rss.append((time.monotonic() - self.t0, rss))
+        parts = read_rss_parts_kb(self.pid)
+        if parts is not None:
+            now = time.monotonic() - self.t0
+            self.rss.append((now, parts['VmRSS']))
+            self.rss_parts.append((now, {k: v for k, v in parts.items() if k != 'VmRSS'}))
 
     # ------------------------------------------------------------------ vocabulary changes
     def start_change(self, now: float) -> None:
@@ -461,10 +493,12 @@ class Soak:
         faults = {k: self.counts[k] for k in FAULTS}
         processed = int(self.diag.get('frames_processed', 0) or 0)
         dropped = int(self.diag.get('frames_dropped', 0) or 0)
-        # measured: the node's RSS floor still rises for ~3 minutes (allocator arenas, DDS and text caches
-        # filling), then stays flat; a shorter warm-up reports that fill-up as growth
+        # measured (17 min, ~/masks at depth 1): the RSS floor reaches its level within the first minute (model,
+        # DDS buffers, the first 1,000-class frames: 471 -> 625 MB), creeps up 0.9 MB until ~8 min, then stays
+        # flat (trend -0.14 MB/min after 420 s); a warm-up under a minute reports that fill-up as growth.
+        # Floor steps of one ~/masks message (19 MB at 1,000 classes) were DDS writer buffers at depth 5.
         warmup = self.args.warmup if self.args.warmup is not None else min(180.0, 0.3 * duration)
-        rss = rss_summary(self.rss, warmup)
+        rss = rss_summary(self.rss, warmup, self.rss_parts)
         ok = (not any(faults.values())) and node_alive_at_end and node_exit == 0 and self.counts['labels_received'] > 0
         return {
             'ok': ok,
@@ -500,6 +534,16 @@ class Soak:
         }
 
 
+def _rss_parts_line(rss: Dict[str, Any]) -> List[str]:
+    """The floors of RssAnon / RssFile / RssShmem in the first window after warm-up and the last one."""
+    windows = [w for w in rss.get('parts_windows_mb', []) if w[0] >= rss.get('warmup_s', 0.0) - 1.0]
+    if len(windows) < 2:
+        return []
+    first, last = windows[0], windows[-1]
+    return ['  RSS parts, floor MB of the first -> last window after warm-up: ' + ', '.join(
+        f'{name} {a} -> {b}' for name, a, b in zip(rss['parts_fields'], first[1:], last[1:]))]
+
+
 def format_summary(s: Dict[str, Any]) -> str:
     lat = s['latency_ms']
     rss = s['rss']
@@ -522,6 +566,7 @@ def format_summary(s: Dict[str, Any]) -> str:
         f"{rss.get('first_window_mb')} -> last window {rss.get('last_window_mb')}: peak growth "
         f"{rss.get('peak_growth_pct')} %, floor growth {rss.get('floor_growth_pct')} %, trend "
         f"{rss.get('slope_mb_per_min')} MB/min",
+        *_rss_parts_line(rss),
         '  faults: ' + ', '.join(f'{k} {v}' for k, v in s['faults'].items()),
         f"  node: exit code {s['node']['exit_code']}, alive at end {s['node']['alive_at_end']}, "
         f"error log lines {s['node']['error_log_lines']}",

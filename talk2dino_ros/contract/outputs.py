@@ -31,6 +31,13 @@ class QosSpec:
 #: the QoS kinds the outputs use
 QOS: Dict[str, QosSpec] = {
     'frame': QosSpec('reliable', 'volatile', 5, 'reliable, depth 5'),
+    # ~/masks grows with the vocabulary (classes x pixels: 19 MB for 1,000 classes at 160x120). Fast DDS's
+    # writer (rmw_fastrtps forces a PREALLOCATED_WITH_REALLOC payload pool) keeps one buffer per sample in
+    # flight, up to depth + 1, each grown to the largest sample it ever held and never shrunk: at depth 5 a
+    # burst of large vocabularies pins 6 such buffers for the rest of the process, reached step by step
+    # whenever a reader lags. Depth 1 caps it at 2 (reached with the first two large frames); a reader that
+    # falls behind gets the newest masks, as with the latest-frame-wins camera input.
+    'masks': QosSpec('reliable', 'volatile', 1, 'reliable, depth 1'),
     'legend': QosSpec('reliable', 'transient_local', 10,
                       'reliable, **transient-local**, history 10 (a depth-1 reader gets the newest)'),
     'diagnostics': QosSpec('reliable', 'volatile', 10, 'reliable, depth 10'),
@@ -87,10 +94,10 @@ OUTPUTS: Tuple[OutputSpec, ...] = (
                'only where vision_msgs is installed: the same legend for Nav2\'s semantic segmentation layer '
                '(class_map ids as in labels, threshold = background threshold clamped to 0..1)', bag=True,
                requires='vision_msgs'),
-    OutputSpec('masks', 'masks', 'talk2dino_ros/msg/ClassMasks', '', 'frame', 'per_frame',
+    OutputSpec('masks', 'masks', 'talk2dino_ros/msg/ClassMasks', '', 'masks', 'per_frame',
                'one mask per class (binary: mono8 0/255, score: 32FC1, see mask_type); only while subscribed',
                switch='publish_masks', needs='masks'),
-    OutputSpec('class_mask', 'mask/<class>', _IMAGE, 'mono8', 'frame', 'per_frame',
+    OutputSpec('class_mask', 'mask/<class>', _IMAGE, 'mono8', 'masks', 'per_frame',
                'per-class 0/255 mask for RViz, for the first mask_topics_limit classes; topics follow the '
                'vocabulary; computed only while subscribed', switch='publish_masks', needs='masks'),
     OutputSpec('confidence', 'confidence', _IMAGE, '32FC1', 'frame', 'per_frame',

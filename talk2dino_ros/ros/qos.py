@@ -5,6 +5,9 @@
   reliable ones but never loses a frame on the wire. Depth > 1 is pointless for the node (it only
   processes the latest frame) but harmless.
 * Outputs: reliable, keep last ``depth`` (the ROS default for publishers); RViz and rosbag2 match it.
+  ``~/masks`` (and ``mask/<class>``) keep 1: the DDS writer holds a buffer per sample in flight at the
+  size of the largest it ever sent, and a 1,000-class masks message is 19 MB at 160x120 (see ``QOS`` in
+  :mod:`talk2dino_ros.contract.outputs`).
 * Legends: reliable + transient-local ("latched"), so a late subscriber gets the current legend.
 * The vocabulary topic has two subscriptions: reliable + transient-local (a vocabulary latched before
   the node started still arrives) and reliable + volatile (``ros2 topic pub`` without QoS flags, which a
@@ -44,7 +47,7 @@ def image_input_qos(reliability: str = 'best_effort', depth: int = 5) -> QoSProf
 
 
 def profile(kind: str, depth: Optional[int] = None) -> QoSProfile:
-    """The rclpy profile of an output QoS kind of the contract (``frame``, ``legend``, ``diagnostics``)."""
+    """The rclpy profile of an output QoS kind of the contract (``frame``, ``masks``, ``legend``, ``diagnostics``)."""
     spec = QOS[kind]
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST, depth=spec.depth if depth is None else depth,
@@ -54,7 +57,7 @@ def profile(kind: str, depth: Optional[int] = None) -> QoSProfile:
 
 
 def output_qos(depth: Optional[int] = None) -> QoSProfile:
-    """Per-frame outputs (labels, masks, maps, overlay)."""
+    """Per-frame outputs (labels, maps, overlay; ``~/masks`` has its own kind, ``masks``)."""
     return profile('frame', depth)
 
 

@@ -88,3 +88,23 @@ def test_soak_checks_count_each_kind_of_fault():
     finally:
         soak.node.destroy_node()
         rclpy.try_shutdown(context=context)
+
+
+def test_rss_summary_attributes_a_step_to_its_part():
+    """A VmRSS step shows in the floor of the part that grew (here RssAnon), window by window."""
+    import os
+
+    from talk2dino_ros.cli.soak import _rss_parts_line, read_rss_parts_kb, rss_summary
+
+    own = read_rss_parts_kb(os.getpid())
+    assert own is not None and {'VmRSS', 'RssAnon', 'RssFile'} <= set(own)
+    step = 19 * 1024  # kB: one 1,000-class ~/masks message
+    samples = [(float(t), 500_000 + (t >= 150) * step) for t in range(240)]
+    parts = [(float(t), {'RssAnon': 400_000 + (t >= 150) * step, 'RssFile': 99_000, 'RssShmem': 1_000})
+             for t in range(240)]
+    rss = rss_summary(samples, 60.0, parts)
+    assert rss['parts_fields'] == ['RssAnon', 'RssFile', 'RssShmem']
+    assert len(rss['parts_series']) == 240 and len(rss['parts_windows_mb']) == len(rss['windows_mb'])
+    first, last = rss['parts_windows_mb'][1], rss['parts_windows_mb'][-1]
+    assert round(last[1] - first[1], 1) == 19.0 and last[2:] == first[2:]
+    assert 'RssAnon 390.6 -> 409.6' in _rss_parts_line(rss)[0]

@@ -2,7 +2,7 @@
 from rclpy.qos import DurabilityPolicy
 
 from helpers.ros import NODE, wait_for
-from talk2dino_ros.contract.outputs import node_outputs
+from talk2dino_ros.contract.outputs import QOS, node_outputs
 from talk2dino_ros.ros.frame_outputs import _available
 
 
@@ -36,3 +36,8 @@ def test_node_publishers_are_the_table(make_node):
         infos = node.get_publishers_info_by_topic(topic)
         durability = infos[0].qos_profile.durability
         assert (durability == DurabilityPolicy.TRANSIENT_LOCAL) == (spec.cadence == 'latched'), topic
+    # the graph does not carry the history depth: read it from the node's own publishers
+    pubs = next(iter(node._outputs.values())).pubs
+    for spec in expected.values():
+        if spec.name in pubs:
+            assert pubs[spec.name].qos_profile.depth == QOS[spec.qos].depth, spec.name  # masks: 1, bounded memory
