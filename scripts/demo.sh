@@ -57,12 +57,23 @@ fi
 
 LOGS="$(mktemp -d)"
 node_pid=""; pub_pid=""; saver_pid=""
-stop() {  # $1 = pid: SIGINT, then wait for it to exit
+stop() {  # $1 = pid, $2 = what it is: SIGINT (Ctrl-C), then SIGTERM after 20 s and SIGKILL after 5 more
   [ -n "$1" ] || return 0
   kill -INT "$1" 2>/dev/null || true
+  local tick
+  for tick in $(seq 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$1" 2>/dev/null; then  # a demo must end even when a process ignores Ctrl-C; say which one
+    say "the $2 did not stop within 20 s of Ctrl-C: terminating it"
+    kill -TERM "$1" 2>/dev/null || true
+    for tick in $(seq 50); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$1" 2>/dev/null || true
+  fi
   wait "$1" 2>/dev/null || true
 }
-cleanup() { stop "$pub_pid"; stop "$saver_pid"; stop "$node_pid"; pub_pid=""; saver_pid=""; node_pid=""; }
+cleanup() {
+  stop "$pub_pid" publisher; stop "$saver_pid" "output saver"; stop "$node_pid" "segmentation node"
+  pub_pid=""; saver_pid=""; node_pid=""
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -77,10 +88,10 @@ say "running for ${SECONDS_TO_RUN}s; overlays go to $OUT (RViz: rviz2 -d config/
 sleep "$SECONDS_TO_RUN"
 
 # camera first, then the saver (it prints the counts), then the node
-stop "$pub_pid"; pub_pid=""
+stop "$pub_pid" publisher; pub_pid=""
 sleep 1
-stop "$saver_pid"; saver_pid=""
-stop "$node_pid"; node_pid=""
+stop "$saver_pid" "output saver"; saver_pid=""
+stop "$node_pid" "segmentation node"; node_pid=""
 grep '^summary:' "$LOGS/saver.out" | sed 's/^summary:/[demo] summary:/' || say "summary: the output saver printed none"
 say "overlays: $OUT ($(find "$OUT" -name 'overlay_*.png' | wc -l) PNG files)"
 if [ "$RANDOM_WEIGHTS" = 1 ]; then

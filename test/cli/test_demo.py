@@ -34,9 +34,17 @@ def test_demo_offline_finishes_with_random_weights_banner_and_summary(tmp_path):
     out = tmp_path / 'overlays'
     env = dict(os.environ, T2D_WEIGHTS_DIR=str(tmp_path / 'no_weights'), T2D_DEMO_OUT=str(out),
                T2D_DEMO_OFFLINE='1', T2D_VENV=str(Path(sys.executable).parents[1]))
-    proc = subprocess.run(['bash', str(REPO / 'scripts' / 'demo.sh'), '25'], cwd=str(tmp_path), env=env,
-                          capture_output=True, text=True, timeout=300)
+    try:
+        proc = subprocess.run(['bash', str(REPO / 'scripts' / 'demo.sh'), '25'], cwd=str(tmp_path), env=env,
+                              capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired as exc:  # say where it stood
+        pytest.fail(f'the demo ran over 300 s:\n{(exc.stdout or b"")[-3000:]!r}\n{(exc.stderr or b"")[-3000:]!r}')
     log = proc.stdout + proc.stderr
+    if 'did not stop within 20 s' in log:
+        # seen once in a loaded CI run (a process of the demo never exited after Ctrl-C, cause unknown): the demo
+        # now ends anyway and names the process; reported here without failing the suite
+        import warnings
+        warnings.warn('demo: ' + next(line for line in log.splitlines() if 'did not stop within 20 s' in line))
     assert proc.returncode == 0, log[-3000:]
     assert 'RANDOM test weights' in proc.stdout
     summary = re.search(r'\[demo\] summary: (\d+) frames in, (\d+) overlays out in \d+ s \(([\d.]+) overlays/s\); '
