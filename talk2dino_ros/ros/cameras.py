@@ -104,28 +104,37 @@ def derive_camera_names(topics: Sequence[str]) -> List[str]:
     return out
 
 
-def merge_repeated_topics(topics: Sequence[str], resolve: Optional[Resolver] = None,
-                          ) -> Tuple[List[int], List[str]]:
-    """(indices of the entries to keep, one line per repeat): a topic listed twice, as written or as ROS
-    resolves it (``front/image`` and ``/front/image`` in the root namespace), is one camera, kept at its
-    first entry. Names that do not resolve are kept for :func:`configure_cameras` to refuse."""
+def _repeats(topics: Sequence[str], fulls: Sequence[Optional[str]]) -> Tuple[List[int], List[str]]:
+    """(indices of the first entry of each topic, how each repeat is written): ``fulls[i]`` is what entry
+    ``i`` is compared as (None: never a repeat)."""
     first: dict = {}
     kept: List[int] = []
     repeats: List[str] = []
-    for index, topic in enumerate(str(t).strip() for t in topics):
-        try:
-            full = (resolve or check_topic_syntax)(topic) if topic else topic
-        except Exception:  # invalid: configure_cameras names the entry and the reason
-            full = None
+    for index, (topic, full) in enumerate(zip(topics, fulls)):
         if full is not None and full in first:
             earlier = topics[first[full]]
-            same = f'{earlier!r} and {topic!r} are both {full!r}' if str(earlier).strip() != topic else repr(topic)
-            repeats.append(f'image_topics lists one camera twice ({same}): one camera, at its first entry')
+            repeats.append(f'{earlier!r} and {topic!r} are both {full!r}' if earlier != topic else repr(topic))
             continue
         if full is not None:
             first[full] = index
         kept.append(index)
     return kept, repeats
+
+
+def merge_repeated_topics(topics: Sequence[str], resolve: Optional[Resolver] = None,
+                          ) -> Tuple[List[int], List[str]]:
+    """(indices of the entries to keep, one line per repeat): a topic listed twice, as written or as ROS
+    resolves it (``front/image`` and ``/front/image`` in the root namespace), is one camera, kept at its
+    first entry. Names that do not resolve are kept for :func:`configure_cameras` to refuse."""
+    stripped = [str(t).strip() for t in topics]
+    fulls: List[Optional[str]] = []
+    for topic in stripped:
+        try:
+            fulls.append((resolve or check_topic_syntax)(topic) if topic else topic)
+        except Exception:  # invalid: configure_cameras names the entry and the reason
+            fulls.append(None)
+    kept, repeats = _repeats(stripped, fulls)
+    return kept, [f'image_topics lists one camera twice ({same}): one camera, at its first entry' for same in repeats]
 
 
 def configure_cameras(image_topics: Optional[Sequence[str]], camera_names: Optional[Sequence[str]],
@@ -146,12 +155,9 @@ def configure_cameras(image_topics: Optional[Sequence[str]], camera_names: Optio
     if any(not t for t in topics):
         raise CameraConfigError('image_topics has an empty topic name')
     resolved = [_resolve(t, resolve, f'image_topics entry {t!r}') for t in topics]
-    first = {}
-    for topic, full in zip(topics, resolved if resolve is not None else topics):
-        if full in first:
-            same = f'{first[full]!r} and {topic!r} are both {full!r}' if first[full] != topic else repr(topic)
-            raise CameraConfigError(f'image_topics repeats a topic: {same}')
-        first[full] = topic
+    _, repeats = _repeats(topics, resolved if resolve is not None else topics)
+    if repeats:
+        raise CameraConfigError(f'image_topics repeats a topic: {repeats[0]}')
     if names:
         if len(names) != len(topics):
             raise CameraConfigError(f'camera_names has {len(names)} names for {len(topics)} image_topics')
