@@ -102,12 +102,6 @@ def read_rss_parts_kb(pid: int) -> Optional[Dict[str, int]]:
     return parts if 'VmRSS' in parts else None
 
 
-def read_rss_kb(pid: int) -> Optional[int]:
-    """VmRSS of a process in kB (None once it is gone)."""
-    parts = read_rss_parts_kb(pid)
-    return None if parts is None else parts['VmRSS']
-
-
 def rss_summary(samples: List[Tuple[float, int]], warmup_s: float,
                 parts: Optional[List[Tuple[float, Dict[str, int]]]] = None) -> Dict[str, Any]:
     """RSS statistics of the node after its warm-up.

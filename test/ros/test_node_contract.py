@@ -37,7 +37,7 @@ def test_node_publishers_are_the_table(make_node):
         durability = infos[0].qos_profile.durability
         assert (durability == DurabilityPolicy.TRANSIENT_LOCAL) == (spec.cadence == 'latched'), topic
     # the graph does not carry the history depth: read it from the node's own publishers
-    pubs = next(iter(node._outputs.values())).pubs
+    pubs = node.outputs_for().pubs
     for spec in expected.values():
         if spec.name in pubs:
             assert pubs[spec.name].qos_profile.depth == QOS[spec.qos].depth, spec.name  # masks: 1, bounded memory
