@@ -344,10 +344,6 @@ class Soak:
                 self.fault('stale_legend', f'{key}: computed with {list(names)[:3]}..., not the vocabulary '
                                            'acknowledged before the frame was sent')
 
-    def legends_still_missing(self) -> set:
-        """Vocabulary versions of checked frames whose ``~/class_info`` has not arrived (yet)."""
-        return {v for _, v, _ in self.frame_versions} - {v for _, v, _ in self.legends}
-
     def final_checks(self) -> None:
         """After the run: every frame's version has its legend; labels without masks get the weak check."""
         legends = {}
@@ -360,12 +356,9 @@ class Soak:
             elif legend != ('background',) + names:
                 self.fault('stale_legend', f'{key}: ~/class_info v{version} lists {list(legend)[:4]}, '
                                            f'the frame {list(names)[:3]}')
-        # frames whose masks never came (none before the masks subscription matched; ~/masks keeps only the
-        # newest for a reader that lags, mostly the large 1,000-class ones): such a frame was computed with a
-        # vocabulary at least as new as the newest legend out before it was sent, whose legend was published
-        # before its labels (received up to 1 s after them here: cross-topic delivery order is not
-        # guaranteed). Its label range must fit one of those legends. (A window of the last 3 legends by
-        # arrival missed the 1,000-class one when two more changes came within that second.)
+        # frames whose masks never came (~/masks keeps only the newest for a reader that lags): computed with a
+        # vocabulary at least as new as the newest legend out before the frame was sent, whose legend came out
+        # before the labels (received up to 1 s after them: no cross-topic order); the labels must fit one
         for key, (received, encoding, labels) in self.pending_labels.items():
             self.counts['checked_without_masks'] += 1
             min_version = self.sent_constraints.get(key, (0, -1))[0]
@@ -551,6 +544,11 @@ def _rss_parts_line(rss: Dict[str, Any]) -> List[str]:
         f'{name} {a} -> {b}' for name, a, b in zip(rss['parts_fields'], first[1:], last[1:]))]
 
 
+def legends_still_missing(soak: Soak) -> set:
+    """Vocabulary versions of checked frames whose ``~/class_info`` has not arrived (yet)."""
+    return {v for _, v, _ in soak.frame_versions} - {v for _, v, _ in soak.legends}
+
+
 def format_summary(s: Dict[str, Any]) -> str:
     lat = s['latency_ms']
     rss = s['rss']
@@ -661,10 +659,10 @@ def run(args) -> Dict[str, Any]:
             # a legend lost on the wire under load is resent after the writer's next heartbeat (Fast DDS: every
             # 3 s), possibly after the frames computed with it: wait for the legends those frames name, bounded
             legend_end = time.monotonic() + LEGEND_REPAIR_S
-            missing = len(soak.legends_still_missing())
-            while soak.legends_still_missing() and time.monotonic() < legend_end and proc.poll() is None:
+            missing = len(legends_still_missing(soak))
+            while legends_still_missing(soak) and time.monotonic() < legend_end and proc.poll() is None:
                 executor.spin_once(timeout_sec=0.05)
-            soak.counts['legends_after_run'] = missing - len(soak.legends_still_missing())
+            soak.counts['legends_after_run'] = missing - len(legends_still_missing(soak))
             rss_timer.cancel()
             alive = proc.poll() is None
             duration = time.monotonic() - soak.t0
