@@ -79,3 +79,68 @@ class Probe(Node):
         raise AssertionError(f'no {topic} for frame {msg.header.stamp}')
 
 
+
+
+class Repeating:
+    """Calls ``step()`` ``rate`` times a second from a thread while inside ``with`` (e.g. a camera stream)."""
+
+    def __init__(self, step, rate):
+        self._step, self._period = step, 1.0 / rate
+        self._stop = _threading.Event()
+        self._thread = _threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self._step()
+            time.sleep(self._period)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+class SpunNode:
+    """A node spun by its own executor thread, so that a stalled node under test cannot stall it.
+
+    ``context=None`` gives it a context of its own (its own DDS participant, as another process has), shut
+    down by :meth:`close`. ``start=False`` leaves the spinning to :meth:`start`.
+    """
+
+    def __init__(self, name, context=None, start=True):
+        import rclpy
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+
+        self._own_context = context is None
+        if self._own_context:
+            context = Context()
+            rclpy.init(context=context)
+        self.context = context
+        self.node = Node(name, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
+        self.executor.add_node(self.node)
+        self.thread = _threading.Thread(target=self._spin, daemon=True)
+        if start:
+            self.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except Exception:
+            pass
+
+    def start(self):
+        self.thread.start()
+
+    def close(self):
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=1.0)
+        self.thread.join(timeout=5.0)
+        self.node.destroy_node()
+        if self._own_context:
+            rclpy.try_shutdown(context=self.context)

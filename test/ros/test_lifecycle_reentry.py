@@ -11,7 +11,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
-from helpers.ros import NODE, wait_for
+from helpers.ros import NODE, Repeating, SpunNode, wait_for
 from helpers.segmenters import FakeFactory
 from talk2dino_ros.msg import ClassInfo
 from talk2dino_ros.ros.image_conversion import numpy_to_image
@@ -31,62 +31,19 @@ def legend_counts(msgs):
     return collections.Counter(m.vocabulary_version for m in msgs)
 
 
-class Stream:
-    """Frames at 30 Hz on ``publisher`` from a thread until stopped."""
+class Stream(Repeating):
+    """Frames at 30 Hz on ``publisher`` from a thread while inside ``with``."""
 
     def __init__(self, publisher, rate=30.0):
-        self.publisher, self.period = publisher, 1.0 / rate
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.publisher, self.stamp = publisher, 0
+        self.rgb = np.full((6, 8, 3), 200, np.uint8)
+        super().__init__(self._send, rate)
 
-    def _run(self):
-        rgb = np.full((6, 8, 3), 200, np.uint8)
-        stamp = 0
-        while not self.stop.is_set():
-            stamp += 1
-            header = Header(frame_id='camera')
-            header.stamp.sec = stamp
-            self.publisher.publish(numpy_to_image(rgb, 'rgb8', header))
-            time.sleep(self.period)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-
-class OwnParticipant:
-    """A node in its own rclpy context (its own DDS participant, as another process has), on its own thread."""
-
-    def __init__(self, name):
-        import rclpy
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.node import Node
-        self.context = Context()
-        rclpy.init(context=self.context)
-        self.node = Node(name, context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:
-            pass
-
-    def start(self):
-        self.thread.start()
-
-    def close(self):
-        import rclpy
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+    def _send(self):
+        self.stamp += 1
+        header = Header(frame_id='camera')
+        header.stamp.sec = self.stamp
+        self.publisher.publish(numpy_to_image(self.rgb, 'rgb8', header))
 
 
 def test_deactivate_during_a_long_frame_is_bounded_and_the_next_activate_runs_one_worker(make_lifecycle):
@@ -146,7 +103,7 @@ def test_cycles_under_a_30_hz_stream_leave_one_worker_one_legend_per_change_and_
     node, _, factory = make_lifecycle(factory=FakeFactory(delay=0.02))
     # camera, readers and the lifecycle manager in their own participant, as other processes are; the
     # transitions go through ~/change_state, so they run on the node's executor as a manager's do
-    side = OwnParticipant('manager_camera_readers')
+    side = SpunNode('manager_camera_readers', start=False)
     legends, labels = [], []
     side.node.create_subscription(ClassInfo, NODE + '/class_info', legends.append, legend_qos(200))
     side.node.create_subscription(Image, NODE + '/labels', labels.append, output_qos(depth=50))

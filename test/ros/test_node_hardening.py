@@ -15,7 +15,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from helpers.ros import NODE, wait_for
+from helpers.ros import NODE, SpunNode, wait_for
 
 from helpers.segmenters import FakeFactory
 from talk2dino_ros.ros.image_conversion import numpy_to_image
@@ -28,29 +28,6 @@ def scene(h, w):
     rgb = np.full((h, w, 3), 200, np.uint8)
     rgb[:, : w // 3, 0] = 0
     return rgb
-
-
-class ExecutorThread:
-    """A node spun in its own executor thread (so that a stalled node cannot stall the measurement)."""
-
-    def __init__(self, context, name):
-        from rclpy.executors import SingleThreadedExecutor
-        self.node = Node(name, context=context)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.thread = threading.Thread(target=self._spin, daemon=True)
-        self.thread.start()
-
-    def _spin(self):
-        try:
-            self.executor.spin()
-        except Exception:
-            pass
-
-    def close(self):
-        self.executor.shutdown(timeout_sec=1.0)
-        self.thread.join(timeout=5.0)
-        self.node.destroy_node()
 
 
 def _get_latency(client, name='mode', timeout=10.0):
@@ -92,7 +69,7 @@ def test_parameter_get_answers_fast_during_a_long_frame_and_a_1000_name_change(m
     node, probe, _ = make_node(params={'weights_dir': weights_dir, 'allow_random_weights': True, 'device': 'cpu',
                                        'mode': 'whole', 'resolution': 1024},
                                factory=default_segmenter_factory, vocabulary=['sky', 'road'])
-    side = ExecutorThread(ros_context, 'param_getter')
+    side = SpunNode('param_getter', ros_context)
     try:
         client = AsyncParameterClient(side.node, NODE)
         assert client.wait_for_services(timeout_sec=10.0)
@@ -251,7 +228,7 @@ def test_silent_input_explains_topic_publishers_qos_and_existing_image_topics(ma
     probe.listen('/diagnostics', DiagnosticArray, QoSProfile(depth=50))
     # a best-effort camera on the node's input (incompatible with a reliable subscription) and a camera
     # on another topic
-    cams = ExecutorThread(ros_context, 'cameras')
+    cams = SpunNode('cameras', ros_context)
     try:
         cams.node.create_publisher(Image, '/image', QoSProfile(depth=5, reliability=ReliabilityPolicy.BEST_EFFORT))
         cams.node.create_publisher(Image, '/camera/image_raw', QoSProfile(depth=5))

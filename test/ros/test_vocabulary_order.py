@@ -10,7 +10,7 @@ from rclpy.parameter_client import AsyncParameterClient
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from helpers.ros import NODE, wait_for
+from helpers.ros import NODE, Repeating, wait_for
 from helpers.segmenters import FakeFactory
 from talk2dino_ros.msg import ClassInfo, ClassMasks
 from talk2dino_ros.ros.image_conversion import numpy_to_image
@@ -25,7 +25,7 @@ def vocab(path, i):
     return [f'{path} {i}', f'thing {i % 3}']
 
 
-class Stream:
+class Stream(Repeating):
     """Frames at 30 Hz from a thread; records, per frame, the newest legend the probe had when it was sent."""
 
     def __init__(self, probe):
@@ -33,10 +33,10 @@ class Stream:
         self.legends = []              # (received monotonic, version, names)
         self.sent = {}                 # stamp -> newest legend version received before sending
         self.lock = threading.Lock()
-        self.stop = threading.Event()
+        self.rgb = np.full((6, 8, 3), 200, np.uint8)
         probe.create_subscription(ClassInfo, NODE + '/class_info', self._on_legend, legend_qos(200))
         probe.listen(NODE + '/masks', ClassMasks, output_qos(depth=200))
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__(self._send, RATE_HZ)
 
     def _on_legend(self, msg):
         with self.lock:
@@ -46,21 +46,10 @@ class Stream:
         with self.lock:
             return max((v for _, v, _ in self.legends), default=0)
 
-    def _run(self):
-        rgb = np.full((6, 8, 3), 200, np.uint8)
-        while not self.stop.is_set():
-            header = self.probe.next_header()
-            self.sent[(header.stamp.sec, header.stamp.nanosec)] = self.newest()
-            self.probe.image_pub.publish(numpy_to_image(rgb, 'rgb8', header))
-            time.sleep(1.0 / RATE_HZ)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
+    def _send(self):
+        header = self.probe.next_header()
+        self.sent[(header.stamp.sec, header.stamp.nanosec)] = self.newest()
+        self.probe.image_pub.publish(numpy_to_image(self.rgb, 'rgb8', header))
 
     def check_frames(self):
         """Every frame's masks carry a legend at least as new as the newest one published before it was sent,
